@@ -1,0 +1,1 @@
+"""Pure compute: numpy and torch only. Never imports napari, Qt or magicgui."""

@@ -1,0 +1,142 @@
+"""Model files: everything needed to predict, loadable without running code.
+
+A model file is a ``torch.save`` of plain containers (dicts, lists, strings, numbers)
+and tensors, read back with ``torch.load(..., weights_only=True)``, which refuses any
+pickled Python object: a model file from a stranger cannot execute code.
+
+Contents: ``format``, ``format_version``, ``spec`` (ModelSpec dict), ``class_values``,
+``class_names``, ``label_mode``, ``normalization``, ``train_config``, ``history``,
+``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
+separate ``resume.pt`` in the run folder so that shared model files stay small.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from napari_unetseg.core.config import ModelSpec
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.io import atomic_write
+from napari_unetseg.core.models import build_model
+from napari_unetseg.core.models.blocks import SegmentationModel
+from napari_unetseg.core.normalization import Normalization
+
+FORMAT = "napari-unetseg-model"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A network with the recipe that produced it."""
+
+    model: SegmentationModel
+    spec: ModelSpec
+    class_values: tuple[int, ...]
+    normalization: Normalization
+    label_mode: str = "sparse"
+    class_names: tuple[str, ...] = ()
+    train_config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        """The plain-data dict that goes into a model file."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "class_values": list(self.class_values),
+            "class_names": list(self.class_names),
+            "label_mode": self.label_mode,
+            "normalization": self.normalization.to_dict(),
+            "train_config": dict(self.train_config),
+            "history": list(self.history),
+            "step": int(self.step),
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        }
+
+
+def save_torch_atomic(payload: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, fsync, rename: never a half-written file."""
+    return atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def save_model(loaded: LoadedModel, path: str | Path) -> Path:
+    """Write a model file atomically."""
+    return save_torch_atomic(loaded.to_payload(), path)
+
+
+def load_torch_safely(path: str | Path) -> dict[str, Any]:
+    """Load a torch file with ``weights_only=True``; clear errors for bad files."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "model.pt"
+        if not candidate.is_file():
+            raise UserInputError(f"{path} is a folder without a model.pt: give a model file")
+        path = candidate
+    if not path.is_file():
+        raise UserInputError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserInputError(
+            f"refusing to load {path}: it holds Python objects that could run code "
+            "(only plain data and tensors are accepted)"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt, not a torch file
+        raise UserInputError(f"{path} is not a readable model file ({type(exc).__name__})") from exc
+    if not isinstance(payload, dict):
+        raise UserInputError(f"{path} is not a napari-unetseg model file")
+    return payload
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load a model file into a :class:`LoadedModel` on ``device`` in eval mode."""
+    payload = load_torch_safely(path)
+    if payload.get("format") != FORMAT:
+        raise UserInputError(f"{path} is not a napari-unetseg model file")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserInputError(
+            f"{path} has model format version {version}; this napari-unetseg reads up to "
+            f"{FORMAT_VERSION}: upgrade napari-unetseg"
+        )
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+        model = build_model(spec)
+        model.load_state_dict(payload["state_dict"])
+        loaded = LoadedModel(
+            model=model.to(device).eval(),
+            spec=spec,
+            class_values=tuple(int(v) for v in payload["class_values"]),
+            normalization=Normalization.from_dict(payload["normalization"]),
+            label_mode=str(payload.get("label_mode", "sparse")),
+            class_names=tuple(payload.get("class_names", ())),
+            train_config=dict(payload.get("train_config", {})),
+            history=list(payload.get("history", [])),
+            step=int(payload.get("step", 0)),
+        )
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise UserInputError(f"{path} is a damaged model file: {exc}") from exc
+    if len(loaded.class_values) != spec.num_classes:
+        raise UserInputError(f"{path} is a damaged model file: class values do not match the head")
+    return loaded
+
+
+def load_matching_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Copy the weights whose names and shapes match; return the names left as initialised.
+
+    Used to fine-tune from a model file with a different number of classes or input
+    channels: everything but the mismatching layers (the heads) is reused.
+    """
+    own = model.state_dict()
+    skipped = [k for k, v in own.items() if k not in state_dict or state_dict[k].shape != v.shape]
+    model.load_state_dict(
+        {k: v for k, v in state_dict.items() if k in own and k not in skipped}, strict=False
+    )
+    return skipped

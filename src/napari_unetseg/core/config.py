@@ -1,0 +1,186 @@
+"""Frozen, validated configuration objects shared by the CLI and the GUI.
+
+Each config checks itself in ``__post_init__`` and raises :class:`UserInputError`
+with a message that names the bad field and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from napari_unetseg.core.device import DEVICES, PRECISIONS
+from napari_unetseg.core.errors import UserInputError
+
+T = TypeVar("T")
+
+NORMS = ("batch", "instance", "group", "none")
+UPSAMPLES = ("bilinear", "transpose")
+LABEL_MODES = ("sparse", "dense")
+BLENDINGS = ("gaussian", "constant")
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise UserInputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _check_positive(name: str, value: Any, minimum: float = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise UserInputError(f"{name} must be a number >= {minimum}, got {value!r}")
+
+
+class _ConfigMixin:
+    """``to_dict`` / ``from_dict`` / ``replace`` for the dataclasses below."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserInputError(
+                f"unknown {cls.__name__} option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**data)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class ModelSpec(_ConfigMixin):
+    """Everything needed to rebuild a network.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"unet"`` or ``"unetplusplus"``.
+    in_channels, num_classes : int
+        Input channels and output classes.
+    depth : int
+        Number of down-sampling steps (the input is padded to a multiple of ``2**depth``).
+    base_channels : int
+        Width of the first level; each level doubles it.
+    norm : str
+        ``batch``, ``instance``, ``group`` or ``none``.
+    upsample : str
+        ``bilinear`` (+1x1 conv) or ``transpose`` (learned 2x2 transposed conv).
+    deep_supervision : bool
+        UNet++ only: train a 1x1 head on every nested decoder node ``X(0,j)``.
+    head : int or None
+        UNet++ only: predict from head ``L1..L{depth}`` with the deeper part pruned
+        away; ``None`` uses the last head.
+    """
+
+    name: str = "unet"
+    in_channels: int = 1
+    num_classes: int = 2
+    depth: int = 4
+    base_channels: int = 32
+    norm: str = "batch"
+    upsample: str = "bilinear"
+    deep_supervision: bool = True
+    head: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive("in_channels", self.in_channels)
+        _check_positive("num_classes", self.num_classes, 2)
+        _check_positive("depth", self.depth)
+        if self.depth > 6:
+            raise UserInputError(f"depth must be between 1 and 6, got {self.depth}")
+        _check_positive("base_channels", self.base_channels, 2)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("upsample", self.upsample, UPSAMPLES)
+        if self.head is not None and not (1 <= self.head <= self.depth):
+            raise UserInputError(f"head must be between 1 and depth={self.depth}, got {self.head}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_ConfigMixin):
+    """How to train.
+
+    ``label_mode='sparse'``: label 0 means "not painted" and is ignored; the classes
+    are the painted values. ``'dense'``: 0 is a real class (background).
+    """
+
+    label_mode: str = "sparse"
+    steps: int = 500
+    patch_size: int = 128
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    steps_per_epoch: int = 50
+    validation_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    augment: bool = True
+    dice_weight: float = 1.0
+    class_balance: bool = True
+    labelled_sampling: float = 0.9
+    percentile_low: float = 1.0
+    percentile_high: float = 99.8
+
+    def __post_init__(self) -> None:
+        _check_choice("label_mode", self.label_mode, LABEL_MODES)
+        _check_positive("steps", self.steps)
+        _check_positive("patch_size", self.patch_size, 16)
+        _check_positive("batch_size", self.batch_size)
+        _check_positive("learning_rate", self.learning_rate, 1e-12)
+        _check_positive("steps_per_epoch", self.steps_per_epoch)
+        if not 0 <= self.validation_fraction < 1:
+            raise UserInputError("validation_fraction must be in [0, 1)")
+        if not 0 <= self.labelled_sampling <= 1:
+            raise UserInputError("labelled_sampling must be in [0, 1]")
+        if not 0 <= self.percentile_low < self.percentile_high <= 100:
+            raise UserInputError("need 0 <= percentile_low < percentile_high <= 100")
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+
+@dataclass(frozen=True)
+class PredictConfig(_ConfigMixin):
+    """How to predict: overlap-tile with mirror padding and weighted blending."""
+
+    tile_size: int = 256
+    overlap: float = 0.25
+    batch_size: int = 4
+    blending: str = "gaussian"
+    tta: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_positive("tile_size", self.tile_size, 16)
+        if not 0 <= self.overlap < 1:
+            raise UserInputError(f"overlap must be in [0, 1), got {self.overlap}")
+        _check_positive("batch_size", self.batch_size)
+        _check_choice("blending", self.blending, BLENDINGS)
+        _check_choice("device", self.device, DEVICES)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict (sections ``model``, ``train``, ``predict``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"config file {path} does not exist or is not a file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise UserInputError(f"config file {path} is not valid {path.suffix or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserInputError(f"config file {path} must hold a mapping of sections")
+    return data

@@ -1,0 +1,189 @@
+"""Training data: label encoding and patch sampling on the training device.
+
+Label encoding
+    ``sparse``: value 0 means "not painted" and is ignored; the classes are the painted
+    values. ``dense``: 0 is a class like any other. Internally class ``k`` is the
+    ``k``-th entry of ``class_values`` and ignored pixels are ``-1``; predictions are
+    mapped back through ``class_values``, so they come out in the annotation numbering.
+
+Patch sampling
+    Most patches are centred (with jitter) on a labelled pixel of a class drawn
+    uniformly, so thin strokes of a rare class are seen as often as large areas of a
+    common one; the rest are centred anywhere in a labelled slice for context. Slices are
+    mirror-padded once and kept on the device; a batch is a handful of tensor slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from napari_unetseg.core.errors import UserInputError
+
+IGNORE = -1
+_MAX_COORDS_PER_CLASS = 2_000_000
+
+
+def check_label_array(labels: np.ndarray, name: str = "labels") -> None:
+    """Labels must be integers (or floats holding whole numbers) and non-negative."""
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
+            raise UserInputError(
+                f"{name} hold fractional or non-finite values: label images must be integers"
+            )
+    elif labels.dtype.kind not in "iub":
+        raise UserInputError(f"{name} have dtype {labels.dtype}: label images must be integers")
+    if labels.size and labels.min() < 0:
+        raise UserInputError(f"{name} hold negative values: label values must be >= 0")
+
+
+def find_class_values(
+    label_stacks: Sequence[np.ndarray], mode: str, known: Sequence[int] = ()
+) -> tuple[int, ...]:
+    """The sorted class values of the annotations (plus ``known`` ones from a model)."""
+    values: set[int] = {int(v) for v in known}
+    painted = 0
+    for labels in label_stacks:
+        check_label_array(labels)
+        uniques, counts = np.unique(labels, return_counts=True)
+        for value, count in zip(uniques.tolist(), counts.tolist()):
+            if mode == "sparse" and value == 0:
+                continue
+            values.add(int(value))
+            painted += count
+    if painted == 0:
+        raise UserInputError("no painted pixels: paint a few strokes of each class (label 0 means unpainted)")
+    if len(values) < 2:
+        only = next(iter(values))
+        hint = " (in sparse mode 0 is 'unpainted'; use dense mode if 0 is background)"
+        raise UserInputError(
+            f"only one class ({only}) is labelled: paint at least two classes, e.g. "
+            f"background and object{hint if mode == 'sparse' else ''}"
+        )
+    return tuple(sorted(values))
+
+
+def encode_labels(labels: np.ndarray, class_values: Sequence[int], mode: str) -> np.ndarray:
+    """Map label values to class indices ``0..K-1``; unpainted/unknown -> ``-1``."""
+    lut_size = max(int(labels.max(initial=0)), max(class_values)) + 1
+    lut = np.full(lut_size, IGNORE, dtype=np.int64)
+    for index, value in enumerate(class_values):
+        lut[value] = index
+    if mode == "sparse":
+        lut[0] = IGNORE
+    return lut[labels.astype(np.int64)]
+
+
+class PatchSampler:
+    """Draw augmented-ready training batches from labelled slices, on ``device``.
+
+    Parameters
+    ----------
+    images : list of (C, Y, X) float32 arrays
+        Normalised slices.
+    targets : list of (Y, X) int64 arrays
+        Encoded labels (``-1`` = ignore).
+    patch_size : int
+        Side of the square patches.
+    num_classes : int
+        Number of classes ``K``.
+    labelled_fraction : float
+        Share of patches centred on a labelled pixel (class-balanced).
+    device : torch.device
+    generator : torch.Generator
+        CPU generator: all random choices come from it (reproducible).
+    """
+
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        targets: list[np.ndarray],
+        patch_size: int,
+        num_classes: int,
+        labelled_fraction: float,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        if not images:
+            raise UserInputError("no labelled slices to train on")
+        self.patch = patch_size
+        self.pad = patch_size // 2 + patch_size // 4
+        self.labelled_fraction = labelled_fraction
+        self.generator = generator
+        self.images = [self._pad(img, "reflect").to(device) for img in images]
+        self.targets = [self._pad(t[None], "constant")[0].to(device) for t in targets]
+        self.sizes = torch.tensor([t.shape for t in targets], dtype=torch.int64)
+        self.class_coords = self._class_coordinates(targets, num_classes)
+        self.present = [k for k, c in enumerate(self.class_coords) if len(c)]
+
+    def _pad(self, array: np.ndarray, mode: str) -> torch.Tensor:
+        width = ((0, 0), (self.pad, self.pad), (self.pad, self.pad))
+        if mode == "reflect":
+            return torch.from_numpy(np.pad(array, width, mode="reflect").astype(np.float32))
+        return torch.from_numpy(np.pad(array, width, mode="constant", constant_values=IGNORE))
+
+    def _class_coordinates(self, targets: list[np.ndarray], num_classes: int) -> list[torch.Tensor]:
+        per_class: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
+        for index, target in enumerate(targets):
+            ys, xs = np.nonzero(target >= 0)
+            classes = target[ys, xs]
+            for k in range(num_classes):
+                sel = classes == k
+                if sel.any():
+                    per_class[k].append(np.stack([np.full(sel.sum(), index), ys[sel], xs[sel]], 1))
+        out = []
+        for k, parts in enumerate(per_class):
+            coords = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+            if len(coords) > _MAX_COORDS_PER_CLASS:
+                rng = np.random.default_rng(k)
+                coords = coords[rng.choice(len(coords), _MAX_COORDS_PER_CLASS, replace=False)]
+            out.append(torch.from_numpy(coords.astype(np.int64)))
+        return out
+
+    def _centres(self, batch_size: int) -> torch.Tensor:
+        g = self.generator
+        centres = torch.empty((batch_size, 3), dtype=torch.int64)
+        labelled = torch.rand(batch_size, generator=g) < self.labelled_fraction
+        for b in range(batch_size):
+            if labelled[b]:
+                k = self.present[int(torch.randint(len(self.present), (1,), generator=g))]
+                coords = self.class_coords[k]
+                centres[b] = coords[int(torch.randint(len(coords), (1,), generator=g))]
+            else:
+                index = int(torch.randint(len(self.images), (1,), generator=g))
+                h, w = self.sizes[index].tolist()
+                y = int(torch.randint(h, (1,), generator=g))
+                x = int(torch.randint(w, (1,), generator=g))
+                centres[b] = torch.tensor([index, y, x])
+        jitter = torch.randint(-self.patch // 4, self.patch // 4 + 1, (batch_size, 2), generator=g)
+        centres[:, 1:] += jitter
+        return centres
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch ``(B, C, P, P)`` float images and ``(B, P, P)`` int64 targets."""
+        images, targets = [], []
+        for index, y, x in self._centres(batch_size).tolist():
+            h, w = self.sizes[index].tolist()
+            top = min(max(y + self.pad - self.patch // 2, 0), h + 2 * self.pad - self.patch)
+            left = min(max(x + self.pad - self.patch // 2, 0), w + 2 * self.pad - self.patch)
+            images.append(self.images[index][:, top : top + self.patch, left : left + self.patch])
+            targets.append(self.targets[index][top : top + self.patch, left : left + self.patch])
+        return torch.stack(images), torch.stack(targets)
+
+
+def class_weights(targets: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """Median-frequency class weights over labelled pixels (Eigen & Fergus 2015).
+
+    Classes with fewer labelled pixels weigh more; a class absent from the labels gets 1.
+    """
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for target in targets:
+        valid = target[target >= 0]
+        counts += np.bincount(valid, minlength=num_classes)[:num_classes]
+    freq = counts / max(counts.sum(), 1)
+    present = freq > 0
+    weights = np.ones(num_classes)
+    weights[present] = np.median(freq[present]) / freq[present]
+    return weights.astype(np.float32)

@@ -1,0 +1,63 @@
+"""Events yielded by the long-running generators (training, prediction).
+
+A GUI runs the generator in a worker thread and reacts to each event in the main
+thread; the CLI turns them into progress bars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One optimisation step finished."""
+
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    """An epoch (``steps_per_epoch`` steps) finished and the model file was written."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    validation: dict[str, float] | None
+    model_path: Path | None
+
+
+@dataclass(frozen=True)
+class PreviewEvent:
+    """The current model's prediction of the preview image, in annotation numbering."""
+
+    step: int
+    labels: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """Progress of a prediction: tiles done out of the total, and the slice being worked on."""
+
+    done: int
+    total: int
+    slice_index: int
+
+
+def run_generator(gen: Generator, on_event: Callable | None = None):
+    """Exhaust a generator, passing each yielded event to ``on_event``; return its value."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)

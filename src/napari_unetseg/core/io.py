@@ -1,0 +1,241 @@
+"""Reading and writing image stacks, and their axes.
+
+Internally every image is a stack of 2D slices ``(N, C, Y, X)`` and every label image
+``(N, Y, X)``: all axes other than channel, Y and X (time, z, ...) are flattened into
+``N`` and restored on output. Axes come from file metadata when present (OME-TIFF,
+ImageJ hyperstacks), can be given explicitly (``"ZYX"``, ``"TCYX"``, ``"YXC"``, ...),
+and are guessed from the shape otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_unetseg.core.errors import UserInputError
+
+AXES_LETTERS = "TZCYX"
+_TIFF_ALIASES = {"S": "C", "Q": "Z", "I": "Z", "R": "Z", "E": "Z", "H": "Z", "P": "Z", "A": "Z"}
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """How a file's array maps onto the internal ``(N, C, Y, X)`` stack."""
+
+    axes: str
+    shape: tuple[int, ...]
+
+    @property
+    def stack_axes(self) -> str:
+        return "".join(a for a in self.axes if a not in "CYX")
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return tuple(s for a, s in zip(self.axes, self.shape) if a not in "CYX")
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.axes.index("C")] if "C" in self.axes else 1
+
+    def label_axes(self) -> str:
+        """Axes of a label image for this stack (no channel axis)."""
+        return self.axes.replace("C", "")
+
+
+def validate_axes(axes: str, ndim: int) -> str:
+    """Check an axes string against an array's dimensionality and return it upper-cased."""
+    axes = axes.upper()
+    bad = sorted(set(axes) - set(AXES_LETTERS))
+    if bad:
+        raise UserInputError(f"axes {axes!r} has unknown letter(s) {''.join(bad)}: use only {AXES_LETTERS}")
+    if len(set(axes)) != len(axes):
+        raise UserInputError(f"axes {axes!r} repeats a letter")
+    if len(axes) != ndim:
+        raise UserInputError(f"axes {axes!r} has {len(axes)} letters but the image has {ndim} dimensions")
+    if "Y" not in axes or "X" not in axes:
+        raise UserInputError(f"axes {axes!r} must contain Y and X")
+    return axes
+
+
+def guess_axes(shape: tuple[int, ...], channels_allowed: bool = True) -> str:
+    """Guess axes from a shape: small trailing or leading dimensions are channels."""
+    ndim = len(shape)
+    if ndim == 2:
+        return "YX"
+    if ndim == 3:
+        if channels_allowed and shape[-1] <= 4 and min(shape[:2]) > 4:
+            return "YXC"
+        return "ZYX"
+    if ndim == 4:
+        if channels_allowed and shape[-1] <= 4:
+            return "ZYXC"
+        if channels_allowed and shape[1] <= 4:
+            return "ZCYX"
+        return "TZYX"
+    if ndim == 5:
+        return "TZCYX" if channels_allowed else "TZYX"  # pragma: no cover - unusual
+    raise UserInputError(
+        f"cannot handle a {ndim}-D image of shape {shape}: give 2 to 5 dimensions and --axes"
+    )
+
+
+def _normalise_tiff_axes(axes: str, shape: tuple[int, ...]) -> str | None:
+    """Map tifffile's axes codes onto TZCYX; ``None`` when they carry no information."""
+    mapped = "".join(_TIFF_ALIASES.get(a, a) for a in axes.upper())
+    if set(axes.upper()) <= {"Q", "I", "Y", "X"}:
+        return None  # tifffile's "unknown"/"sequence": no real metadata
+    if len(set(mapped)) != len(mapped) or set(mapped) - set(AXES_LETTERS):
+        return None
+    return mapped
+
+
+def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """Read a TIFF/OME-TIFF (or any image scikit-image reads) and its axes.
+
+    Parameters
+    ----------
+    path
+        The file.
+    axes
+        Overrides the axes from metadata, e.g. ``"ZYX"`` or ``"YXC"``.
+
+    Returns
+    -------
+    array, axes
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"{path} is a directory, expected an image file")
+    if not path.exists():
+        raise UserInputError(f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise UserInputError(f"{path} is empty (0 bytes)")
+    meta_axes = None
+    try:
+        if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                meta_axes = _normalise_tiff_axes(series.axes, data.shape)
+        else:
+            import skimage.io
+
+            data = skimage.io.imread(path)
+    except UserInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise UserInputError(f"cannot read {path}: {exc}") from exc
+    data = np.asarray(data)
+    if axes is not None:
+        return data, validate_axes(axes, data.ndim)
+    if meta_axes is not None and len(meta_axes) == data.ndim:
+        return data, meta_axes
+    return data, guess_axes(data.shape)
+
+
+def read_labels(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """Read a label image; never guesses a channel axis."""
+    data, found = read_image(path, axes)
+    if axes is None and "C" in found:
+        found = guess_axes(data.shape, channels_allowed=False)
+    return data, found
+
+
+def to_stack(image: np.ndarray, axes: str) -> tuple[np.ndarray, StackLayout]:
+    """Reorder ``image`` to ``(N, C, Y, X)``; a view when no copy is needed."""
+    axes = validate_axes(axes, image.ndim)
+    layout = StackLayout(axes, tuple(image.shape))
+    if "C" not in axes:
+        image = image[..., None]
+        axes = axes + "C"
+    order = [axes.index(a) for a in axes if a not in "CYX"] + [axes.index(a) for a in "CYX"]
+    stack = np.transpose(image, order)
+    return stack.reshape((-1, *stack.shape[-3:])), layout
+
+
+def labels_to_stack(labels: np.ndarray, axes: str) -> np.ndarray:
+    """Reorder a label image to ``(N, Y, X)``."""
+    if "C" in axes.upper():
+        raise UserInputError(f"label images have no channel axis, got axes {axes!r}")
+    stack, _ = to_stack(labels, axes)
+    return stack[:, 0]
+
+
+def from_label_stack(labels: np.ndarray, layout: StackLayout) -> tuple[np.ndarray, str]:
+    """Inverse of :func:`labels_to_stack` for an image of ``layout``: back to file axes."""
+    axes = layout.label_axes()
+    sizes = dict(zip(layout.axes, layout.shape))
+    stacked = [a for a in axes if a not in "YX"]
+    shaped = labels.reshape([sizes[a] for a in stacked] + list(labels.shape[-2:]))
+    current = "".join(stacked) + "YX"
+    return np.transpose(shaped, [current.index(a) for a in axes]), axes
+
+
+def check_pairs_match(image_stack: np.ndarray, label_stack: np.ndarray, name: str = "") -> None:
+    """Raise a clear error when labels do not cover the image slice for slice."""
+    if image_stack.shape[0] != label_stack.shape[0] or image_stack.shape[2:] != label_stack.shape[1:]:
+        raise UserInputError(
+            f"labels {name}shape {tuple(label_stack.shape)} (slices, Y, X) does not match the "
+            f"image's {(image_stack.shape[0], *image_stack.shape[2:])}: "
+            "check the files and their --axes"
+        )
+
+
+def write_tiff_atomic(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    axes: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a TIFF so that ``path`` is either the old file or the complete new one.
+
+    The data go to a temporary file in the same folder, which is flushed to disk and
+    then renamed over ``path``. An existing file is refused unless ``overwrite``.
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserInputError(f"{path} already exists: choose another output or pass --overwrite")
+    metadata = {"axes": axes} if axes else None
+    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, metadata=metadata))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then rename it.
+
+    The temporary file is flushed to disk (fsync) before the rename, so after a crash
+    or a kill ``path`` holds either its old content or the complete new one; a failed
+    or interrupted write leaves no temporary file behind.
+    """
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserInputError(f"output folder {folder} does not exist")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except PermissionError as exc:
+        raise UserInputError(f"cannot write to {folder}: permission denied") from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(Path(path), lambda tmp: tmp.write_bytes(data))

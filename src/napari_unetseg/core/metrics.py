@@ -1,0 +1,212 @@
+"""Segmentation metrics per class and per slice.
+
+For every label value ``v`` (the union of the values in prediction and truth, unless
+``classes`` is given) and every 2D slice, pixels are counted as true positives
+(``pred == v`` and ``truth == v``), false positives and false negatives; from these:
+
+* Dice = F1 = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN),
+  precision = TP / (TP + FP), recall = TP / (TP + FN);
+* Hausdorff distance (HD) and HD95 between the *boundaries* of the two masks
+  (boundary = mask pixels with a 4-neighbour outside the mask), in pixels, per 2D slice.
+  HD is the largest distance from a boundary pixel of one mask to the nearest boundary
+  pixel of the other; HD95 is the 95th percentile of those distances (the larger of
+  the two directed 95th percentiles, as MONAI computes it).
+
+Whole-stack values pool the counts (and boundary distances) of all slices.
+
+Empty classes (documented convention; means over classes skip NaN):
+
+* truth and prediction both empty: Dice = IoU = precision = recall = F1 = 1 and
+  HD = HD95 = 0 (nothing to find, nothing found);
+* only the truth has pixels: Dice = IoU = F1 = recall = 0, precision = NaN (nothing
+  was predicted), HD = HD95 = NaN (undefined);
+* only the prediction has pixels: Dice = IoU = F1 = precision = 0, recall = NaN,
+  HD = HD95 = NaN.
+
+A whole-stack HD is NaN as soon as one slice has the class in only one of the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from napari_unetseg.core.errors import UserInputError
+
+METRIC_NAMES = ("dice", "iou", "precision", "recall", "f1", "hausdorff", "hd95")
+
+
+@dataclass
+class Counts:
+    """Pixel counts and boundary distances of one class in one slice (or pooled)."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    distances_pt: list[np.ndarray] = field(default_factory=list)  # prediction -> truth
+    distances_tp: list[np.ndarray] = field(default_factory=list)  # truth -> prediction
+    undefined_hd: bool = False
+
+    def add(self, other: Counts) -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        self.distances_pt += other.distances_pt
+        self.distances_tp += other.distances_tp
+        self.undefined_hd |= other.undefined_hd
+
+    def metrics(self) -> dict[str, float]:
+        tp, fp, fn = self.tp, self.fp, self.fn
+        if tp + fp + fn == 0:
+            return dict(dice=1.0, iou=1.0, precision=1.0, recall=1.0, f1=1.0, hausdorff=0.0, hd95=0.0)
+        dice = 2 * tp / (2 * tp + fp + fn)
+        out = {
+            "dice": dice,
+            "iou": tp / (tp + fp + fn),
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan"),
+            "f1": dice,
+        }
+        out.update(self._surface())
+        return out
+
+    def _surface(self) -> dict[str, float]:
+        if self.undefined_hd:
+            return {"hausdorff": float("nan"), "hd95": float("nan")}
+        pt = np.concatenate(self.distances_pt) if self.distances_pt else np.zeros(0)
+        tp_ = np.concatenate(self.distances_tp) if self.distances_tp else np.zeros(0)
+        if not len(pt) and not len(tp_):
+            return {"hausdorff": 0.0, "hd95": 0.0}
+        hd = max(pt.max(initial=0), tp_.max(initial=0))
+        hd95 = max(np.percentile(pt, 95) if len(pt) else 0.0, np.percentile(tp_, 95) if len(tp_) else 0.0)
+        return {"hausdorff": float(hd), "hd95": float(hd95)}
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Pixels of ``mask`` with at least one 4-neighbour outside it (image edge = outside)."""
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), border_value=0)
+    return mask & ~eroded
+
+
+def _directed_distances(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Distance from each ``source`` pixel to the nearest ``target`` pixel."""
+    return ndimage.distance_transform_edt(~target)[source]
+
+
+def slice_counts(pred: np.ndarray, truth: np.ndarray, value: int, surface: bool = True) -> Counts:
+    """Counts for one class in one 2D slice."""
+    p, t = pred == value, truth == value
+    counts = Counts(tp=int((p & t).sum()), fp=int((p & ~t).sum()), fn=int((~p & t).sum()))
+    if surface:
+        if p.any() and t.any():
+            bp, bt = boundary(p), boundary(t)
+            counts.distances_pt.append(_directed_distances(bp, bt))
+            counts.distances_tp.append(_directed_distances(bt, bp))
+        elif p.any() or t.any():
+            counts.undefined_hd = True
+    return counts
+
+
+@dataclass
+class EvaluationResult:
+    """Per-class whole-stack metrics, per-slice metrics, and means over classes."""
+
+    classes: tuple[int, ...]
+    per_class: dict[int, dict[str, float]]
+    per_slice: list[dict[int, dict[str, float]]]
+    mean: dict[str, float]
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: NaN becomes ``None``; class keys are the label values as strings."""
+
+        def clean(d: dict[str, float]) -> dict[str, float | None]:
+            return {k: (None if np.isnan(v) else float(v)) for k, v in d.items()}
+
+        return {
+            "classes": list(self.classes),
+            "per_class": {str(v): clean(m) for v, m in self.per_class.items()},
+            "mean": clean(self.mean),
+            "per_slice": [{str(v): clean(m) for v, m in s.items()} for s in self.per_slice],
+            "dice": {str(v): m["dice"] for v, m in self.per_class.items()},
+            "iou": {str(v): m["iou"] for v, m in self.per_class.items()},
+        }
+
+
+def _as_slices(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array[None]
+    return array.reshape((-1, *array.shape[-2:]))
+
+
+def evaluate(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    classes: Sequence[int] | None = None,
+    ignore: Sequence[int] = (),
+    surface: bool = True,
+) -> EvaluationResult:
+    """Dice, IoU, precision, recall, F1, HD and HD95 per class, per slice and on average.
+
+    Parameters
+    ----------
+    prediction, truth
+        Integer label images of the same shape: 2D or stacks of 2D slices.
+    classes
+        Label values to score; default: every value present in either image.
+    ignore
+        Values to leave out (e.g. ``[0]`` to skip background).
+    surface
+        Compute the boundary distances (HD, HD95); they cost a distance transform per
+        class and slice.
+    """
+    if prediction.shape != truth.shape:
+        raise UserInputError(
+            f"prediction shape {prediction.shape} differs from ground truth shape {truth.shape}"
+        )
+    for name, array in (("prediction", prediction), ("ground truth", truth)):
+        if np.asarray(array).dtype.kind not in "iub":
+            raise UserInputError(f"the {name} must be an integer label image, got {array.dtype}")
+    pred_s, truth_s = _as_slices(prediction), _as_slices(truth)
+    if classes is None:
+        classes = np.union1d(np.unique(pred_s), np.unique(truth_s)).tolist()
+    classes = tuple(int(c) for c in classes if int(c) not in set(ignore))
+    if not classes:
+        raise UserInputError("no classes to evaluate: both images are empty after --ignore")
+    pooled = {v: Counts() for v in classes}
+    per_slice = []
+    for p, t in zip(pred_s, truth_s):
+        row = {}
+        for v in classes:
+            c = slice_counts(p, t, v, surface)
+            pooled[v].add(c)
+            row[v] = c.metrics()
+        per_slice.append(row)
+    per_class = {v: pooled[v].metrics() for v in classes}
+    mean = {}
+    for name in METRIC_NAMES:
+        values = np.array([per_class[v][name] for v in classes], dtype=float)
+        mean[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    if not surface:
+        for table in (per_class, mean, *[r for s in per_slice for r in s.values()]):
+            table.pop("hausdorff", None)
+            table.pop("hd95", None)
+    return EvaluationResult(classes, per_class, per_slice, mean)
+
+
+def format_table(result: EvaluationResult) -> str:
+    """A plain-text table: one row per class and one for the mean."""
+    names = [n for n in METRIC_NAMES if n in result.mean]
+    header = f"{'class':>8} " + " ".join(f"{n:>10}" for n in names)
+    lines = [header, "-" * len(header)]
+
+    def fmt(x: float) -> str:
+        return f"{x:>10.4f}" if np.isfinite(x) else f"{'n/a':>10}"
+
+    for v in result.classes:
+        lines.append(f"{v:>8} " + " ".join(fmt(result.per_class[v][n]) for n in names))
+    lines.append(f"{'mean':>8} " + " ".join(fmt(result.mean[n]) for n in names))
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Tiled prediction: overlap-tile with mirror padding and weighted blending.
+
+:func:`predict_tiled` is the stable low-level entry point (any ``nn.Module``, one 2D
+image, returns blended per-class scores). :func:`iter_predict` predicts a whole stack
+with a model file's recipe and yields progress; :func:`predict_stack` runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_unetseg.core import tiling
+from napari_unetseg.core.checkpoint import LoadedModel
+from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import PredictProgress, run_generator
+
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def _forward(model: torch.nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    if not tta:
+        return model(batch).float()
+    total = None
+    for dims in _FLIPS:
+        flipped = batch.flip(dims) if dims else batch
+        out = model(flipped).float()
+        out = out.flip(dims) if dims else out
+        total = out if total is None else total + out
+    return total / len(_FLIPS)
+
+
+def iter_tiled(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tile_size: int = 256,
+    overlap: float = 0.25,
+    *,
+    blending: str = "gaussian",
+    batch_size: int = 4,
+    precision: str = "auto",
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    border: str = "reflect",
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Generator form of :func:`predict_tiled`: yields ``(tiles_done, tiles_total)``."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise UserInputError(f"expected a (C, H, W) or (H, W) image, got shape {image.shape}")
+    if not 0 <= overlap < 1:
+        raise UserInputError(f"overlap must be in [0, 1), got {overlap}")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dtype = resolve_precision(precision, dev)
+    model = model.to(dev).eval()
+    overlap_px = int(round(overlap * tile_size))
+    margin = overlap_px // 2 if border == "reflect" else 0
+    _, h, w = image.shape
+    tile = tiling.effective_tile((h, w), tile_size, margin)
+    if border == "reflect":
+        padded, (top, left) = tiling.mirror_pad(image, margin, tile)
+    else:
+        padded, (top, left) = _zero_pad(image, tile)
+    corners = tiling.tile_grid(padded.shape[1:], tile, overlap_px)
+    weights = torch.from_numpy(tiling.blend_weights(tile, blending).copy()).to(dev)
+    source = torch.from_numpy(np.ascontiguousarray(padded)).to(dev)
+    scores = None
+    weight_sum = torch.zeros(padded.shape[1:], device=dev)
+    th, tw = tile
+    with torch.inference_mode():
+        for first in range(0, len(corners), batch_size):
+            chunk = corners[first : first + batch_size]
+            batch = torch.stack([source[:, t : t + th, s : s + tw] for t, s in chunk])
+            with autocast(dev, dtype):
+                out = _forward(model, batch, tta)
+            if scores is None:
+                scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=dev)
+            for (t, s), logits in zip(chunk, out):
+                scores[:, t : t + th, s : s + tw] += logits * weights
+                weight_sum[t : t + th, s : s + tw] += weights
+            yield min(first + batch_size, len(corners)), len(corners)
+    result = scores / weight_sum
+    return result[:, top : top + h, left : left + w].cpu().numpy()
+
+
+def _zero_pad(image: np.ndarray, tile: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    _, h, w = image.shape
+    ph, pw = max(0, tile[0] - h), max(0, tile[1] - w)
+    if not (ph or pw):
+        return image, (0, 0)
+    return np.pad(image, ((0, 0), (0, ph), (0, pw))), (0, 0)
+
+
+def predict_tiled(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tile_size: int = 256,
+    overlap: float = 0.25,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    **options,
+) -> np.ndarray:
+    """Blended per-class scores ``(K, H, W)`` of ``model`` over a ``(C, H, W)``/``(H, W)`` image.
+
+    Parameters
+    ----------
+    model
+        Any module mapping ``(B, C, h, w)`` to ``(B, K, h, w)`` logits.
+    image
+        The (already normalised) image.
+    tile_size
+        Side of the square tiles (shrunk for images smaller than it).
+    overlap
+        Fraction of the tile shared by neighbouring tiles, in ``[0, 1)``.
+    progress
+        Called with ``(tiles_done, tiles_total)`` after every batch.
+    **options
+        ``blending='gaussian'|'constant'``, ``batch_size``, ``precision='auto'|'fp32'|
+        'bf16'|'fp16'``, ``device='auto'|'cpu'|'cuda'|'mps'``, ``tta`` (average over
+        flips), ``border='reflect'|'constant'`` (mirror padding or zeros at the edges).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 logits blended over tiles (softmax them for probabilities).
+    """
+    gen = iter_tiled(model, image, tile_size, overlap, **options)
+    return run_generator(gen, (lambda event: progress(*event)) if progress else None)
+
+
+@dataclass
+class PredictionResult:
+    """Labels ``(N, Y, X)`` in annotation numbering, optional probabilities ``(N, K, Y, X)``."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+def labels_dtype(class_values: tuple[int, ...]) -> np.dtype:
+    """The smallest unsigned dtype holding every class value."""
+    top = max(class_values)
+    return np.dtype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32)
+
+
+def iter_predict(
+    loaded: LoadedModel,
+    stack: np.ndarray,
+    config: PredictConfig | None = None,
+    probabilities: bool = False,
+) -> Generator[PredictProgress, None, PredictionResult]:
+    """Predict a ``(N, C, Y, X)`` stack slice by slice with a model file's recipe.
+
+    The stack is normalised with its own percentiles (the recipe from the model file);
+    each slice is predicted with :func:`iter_tiled`. Yields :class:`PredictProgress`.
+    """
+    config = config or PredictConfig()
+    if stack.ndim != 4:
+        raise UserInputError(f"expected a (N, C, Y, X) stack, got shape {stack.shape}")
+    if stack.shape[1] != loaded.spec.in_channels:
+        raise UserInputError(
+            f"the image has {stack.shape[1]} channel(s) but the model expects "
+            f"{loaded.spec.in_channels}: check --axes or use a model trained on such images"
+        )
+    device = resolve_device(config.device)
+    loaded.model.to(device).eval()
+    lo, hi = loaded.normalization.percentiles(stack)
+    lut = np.asarray(loaded.class_values, dtype=labels_dtype(loaded.class_values))
+    n = stack.shape[0]
+    labels = np.zeros((n, *stack.shape[2:]), dtype=lut.dtype)
+    probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32) if probabilities else None
+    options = dict(
+        blending=config.blending,
+        batch_size=config.batch_size,
+        precision=config.precision,
+        device=device,
+        tta=config.tta,
+    )
+    for index in range(n):
+        image = loaded.normalization.apply(stack[index], lo, hi)
+        gen = iter_tiled(loaded.model, image, config.tile_size, config.overlap, **options)
+        while True:
+            try:
+                done, total = next(gen)
+            except StopIteration as stop:
+                scores = stop.value
+                break
+            yield PredictProgress(done=done, total=total, slice_index=index)
+        labels[index] = lut[scores.argmax(0)]
+        if probs is not None:
+            probs[index] = torch.softmax(torch.from_numpy(scores), 0).numpy()
+    return PredictionResult(labels=labels, probabilities=probs)
+
+
+def predict_stack(
+    loaded: LoadedModel, stack: np.ndarray, config: PredictConfig | None = None, probabilities: bool = False
+) -> PredictionResult:
+    """Run :func:`iter_predict` to the end."""
+    return run_generator(iter_predict(loaded, stack, config, probabilities))

@@ -1,0 +1,374 @@
+"""Training as a generator of events, so a GUI can run it in a worker and stop it.
+
+>>> trainer = Trainer([image_stack], [label_stack], ModelSpec("unet"), TrainConfig(steps=200))
+>>> for event in trainer.run(): ...          # StepEvent / EpochEvent / PreviewEvent
+>>> result = train(...)                       # the same, run to the end (CLI)
+
+Stacks are ``(N, C, Y, X)`` images and ``(N, Y, X)`` labels; every labelled slice is a
+training slice, and when there are enough of them a fraction is held out for
+validation (Dice on their labelled pixels after every epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_unetseg.core import data as data_mod
+from napari_unetseg.core.checkpoint import (
+    LoadedModel,
+    load_matching_weights,
+    load_model,
+    load_torch_safely,
+    save_model,
+    save_torch_atomic,
+)
+from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_generator
+from napari_unetseg.core.history import write_history
+from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
+from napari_unetseg.core.losses import segmentation_loss
+from napari_unetseg.core.models import build_model
+from napari_unetseg.core.normalization import Normalization
+from napari_unetseg.core.prediction import predict_tiled
+from napari_unetseg.core.transforms import random_dihedral, random_intensity
+
+MIN_SLICES_FOR_VALIDATION = 4
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    loaded: LoadedModel
+    run_dir: Path | None
+    stopped: bool
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """Linear warm-up over 5 % of the steps, then cosine decay to 1 %."""
+    warmup = max(1, min(100, total // 20))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    """Train a segmentation network on one or several (image, labels) stacks.
+
+    Parameters
+    ----------
+    images, labels
+        ``(N, C, Y, X)`` image stacks and matching ``(N, Y, X)`` label stacks.
+    spec
+        Architecture; ``in_channels`` and ``num_classes`` are set from the data.
+    config
+        Training options.
+    run_dir
+        Folder for ``model.pt``, ``resume.pt``, ``config.json`` and the history; ``None``
+        keeps everything in memory.
+    init_model
+        Model file to fine-tune from (a new head when the classes differ).
+    resume
+        Continue the run in ``run_dir`` with its optimizer state and step count.
+    overwrite
+        Allow starting a new run in a ``run_dir`` that already holds a model.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        spec: ModelSpec | None = None,
+        config: TrainConfig | None = None,
+        run_dir: str | Path | None = None,
+        init_model: str | Path | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.config = config = config or TrainConfig()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_precision(config.precision, self.device)
+        self.normalization = Normalization(config.percentile_low, config.percentile_high)
+        self._stop_requested = False
+        self._preview: np.ndarray | None = None
+        self.preview_every = 25
+        self.history: list[dict] = []
+        self.step = 0
+        if len(images) != len(labels) or not images:
+            raise UserInputError(
+                f"need one label image per image, got {len(images)} images and {len(labels)} labels"
+            )
+        for index, (image, label) in enumerate(zip(images, labels)):
+            check_pairs_match(image, label, f"#{index + 1} " if len(images) > 1 else "")
+        channels = {image.shape[1] for image in images}
+        if len(channels) > 1:
+            raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
+
+        if self.run_dir is not None and not resume and not overwrite and (self.run_dir / "model.pt").exists():
+            raise UserInputError(
+                f"{self.run_dir} already holds a model: use --resume to continue it, "
+                "another --out folder, or --overwrite"
+            )
+        resume_state = None
+        known: tuple[int, ...] = ()
+        base: LoadedModel | None = None
+        if resume:
+            if self.run_dir is None:
+                raise UserInputError("resume needs the run folder of an earlier run")
+            base = load_model(self.run_dir / "model.pt")
+            resume_state = load_torch_safely(self.run_dir / "resume.pt")
+            known = base.class_values
+        elif init_model is not None:
+            base = load_model(init_model)
+            known = base.class_values
+        mode = base.label_mode if resume and base else config.label_mode
+        self.class_values = data_mod.find_class_values(labels, mode, known)
+        spec = (base.spec if base else spec or ModelSpec()).replace(
+            in_channels=channels.pop(), num_classes=len(self.class_values)
+        )
+        if resume and base and spec.num_classes != base.spec.num_classes:
+            raise UserInputError("resume cannot add classes: fine-tune with --init instead")
+        self.spec = spec
+        torch.manual_seed(config.seed)
+        self.model = build_model(spec)
+        if base is not None:
+            state = base.model.state_dict()
+            if not resume and base.class_values != self.class_values:
+                state = {k: v for k, v in state.items() if not k.startswith(("head", "heads"))}
+            load_matching_weights(self.model, state)
+        self.model.to(self.device)
+        if self.device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)
+
+        self._prepare_data(images, labels, mode)
+        self.label_mode = mode
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: _lr_factor(s, config.steps)
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    # -- set-up -----------------------------------------------------------------
+
+    def _prepare_data(self, images, labels, mode: str) -> None:
+        train_x, train_y, self.val = [], [], []
+        rng = np.random.default_rng(self.config.seed)
+        slices = []
+        for image, label in zip(images, labels):
+            lo, hi = self.normalization.percentiles(image)
+            for i in range(image.shape[0]):
+                target = data_mod.encode_labels(np.asarray(label[i]), self.class_values, mode)
+                if (target >= 0).any():
+                    slices.append((self.normalization.apply(image[i], lo, hi), target))
+        n_val = 0
+        if len(slices) >= MIN_SLICES_FOR_VALIDATION and self.config.validation_fraction > 0:
+            n_val = max(1, int(round(self.config.validation_fraction * len(slices))))
+        val_index = set(rng.choice(len(slices), n_val, replace=False).tolist()) if n_val else set()
+        for index, (x, y) in enumerate(slices):
+            if index in val_index:
+                self.val.append((x, y))
+            else:
+                train_x.append(x)
+                train_y.append(y)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.sampler = data_mod.PatchSampler(
+            train_x,
+            train_y,
+            self.config.patch_size,
+            len(self.class_values),
+            self.config.labelled_sampling,
+            self.device,
+            self.generator,
+        )
+        weights = data_mod.class_weights(train_y, len(self.class_values))
+        self.class_weights = torch.from_numpy(weights).to(self.device) if self.config.class_balance else None
+        self.n_train_slices = len(train_x)
+
+    def _restore(self, state: dict) -> None:
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.set_state(state["sampler_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            self.step = int(state["step"])
+            self.history = list(state.get("history", []))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise UserInputError(f"cannot resume: damaged resume.pt ({exc})") from exc
+        if self.step >= self.config.steps:
+            raise UserInputError(
+                f"the run already has {self.step} of {self.config.steps} steps: ask for more --steps"
+            )
+
+    # -- control from another thread ---------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the run to save and stop after the current step (thread-safe)."""
+        self._stop_requested = True
+
+    def set_preview(self, image: np.ndarray | None) -> None:
+        """Set the ``(C, Y, X)`` raw slice to preview (normalised by its own percentiles)."""
+        self._preview = None if image is None else self.normalization.normalize(np.asarray(image)[None])[0]
+
+    # -- the loop -----------------------------------------------------------------
+
+    def _train_step(self) -> float:
+        x, y = self.sampler.sample(self.config.batch_size)
+        if self.config.augment:
+            x, y = random_dihedral(x, y, self.generator)
+            x = random_intensity(x, self.generator)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            heads = self.model.forward_heads(x)
+        loss = sum(
+            segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
+        ) / len(heads)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def run(self) -> Generator[StepEvent | EpochEvent | PreviewEvent, None, TrainResult]:
+        """Train to ``config.steps``, yielding an event after every step."""
+        cfg = self.config
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            record = json.dumps(self._config_record(), indent=2).encode()
+            write_bytes_atomic(self.run_dir / "config.json", record)
+        start = time.perf_counter()
+        epoch_losses: list[float] = []
+        saved_at = -1
+        try:
+            while self.step < cfg.steps and not self._stop_requested:
+                self.model.train()
+                loss = self._train_step()
+                self.step += 1
+                epoch_losses.append(loss)
+                lr = self.optimizer.param_groups[0]["lr"]
+                yield StepEvent(self.step, cfg.steps, loss, lr, time.perf_counter() - start)
+                if self.step % cfg.steps_per_epoch == 0 or self.step == cfg.steps:
+                    yield self._end_epoch(epoch_losses, time.perf_counter() - start)
+                    epoch_losses, saved_at = [], self.step
+                if self._preview is not None and self.step % self.preview_every == 0:
+                    yield PreviewEvent(self.step, self.predict_slice(self._preview))
+        except GeneratorExit:
+            self._stop_requested = True
+            if saved_at != self.step:
+                self._save()
+            raise
+        if saved_at != self.step:
+            self._end_epoch(epoch_losses, time.perf_counter() - start)
+        return TrainResult(self.loaded(), self.run_dir, stopped=self.step < cfg.steps)
+
+    def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
+        validation = self.validate() if self.val else None
+        row = {
+            "epoch": len(self.history) + 1,
+            "step": self.step,
+            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "learning_rate": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": round(elapsed, 3),
+            **(validation or {}),
+        }
+        self.history.append(row)
+        path = self._save()
+        return EpochEvent(row["epoch"], self.step, row["train_loss"], validation, path)
+
+    def validate(self) -> dict[str, float]:
+        """Dice per class on the labelled pixels of the held-out slices."""
+        inter = np.zeros(len(self.class_values))
+        total = np.zeros(len(self.class_values))
+        for x, y in self.val:
+            pred = self._predict_index(x)
+            mask = y >= 0
+            for k in range(len(self.class_values)):
+                p, t = (pred == k) & mask, y == k
+                inter[k] += (p & t).sum()
+                total[k] += p.sum() + t.sum()
+        dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
+        out = {f"val_dice_{v}": float(d) for v, d in zip(self.class_values, dice)}
+        out["val_dice_mean"] = float(np.nanmean(dice))
+        return out
+
+    def _predict_index(self, image: np.ndarray) -> np.ndarray:
+        self.model.eval()
+        scores = predict_tiled(
+            self.model,
+            image,
+            tile_size=max(256, self.config.patch_size),
+            overlap=0.25,
+            batch_size=4,
+            device=self.device,
+            precision=self.config.precision,
+        )
+        return scores.argmax(0)
+
+    def predict_slice(self, image: np.ndarray) -> np.ndarray:
+        """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice."""
+        lut = np.asarray(self.class_values)
+        return lut[self._predict_index(image)]
+
+    # -- output -------------------------------------------------------------------
+
+    def loaded(self) -> LoadedModel:
+        """The current model with its recipe (shares the network, in eval mode)."""
+        return LoadedModel(
+            model=self.model.eval(),
+            spec=self.spec,
+            class_values=self.class_values,
+            normalization=self.normalization,
+            label_mode=self.label_mode,
+            train_config=self.config.to_dict(),
+            history=list(self.history),
+            step=self.step,
+        )
+
+    def _config_record(self) -> dict:
+        return {
+            "model": self.spec.to_dict(),
+            "train": self.config.to_dict(),
+            "class_values": list(self.class_values),
+            "label_mode": self.label_mode,
+        }
+
+    def _save(self) -> Path | None:
+        if self.run_dir is None:
+            return None
+        path = save_model(self.loaded(), self.run_dir / "model.pt")
+        save_torch_atomic(
+            {
+                "format": "napari-unetseg-resume",
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "sampler_rng": self.generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": self.history,
+            },
+            self.run_dir / "resume.pt",
+        )
+        write_history(self.history, self.run_dir)
+        return path
+
+
+def train(*args, on_event=None, **kwargs) -> TrainResult:
+    """Build a :class:`Trainer` and run it to the end; ``on_event`` sees every event."""
+    return run_generator(Trainer(*args, **kwargs).run(), on_event)

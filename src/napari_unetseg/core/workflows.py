@@ -1,0 +1,242 @@
+"""File-level workflows: read files, call the engine, write files.
+
+Each function here is what one ``unetseg`` sub-command does, minus argument parsing
+and printing, so the CLI stays a thin shell and scripts can call the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig, load_config_file
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import run_generator
+from napari_unetseg.core.io import (
+    from_label_stack,
+    labels_to_stack,
+    read_image,
+    read_labels,
+    to_stack,
+    write_bytes_atomic,
+    write_tiff_atomic,
+)
+from napari_unetseg.core.metrics import EvaluationResult, evaluate
+
+EventCallback = Callable[[Any], None] | None
+
+
+def build_train_configs(
+    model_options: dict[str, Any],
+    train_options: dict[str, Any],
+    config_file: str | Path | None = None,
+    resume_dir: str | Path | None = None,
+) -> tuple[ModelSpec, TrainConfig]:
+    """Merge defaults < earlier run (resume) < config file < explicit options."""
+    from napari_unetseg.core.models import MODELS
+
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+    if resume_dir is not None:
+        record_path = Path(resume_dir) / "config.json"
+        if not record_path.is_file():
+            raise UserInputError(f"{resume_dir} is not a run folder (no config.json): cannot resume")
+        record = json.loads(record_path.read_text())
+        model.update(record.get("model", {}))
+        train.update(record.get("train", {}))
+    if config_file is not None:
+        data = load_config_file(config_file)
+        unknown = set(data) - {"model", "train", "predict"}
+        if unknown:
+            raise UserInputError(f"config file sections must be model/train/predict, got {sorted(unknown)}")
+        model.update(data.get("model", {}))
+        train.update(data.get("train", {}))
+    model.update({k: v for k, v in model_options.items() if v is not None})
+    train.update({k: v for k, v in train_options.items() if v is not None})
+    name = model.get("name", "unet")
+    if name not in MODELS:
+        raise UserInputError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return ModelSpec.from_dict(model), TrainConfig.from_dict(train)
+
+
+def read_training_pairs(
+    images: Sequence[str | Path],
+    labels: Sequence[str | Path],
+    axes: str | None = None,
+    label_axes: str | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Read (image, labels) files into ``(N, C, Y, X)`` and ``(N, Y, X)`` stacks."""
+    if len(images) != len(labels):
+        raise UserInputError(
+            f"got {len(images)} image file(s) but {len(labels)} label file(s): give one label file per image"
+        )
+    image_stacks, label_stacks = [], []
+    for image_path, label_path in zip(images, labels):
+        image, found = read_image(image_path, axes)
+        stack, _ = to_stack(image, found)
+        label, label_found = read_labels(label_path, label_axes)
+        image_stacks.append(stack)
+        label_stacks.append(labels_to_stack(label, label_found))
+    return image_stacks, label_stacks
+
+
+def train_from_files(
+    images: Sequence[str | Path],
+    labels: Sequence[str | Path],
+    out: str | Path | None,
+    model_options: dict[str, Any] | None = None,
+    train_options: dict[str, Any] | None = None,
+    axes: str | None = None,
+    label_axes: str | None = None,
+    config_file: str | Path | None = None,
+    init: str | Path | None = None,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    on_event: EventCallback = None,
+):
+    """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult."""
+    from napari_unetseg.core.training import Trainer
+
+    if resume is not None and init is not None:
+        raise UserInputError("give either --resume (continue a run) or --init (fine-tune), not both")
+    run_dir = Path(resume) if resume is not None else out
+    if run_dir is None:
+        raise UserInputError("give --out RUN_DIR (or --resume RUN_DIR)")
+    if out is not None and resume is not None and Path(out) != Path(resume):
+        raise UserInputError("--resume continues in its own run folder: leave out --out or make it the same")
+    spec, config = build_train_configs(model_options or {}, train_options or {}, config_file, resume)
+    image_stacks, label_stacks = read_training_pairs(images, labels, axes, label_axes)
+    trainer = Trainer(
+        image_stacks,
+        label_stacks,
+        spec,
+        config,
+        run_dir=run_dir,
+        init_model=init,
+        resume=resume is not None,
+        overwrite=overwrite,
+    )
+    return run_generator(trainer.run(), on_event)
+
+
+def output_paths(
+    inputs: Sequence[str | Path], out_dir: Path, probabilities: bool
+) -> list[tuple[Path, Path | None]]:
+    """``OUT_DIR/<input name>.tif`` (and ``_probabilities.tif``) for each input."""
+    names = [Path(p).name.split(".")[0] for p in inputs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UserInputError(f"several inputs are named {duplicates[0]!r}: their outputs would collide")
+    return [
+        (out_dir / f"{n}.tif", out_dir / f"{n}_probabilities.tif" if probabilities else None) for n in names
+    ]
+
+
+def predict_files(
+    model_path: str | Path,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: PredictConfig | None = None,
+    axes: str | None = None,
+    head: int | None = None,
+    probabilities: bool = False,
+    overwrite: bool = False,
+    on_event: EventCallback = None,
+) -> list[Path]:
+    """``unetseg predict``: one label TIFF per input, written atomically; returns the paths.
+
+    ``on_event`` receives ``("file", index, path)`` before each input and the
+    :class:`PredictProgress` events while it is predicted.
+    """
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.device import resolve_device
+    from napari_unetseg.core.prediction import iter_predict
+
+    config = config or PredictConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserInputError(f"--out {out_dir} is a file, expected a folder")
+    for path in inputs:
+        if not Path(path).is_file():
+            raise UserInputError(f"input {path} does not exist or is not a file")
+    targets = output_paths(inputs, out_dir, probabilities)
+    if not overwrite:
+        for label_path, prob_path in targets:
+            for path in (label_path, prob_path):
+                if path is not None and path.exists():
+                    raise UserInputError(f"{path} already exists: choose another --out or pass --overwrite")
+    loaded = load_model(model_path, resolve_device(config.device))
+    if head is not None:
+        _set_head(loaded, head)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
+        image, found = read_image(path, axes)
+        stack, layout = to_stack(image, found)
+        if on_event:
+            on_event(("file", index, Path(path)))
+        result = run_generator(iter_predict(loaded, stack, config, probabilities), on_event)
+        labels, label_axes = from_label_stack(result.labels, layout)
+        written.append(write_tiff_atomic(label_path, labels, label_axes, overwrite=overwrite))
+        if prob_path is not None:
+            probs = result.probabilities
+            prob_axes = layout.stack_axes + "CYX"
+            probs = probs.reshape((*layout.stack_shape, *probs.shape[1:]))
+            written.append(write_tiff_atomic(prob_path, probs, prob_axes, overwrite=overwrite))
+    return written
+
+
+def _set_head(loaded, head: int) -> None:
+    if loaded.spec.name != "unetplusplus":
+        raise UserInputError("--head applies to UNet++ models only")
+    if not loaded.spec.deep_supervision and head != loaded.spec.depth:
+        raise UserInputError("this UNet++ was trained without deep supervision: only its last head exists")
+    if not 1 <= head <= loaded.spec.depth:
+        raise UserInputError(f"--head must be between 1 and {loaded.spec.depth}")
+    loaded.model.head = head
+    loaded.spec = loaded.spec.replace(head=head)
+
+
+def evaluate_files(
+    prediction: str | Path,
+    truth: str | Path,
+    classes: Sequence[int] | None = None,
+    ignore: Sequence[int] = (),
+    surface: bool = True,
+) -> EvaluationResult:
+    """``unetseg evaluate``: read both label images and score them."""
+    pred, _ = read_labels(prediction)
+    true, _ = read_labels(truth)
+    return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface)
+
+
+def write_evaluation(
+    result: EvaluationResult,
+    json_path: str | Path | None = None,
+    csv_path: str | Path | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write the evaluation as JSON and/or CSV (refusing to replace files unless asked)."""
+    for path in (json_path, csv_path):
+        if path is not None and Path(path).exists() and not overwrite:
+            raise UserInputError(f"{path} already exists: choose another name or pass --overwrite")
+    if json_path is not None:
+        write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
+    if csv_path is not None:
+        buffer = io.StringIO()
+        names = list(result.mean)
+        writer = csv.writer(buffer)
+        writer.writerow(["scope", "class", *names])
+        for value in result.classes:
+            writer.writerow(["all", value, *[result.per_class[value][n] for n in names]])
+        writer.writerow(["all", "mean", *[result.mean[n] for n in names]])
+        for index, row in enumerate(result.per_slice):
+            for value in result.classes:
+                writer.writerow([f"slice {index}", value, *[row[value][n] for n in names]])
+        write_bytes_atomic(csv_path, buffer.getvalue().encode())
