@@ -13,6 +13,7 @@ separate ``resume.pt`` in the run folder so that shared model files stay small.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ def load_torch_safely(path: str | Path) -> dict[str, Any]:
         path = candidate
     if not path.is_file():
         raise UserInputError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise UserInputError(f"{path} is not a napari-unetseg model file (expected a model.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -205,7 +205,9 @@ def write_tiff_atomic(
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists: choose another output or pass --overwrite")
     metadata = {"axes": axes} if axes else None
-    return atomic_write(path, lambda tmp: tifffile.imwrite(tmp, data, metadata=metadata))
+    return atomic_write(
+        path, lambda tmp: tifffile.imwrite(tmp, data, metadata=metadata, photometric="minisblack")
+    )
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

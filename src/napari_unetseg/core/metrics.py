@@ -7,7 +7,8 @@ For every label value ``v`` (the union of the values in prediction and truth, un
 * Dice = F1 = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN),
   precision = TP / (TP + FP), recall = TP / (TP + FN);
 * Hausdorff distance (HD) and HD95 between the *boundaries* of the two masks
-  (boundary = mask pixels with a 4-neighbour outside the mask), in pixels, per 2D slice.
+  (boundary = mask pixels with a 4-neighbour outside the mask, the image edge counting
+  as outside, as in MONAI), in pixels, per 2D slice.
   HD is the largest distance from a boundary pixel of one mask to the nearest boundary
   pixel of the other; HD95 is the 95th percentile of those distances (the larger of
   the two directed 95th percentiles, as MONAI computes it).

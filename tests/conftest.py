@@ -1,0 +1,48 @@
+"""Shared fixtures: small synthetic data generated on the fly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_unetseg.core.sample import make_sample
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def small_sample():
+    """A (3, 96, 96) nuclei stack with strokes on the first two slices."""
+    return make_sample(n_slices=3, size=96, painted_slices=2, seed=1)
+
+
+@pytest.fixture
+def cli():
+    """Run ``python -m napari_unetseg`` in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    def run(*args, cwd=None, timeout=600):
+        return subprocess.run(
+            [sys.executable, "-m", "napari_unetseg", *map(str, args)],
+            capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        )
+
+    return run
+
+
+def blobs(n=2, size=64, seed=0):
+    """Bright disks on noise: image (n, 1, size, size) float32, dense labels 1/2."""
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, 0.3, (n, 1, size, size)).astype(np.float32)
+    labels = np.ones((n, size, size), np.uint8)
+    for i in range(n):
+        for _ in range(max(2, size // 16)):
+            rr, cc = disk(rng.integers(8, size - 8, 2), rng.integers(4, 9), shape=(size, size))
+            image[i, 0, rr, cc] += 1.5
+            labels[i, rr, cc] = 2
+    return image, labels

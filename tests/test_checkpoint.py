@@ -1,0 +1,91 @@
+"""Model files load without running code; bad files get clear messages."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from napari_unetseg.core.checkpoint import LoadedModel, load_model, save_model
+from napari_unetseg.core.config import ModelSpec
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.models import build_model
+from napari_unetseg.core.normalization import Normalization
+
+
+class _Payload:
+    """Writes a marker file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _model_file(tmp_path):
+    spec = ModelSpec(depth=2, base_channels=4)
+    return save_model(LoadedModel(build_model(spec), spec, (1, 2), Normalization()), tmp_path / "m.pt")
+
+
+def test_pickle_payload_refused_and_marker_not_written(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    good = torch.load(_model_file(tmp_path), weights_only=True)
+    good["history"] = [_Payload(str(marker))]
+    with open(path, "wb") as f:
+        torch.save(good, f, pickle_protocol=2)
+    with pytest.raises(UserInputError, match="refusing to load"):
+        load_model(path)
+    assert not marker.exists()
+    with open(path, "wb") as f:  # a bare pickle, not even a torch zip
+        pickle.dump(_Payload(str(marker)), f)
+    with pytest.raises(UserInputError):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_truncated_newer_and_foreign_files(tmp_path):
+    path = _model_file(tmp_path)
+    data = path.read_bytes()
+    truncated = tmp_path / "t.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserInputError, match="model"):
+        load_model(truncated)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "new.pt")
+    with pytest.raises(UserInputError, match="upgrade"):
+        load_model(tmp_path / "new.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(UserInputError, match="not a napari-unetseg model"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(UserInputError):
+        load_model(tmp_path / "text.pt")
+    with pytest.raises(UserInputError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_failed_save_keeps_previous_model_file(tmp_path):
+    path = _model_file(tmp_path)
+    before = path.read_bytes()
+    spec = ModelSpec(depth=2, base_channels=4)
+    other = LoadedModel(build_model(spec), spec, (1, 2), Normalization())
+    original = torch.save
+
+    def exploding_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    torch.save = exploding_save
+    try:
+        with pytest.raises(OSError):
+            save_model(other, path)
+    finally:
+        torch.save = original
+    assert path.read_bytes() == before
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".part")] == []

@@ -1,0 +1,137 @@
+"""The ``unetseg`` command line, run as a user would (subprocesses, real files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unetseg.core.sample import make_sample
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    sample = make_sample(n_slices=3, size=96, painted_slices=2, seed=2)
+    paths = {}
+    for name in ("image", "strokes", "truth"):
+        paths[name] = folder / f"{name}.tif"
+        tifffile.imwrite(paths[name], getattr(sample, name), metadata={"axes": "ZYX"}, photometric="minisblack")
+    paths["small"] = folder / "small.tif"
+    tifffile.imwrite(paths["small"], np.ones((2, 50, 50), np.uint8), metadata={"axes": "ZYX"})
+    return folder, paths
+
+
+@pytest.fixture(scope="module")
+def trained(files, tmp_path_factory):
+    import subprocess
+    import sys
+
+    folder, paths = files
+    run = folder / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_unetseg", "train", "--images", paths["image"], "--labels",
+         paths["strokes"], "--out", run, "--steps", "40", "--patch-size", "64", "--batch-size", "4",
+         "--depth", "2", "--base-channels", "8", "--device", "cpu", "--lr", "0.005"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return run
+
+
+def test_help_everywhere(cli):
+    for args in ([], ["train"], ["predict"], ["evaluate"], ["demo"], ["models"]):
+        proc = cli(*args, "--help")
+        assert proc.returncode == 0 and "usage" in proc.stdout
+
+
+def test_models_lists_registry(cli):
+    proc = cli("models")
+    assert proc.returncode == 0 and "unet " in proc.stdout and "unetplusplus" in proc.stdout
+
+
+def test_train_writes_run_folder(trained):
+    for name in ("model.pt", "config.json", "history.csv", "history.json", "resume.pt"):
+        assert (trained / name).is_file()
+    history = json.loads((trained / "history.json").read_text())
+    assert history[-1]["step"] == 40
+
+
+def test_predict_evaluate_roundtrip(cli, files, trained, tmp_path):
+    _, paths = files
+    out = tmp_path / "pred"
+    proc = cli("predict", "--model", trained / "model.pt", "--out", out, paths["image"],
+               "--tile-size", "64", "--probabilities", "--tta", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    labels = tifffile.imread(out / "image.tif")
+    probs = tifffile.imread(out / "image_probabilities.tif")
+    assert labels.shape == (3, 96, 96) and set(np.unique(labels)) <= {1, 2}
+    assert probs.shape == (3, 2, 96, 96)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
+    # refuses to overwrite, then does with --overwrite
+    again = cli("predict", "--model", trained, "--out", out, paths["image"])
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert cli("predict", "--model", trained, "--out", out, paths["image"], "--overwrite").returncode == 0
+    report = tmp_path / "scores.json"
+    proc = cli("evaluate", "--prediction", out / "image.tif", "--truth", paths["truth"],
+               "--json", report, "--csv", tmp_path / "scores.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "dice" in proc.stdout and "mean" in proc.stdout
+    scores = json.loads(report.read_text())
+    assert set(scores["dice"]) == {"1", "2"} and set(scores["iou"]) == {"1", "2"}
+    assert 0 <= scores["dice"]["2"] <= 1
+    assert (tmp_path / "scores.csv").read_text().startswith("scope,class,dice")
+
+
+def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
+    _, paths = files
+    proc = cli("train", "--images", paths["image"], "--labels", paths["strokes"], "--resume", trained,
+               "--steps", "45")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((trained / "history.json").read_text())[-1]["step"] == 45
+    proc = cli("train", "--images", paths["image"], "--labels", paths["truth"], "--dense", "--out",
+               tmp_path / "ft", "--init", trained / "model.pt", "--steps", "3", "--patch-size", "64")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--images", "{image}", "--labels", "{missing}", "--out", "{tmp}/r"], "does not exist"),
+        (["train", "--images", "{image}", "--labels", "{image}", "{image}", "--out", "{tmp}/r"],
+         "one label file per image"),
+        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--steps", "0"],
+         "steps must be"),
+        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--model", "vgg"],
+         "unknown model"),
+        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--axes", "TZYX"],
+         "4 letters"),
+        (["predict", "--model", "{image}", "--out", "{tmp}/p", "{image}"], "model file"),
+        (["predict", "--model", "{tmp}", "--out", "{tmp}/p", "{image}"], "model.pt"),
+        (["evaluate", "--prediction", "{small}", "--truth", "{strokes}"], "differs from ground truth"),
+        (["evaluate", "--prediction", "{strokes}", "--truth", "{missing}"], "does not exist"),
+        (["train", "--images", "{small}", "--labels", "{strokes}", "--out", "{tmp}/r"], "does not match"),
+    ],
+)
+def test_bad_input_exit_2_one_line(cli, files, tmp_path, args, message):
+    _, paths = files
+    fmt = {**paths, "missing": tmp_path / "nope.tif", "tmp": tmp_path}
+    proc = cli(*[a.format(**fmt) for a in args])
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_demo_end_to_end(cli, tmp_path):
+    proc = cli("demo", "--out", tmp_path / "demo", "--steps", "30", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "dice" in proc.stdout and "nucleus class (2)" in proc.stdout
+    assert (tmp_path / "demo" / "prediction" / "image.tif").is_file()
+    # running it again reuses its own folder; a foreign folder is refused
+    assert cli("demo", "--out", tmp_path / "demo", "--steps", "2", "--device", "cpu").returncode == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.docx").write_text("precious")
+    proc = cli("demo", "--out", tmp_path / "mine", "--steps", "2")
+    assert proc.returncode == 2 and "not made by the demo" in proc.stderr

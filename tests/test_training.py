@@ -1,0 +1,160 @@
+"""Real training on small synthetic data: events, sparse/dense, resume, fine-tune, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import blobs
+from napari_unetseg.core.checkpoint import load_model, load_torch_safely
+from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.data import encode_labels, find_class_values
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
+from napari_unetseg.core.prediction import predict_stack
+from napari_unetseg.core.training import Trainer, train
+
+SPEC = ModelSpec(depth=2, base_channels=8)
+
+
+def cfg(**kw):
+    base = dict(steps=20, patch_size=32, batch_size=4, steps_per_epoch=10, device="cpu", precision="fp32",
+                learning_rate=5e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_label_encoding_sparse_and_dense():
+    labels = np.array([[0, 1, 2], [2, 0, 5]])
+    assert find_class_values([labels], "sparse") == (1, 2, 5)
+    assert find_class_values([labels], "dense") == (0, 1, 2, 5)
+    enc = encode_labels(labels, (1, 2, 5), "sparse")
+    assert enc.tolist() == [[-1, 0, 1], [1, -1, 2]]
+    with pytest.raises(UserInputError, match="no painted"):
+        find_class_values([np.zeros((4, 4), int)], "sparse")
+    with pytest.raises(UserInputError, match="only one class"):
+        find_class_values([np.array([[0, 1]])], "sparse")
+    with pytest.raises(UserInputError, match="integers"):
+        find_class_values([np.array([[0.5, 1.0]])], "sparse")
+
+
+def test_events_loss_decreases_and_model_file_every_epoch(tmp_path):
+    image, labels = blobs(n=2, size=64)
+    events = []
+    result = train([image], [labels], SPEC, cfg(steps=60, steps_per_epoch=20, label_mode="dense"),
+                   run_dir=tmp_path / "run", on_event=events.append)
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert [e.step for e in steps] == list(range(1, 61))
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert np.mean([e.loss for e in steps[-10:]]) < 0.7 * np.mean([e.loss for e in steps[:10]])
+    for name in ("model.pt", "resume.pt", "config.json", "history.csv", "history.json"):
+        assert (tmp_path / "run" / name).is_file()
+    loaded = load_model(tmp_path / "run" / "model.pt")
+    assert loaded.class_values == (1, 2) and loaded.step == 60 and len(loaded.history) == 3
+    assert result.loaded.step == 60 and not result.stopped
+
+
+def test_sparse_training_ignores_unpainted_and_predicts_in_annotation_numbering(small_sample):
+    image = small_sample.image[:, None].astype(np.float32)
+    strokes = small_sample.strokes
+    result = train([image], [strokes], ModelSpec(depth=3, base_channels=8),
+                   cfg(steps=80, patch_size=64, batch_size=8))
+    assert result.loaded.class_values == (1, 2)
+    pred = predict_stack(result.loaded, image).labels
+    assert set(np.unique(pred)) <= {1, 2}
+    truth = small_sample.truth
+    fg = 2 * np.sum((pred == 2) & (truth == 2)) / (np.sum(pred == 2) + np.sum(truth == 2))
+    assert fg > 0.5, fg  # well above chance from strokes on ~1% of the pixels
+
+
+def test_seeded_runs_are_reproducible_on_cpu():
+    image, labels = blobs()
+    a = train([image], [labels], SPEC, cfg(seed=3)).loaded.model.state_dict()
+    b = train([image], [labels], SPEC, cfg(seed=3)).loaded.model.state_dict()
+    c = train([image], [labels], SPEC, cfg(seed=4)).loaded.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_stop_then_resume_continues_optimizer_and_steps(tmp_path):
+    image, labels = blobs()
+    run = tmp_path / "run"
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=30), run_dir=run)
+    gen = trainer.run()
+    for event in gen:
+        if isinstance(event, StepEvent) and event.step == 13:
+            trainer.request_stop()
+    assert load_model(run / "model.pt").step == 13  # saved on stop
+    state = load_torch_safely(run / "resume.pt")
+    assert state["step"] == 13 and state["optimizer"]["state"]
+    resumed = Trainer([image], [labels], SPEC, cfg(steps=30), run_dir=run, resume=True)
+    assert resumed.step == 13
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == state["optimizer"]["state"][0]["step"]
+    steps = [e.step for e in resumed.run() if isinstance(e, StepEvent)]
+    assert steps[0] == 14 and steps[-1] == 30
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    image, labels = blobs()
+    straight = train([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "a").loaded
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "b")
+    for event in trainer.run():
+        if isinstance(event, StepEvent) and event.step == 10:
+            trainer.request_stop()
+    resumed = train([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "b", resume=True).loaded
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_finetune_new_head_when_classes_differ(tmp_path):
+    image, labels = blobs()
+    train([image], [labels], SPEC, cfg(), run_dir=tmp_path / "base")
+    base = load_model(tmp_path / "base" / "model.pt")
+    three = labels.copy()
+    three[:, :4, :4] = 7
+    tuned = train([image], [three], SPEC, cfg(steps=5), init_model=tmp_path / "base" / "model.pt").loaded
+    assert tuned.class_values == (1, 2, 7) and tuned.spec.num_classes == 3
+    enc_key = next(k for k in base.model.state_dict() if k.startswith("encoders"))
+    # encoder weights start from the base model (they move a little in 5 steps)
+    delta = (tuned.model.state_dict()[enc_key] - base.model.state_dict()[enc_key]).abs().max()
+    assert delta < 0.1
+
+
+def test_validation_on_held_out_slices():
+    image, labels = blobs(n=5)
+    events = []
+    train([image], [labels], SPEC, cfg(steps=10, steps_per_epoch=5, validation_fraction=0.2),
+          on_event=events.append)
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert all(0 <= e.validation["val_dice_mean"] <= 1 for e in epochs)
+
+
+def test_preview_events():
+    image, labels = blobs()
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=10))
+    trainer.preview_every = 5
+    trainer.set_preview(image[0])
+    previews = [e for e in trainer.run() if isinstance(e, PreviewEvent)]
+    assert [p.step for p in previews] == [5, 10]
+    assert previews[0].labels.shape == image.shape[2:]
+    assert set(np.unique(previews[-1].labels)) <= {1, 2}
+
+
+def test_refuses_existing_run_and_bad_pairs(tmp_path):
+    image, labels = blobs()
+    train([image], [labels], SPEC, cfg(steps=2), run_dir=tmp_path)
+    with pytest.raises(UserInputError, match="already holds a model"):
+        Trainer([image], [labels], SPEC, cfg(), run_dir=tmp_path)
+    with pytest.raises(UserInputError, match="does not match"):
+        Trainer([image], [labels[:, :10]], SPEC, cfg())
+    with pytest.raises(UserInputError, match="no painted"):
+        Trainer([image], [np.zeros_like(labels)], SPEC, cfg())
+
+
+def test_unetplusplus_deep_supervision_trains():
+    image, labels = blobs()
+    spec = ModelSpec(name="unetplusplus", depth=2, base_channels=8)
+    loaded = train([image], [labels], spec, cfg(steps=10)).loaded
+    assert loaded.spec.deep_supervision and len(loaded.model.heads) == 2
