@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import blobs
+
 from napari_unetseg.core.checkpoint import load_model, load_torch_safely
 from napari_unetseg.core.config import ModelSpec, TrainConfig
 from napari_unetseg.core.data import encode_labels, find_class_values

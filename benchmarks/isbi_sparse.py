@@ -1,0 +1,117 @@
+"""Sparse scribbles vs dense labels on ISBI 2012 EM membranes (class 1 = membrane).
+
+Trains the same U-Net (base 16, depth 4) for the same number of CPU steps on
+  scribbles  thin strokes on 3 training slices (<= 2 % of their pixels), sparse mode
+  (a)        the dense labels of the same 3 slices
+  (b)        the dense labels of all 24 training slices
+and, on the same scribbles, (c) scikit-image's trainable segmentation (random forest on
+multiscale features: the ilastik recipe). Reports membrane Dice on test slices 24-29.
+
+    python benchmarks/isbi_sparse.py [--steps 400] [--arms scribbles a b c]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import DATA, hardware, save_results  # noqa: E402
+from scribbles import draw_scribbles  # noqa: E402
+
+from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # noqa: E402
+from napari_unetseg.core.prediction import predict_stack  # noqa: E402
+from napari_unetseg.core.training import train  # noqa: E402
+
+TRAIN, TEST, SLICES = list(range(24)), list(range(24, 30)), [2, 10, 18]
+
+
+def membrane_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    p, t = pred == 1, truth == 1
+    return float(2 * (p & t).sum() / (p.sum() + t.sum()))
+
+
+def unet_arm(images, labels, mode, steps, seed, overrides) -> tuple[float, float, np.ndarray]:
+    spec = ModelSpec(name="unet", depth=4, base_channels=16)
+    config = TrainConfig(label_mode=mode, steps=steps, patch_size=256, batch_size=4, seed=seed,
+                         steps_per_epoch=steps, validation_fraction=0, **overrides)
+    start = time.perf_counter()
+    loaded = train([images[:, None]], [labels], spec, config).loaded
+    seconds = time.perf_counter() - start
+    pred = predict_stack(loaded, test_images()[:, None], PredictConfig(tile_size=512)).labels
+    return membrane_dice(pred, test_truth()), seconds, pred
+
+
+def test_images():
+    return IMAGES[TEST]
+
+
+def test_truth():
+    return LABELS[TEST]
+
+
+def forest_arm(scribbles) -> tuple[float, float]:
+    from functools import partial
+
+    from skimage import feature, future
+    from sklearn.ensemble import RandomForestClassifier
+
+    features = partial(feature.multiscale_basic_features, intensity=True, edges=True, texture=True,
+                       sigma_min=1, sigma_max=16)
+    start = time.perf_counter()
+    train_feats = np.concatenate([features(IMAGES[i]) for i in SLICES], axis=1)
+    train_labels = np.concatenate(list(scribbles), axis=1)
+    clf = RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0)
+    clf = future.fit_segmenter(train_labels, train_feats, clf)
+    pred = np.stack([future.predict_segmenter(features(IMAGES[i]), clf) for i in TEST])
+    return membrane_dice(pred, test_truth()), time.perf_counter() - start
+
+
+def main() -> None:
+    global IMAGES, LABELS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", default=["scribbles", "a", "b", "c"])
+    parser.add_argument("--lr", type=float, default=None)
+    args = parser.parse_args()
+    folder = DATA / "isbi2012_em_membranes"
+    if not folder.is_dir():
+        sys.exit(f"data not found: {folder}")
+    IMAGES, LABELS = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
+    rng = np.random.default_rng(args.seed)
+    scribbles = np.stack([draw_scribbles(LABELS[i], rng) for i in SLICES])
+    overrides = {"learning_rate": args.lr} if args.lr else {}
+    results = {"hardware": hardware(), "steps": args.steps, "slices": SLICES,
+               "scribble_fraction": float((scribbles > 0).mean()),
+               "scribble_pixels": {"membrane": int((scribbles == 1).sum()), "interior": int((scribbles == 2).sum())}}
+    print(f"{results['hardware']}\nscribbles cover {results['scribble_fraction']:.2%} of slices {SLICES}")
+    arms = {
+        "scribbles": lambda: unet_arm(IMAGES[SLICES], scribbles, "sparse", args.steps, args.seed, overrides),
+        "a": lambda: unet_arm(IMAGES[SLICES], LABELS[SLICES], "dense", args.steps, args.seed, overrides),
+        "b": lambda: unet_arm(IMAGES[TRAIN], LABELS[TRAIN], "dense", args.steps, args.seed, overrides),
+    }
+    for arm in args.arms:
+        if arm == "c":
+            dice, seconds = forest_arm(scribbles)
+        else:
+            dice, seconds, pred = arms[arm]()
+            tifffile.imwrite(Path(__file__).parent / "results" / f"isbi_{arm}.tif", pred) if (
+                Path(__file__).parent / "results").is_dir() else None
+        results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
+        print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
+    if "scribbles" in results and "a" in results:
+        results["ratio_vs_a"] = round(results["scribbles"]["membrane_dice"] / results["a"]["membrane_dice"], 3)
+    if "scribbles" in results and "c" in results:
+        results["ratio_vs_c"] = round(results["scribbles"]["membrane_dice"] / results["c"]["membrane_dice"], 3)
+    print({k: v for k, v in results.items() if k.startswith("ratio")})
+    print("saved", save_results(results, "isbi_sparse"))
+
+
+if __name__ == "__main__":
+    main()
