@@ -38,8 +38,16 @@ def membrane_dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def unet_arm(images, labels, mode, steps, seed, overrides) -> tuple[float, float, np.ndarray]:
     spec = ModelSpec(name="unet", depth=4, base_channels=16)
-    config = TrainConfig(label_mode=mode, steps=steps, patch_size=256, batch_size=4, seed=seed,
-                         steps_per_epoch=steps, validation_fraction=0, **overrides)
+    config = TrainConfig(
+        label_mode=mode,
+        steps=steps,
+        patch_size=256,
+        batch_size=4,
+        seed=seed,
+        steps_per_epoch=steps,
+        validation_fraction=0,
+        **overrides,
+    )
     start = time.perf_counter()
     loaded = train([images[:, None]], [labels], spec, config).loaded
     seconds = time.perf_counter() - start
@@ -61,8 +69,9 @@ def forest_arm(scribbles) -> tuple[float, float]:
     from skimage import feature, future
     from sklearn.ensemble import RandomForestClassifier
 
-    features = partial(feature.multiscale_basic_features, intensity=True, edges=True, texture=True,
-                       sigma_min=1, sigma_max=16)
+    features = partial(
+        feature.multiscale_basic_features, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16
+    )
     start = time.perf_counter()
     train_feats = np.concatenate([features(IMAGES[i]) for i in SLICES], axis=1)
     train_labels = np.concatenate(list(scribbles), axis=1)
@@ -74,7 +83,9 @@ def forest_arm(scribbles) -> tuple[float, float]:
 
 def main() -> None:
     global IMAGES, LABELS
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", default=["scribbles", "a", "b", "c"])
@@ -87,9 +98,13 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     scribbles = np.stack([draw_scribbles(LABELS[i], rng) for i in SLICES])
     overrides = {"learning_rate": args.lr} if args.lr else {}
-    results = {"hardware": hardware(), "steps": args.steps, "slices": SLICES,
-               "scribble_fraction": float((scribbles > 0).mean()),
-               "scribble_pixels": {"membrane": int((scribbles == 1).sum()), "interior": int((scribbles == 2).sum())}}
+    results = {
+        "hardware": hardware(),
+        "steps": args.steps,
+        "slices": SLICES,
+        "scribble_fraction": float((scribbles > 0).mean()),
+        "scribble_pixels": {"membrane": int((scribbles == 1).sum()), "interior": int((scribbles == 2).sum())},
+    }
     print(f"{results['hardware']}\nscribbles cover {results['scribble_fraction']:.2%} of slices {SLICES}")
     arms = {
         "scribbles": lambda: unet_arm(IMAGES[SLICES], scribbles, "sparse", args.steps, args.seed, overrides),
@@ -102,13 +117,18 @@ def main() -> None:
         else:
             dice, seconds, pred = arms[arm]()
             tifffile.imwrite(Path(__file__).parent / "results" / f"isbi_{arm}.tif", pred) if (
-                Path(__file__).parent / "results").is_dir() else None
+                Path(__file__).parent / "results"
+            ).is_dir() else None
         results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
         print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
     if "scribbles" in results and "a" in results:
-        results["ratio_vs_a"] = round(results["scribbles"]["membrane_dice"] / results["a"]["membrane_dice"], 3)
+        results["ratio_vs_a"] = round(
+            results["scribbles"]["membrane_dice"] / results["a"]["membrane_dice"], 3
+        )
     if "scribbles" in results and "c" in results:
-        results["ratio_vs_c"] = round(results["scribbles"]["membrane_dice"] / results["c"]["membrane_dice"], 3)
+        results["ratio_vs_c"] = round(
+            results["scribbles"]["membrane_dice"] / results["c"]["membrane_dice"], 3
+        )
     print({k: v for k, v in results.items() if k.startswith("ratio")})
     print("saved", save_results(results, "isbi_sparse"))
 

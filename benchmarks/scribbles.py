@@ -20,9 +20,14 @@ def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tup
     path, seen = [start], {start}
     y, x = start
     for _ in range(length):
-        nxt = [(y + dy, x + dx) for dy, dx in _NEIGHBOURS
-               if 0 <= y + dy < skeleton.shape[0] and 0 <= x + dx < skeleton.shape[1]
-               and skeleton[y + dy, x + dx] and (y + dy, x + dx) not in seen]
+        nxt = [
+            (y + dy, x + dx)
+            for dy, dx in _NEIGHBOURS
+            if 0 <= y + dy < skeleton.shape[0]
+            and 0 <= x + dx < skeleton.shape[1]
+            and skeleton[y + dy, x + dx]
+            and (y + dy, x + dx) not in seen
+        ]
         if not nxt:
             break
         y, x = nxt[0]
@@ -32,8 +37,12 @@ def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tup
 
 
 def draw_scribbles(
-    truth: np.ndarray, rng: np.random.Generator, strokes_per_class: int = 6,
-    membrane_length: int = 60, interior_length: int = 30, budget: float = 0.02,
+    truth: np.ndarray,
+    rng: np.random.Generator,
+    strokes_per_class: int = 6,
+    membrane_length: int = 60,
+    interior_length: int = 30,
+    budget: float = 0.02,
 ) -> np.ndarray:
     """Scribbles for one 2D slice: 1 = membrane, 2 = interior, 0 = unpainted."""
     membrane = truth == 1

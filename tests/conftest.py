@@ -27,7 +27,10 @@ def cli():
     def run(*args, cwd=None, timeout=600):
         return subprocess.run(
             [sys.executable, "-m", "napari_unetseg", *map(str, args)],
-            capture_output=True, text=True, cwd=cwd, timeout=timeout,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
         )
 
     return run

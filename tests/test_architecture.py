@@ -33,10 +33,11 @@ def test_package_root_and_cli_help_are_light():
     assert "torch" not in loaded and not loaded & set(GUI)
 
 
-@pytest.mark.skipif(shutil.which("lint-imports") is None and not (Path(sys.executable).parent / "lint-imports").exists(),
-                    reason="import-linter not installed")
+LINT_IMPORTS = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+
+
+@pytest.mark.skipif(not Path(LINT_IMPORTS).exists(), reason="import-linter not installed")
 def test_import_linter_contract():
-    exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([exe], capture_output=True, text=True, cwd=root)
+    proc = subprocess.run([LINT_IMPORTS], capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stdout + proc.stderr

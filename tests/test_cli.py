@@ -18,7 +18,9 @@ def files(tmp_path_factory):
     paths = {}
     for name in ("image", "strokes", "truth"):
         paths[name] = folder / f"{name}.tif"
-        tifffile.imwrite(paths[name], getattr(sample, name), metadata={"axes": "ZYX"}, photometric="minisblack")
+        tifffile.imwrite(
+            paths[name], getattr(sample, name), metadata={"axes": "ZYX"}, photometric="minisblack"
+        )
     paths["small"] = folder / "small.tif"
     tifffile.imwrite(paths["small"], np.ones((2, 50, 50), np.uint8), metadata={"axes": "ZYX"})
     return folder, paths
@@ -32,10 +34,35 @@ def trained(files, tmp_path_factory):
     folder, paths = files
     run = folder / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_unetseg", "train", "--images", paths["image"], "--labels",
-         paths["strokes"], "--out", run, "--steps", "40", "--patch-size", "64", "--batch-size", "4",
-         "--depth", "2", "--base-channels", "8", "--device", "cpu", "--lr", "0.005"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "napari_unetseg",
+            "train",
+            "--images",
+            paths["image"],
+            "--labels",
+            paths["strokes"],
+            "--out",
+            run,
+            "--steps",
+            "40",
+            "--patch-size",
+            "64",
+            "--batch-size",
+            "4",
+            "--depth",
+            "2",
+            "--base-channels",
+            "8",
+            "--device",
+            "cpu",
+            "--lr",
+            "0.005",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     return run
@@ -62,8 +89,20 @@ def test_train_writes_run_folder(trained):
 def test_predict_evaluate_roundtrip(cli, files, trained, tmp_path):
     _, paths = files
     out = tmp_path / "pred"
-    proc = cli("predict", "--model", trained / "model.pt", "--out", out, paths["image"],
-               "--tile-size", "64", "--probabilities", "--tta", "--device", "cpu")
+    proc = cli(
+        "predict",
+        "--model",
+        trained / "model.pt",
+        "--out",
+        out,
+        paths["image"],
+        "--tile-size",
+        "64",
+        "--probabilities",
+        "--tta",
+        "--device",
+        "cpu",
+    )
     assert proc.returncode == 0, proc.stderr
     labels = tifffile.imread(out / "image.tif")
     probs = tifffile.imread(out / "image_probabilities.tif")
@@ -75,8 +114,17 @@ def test_predict_evaluate_roundtrip(cli, files, trained, tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     assert cli("predict", "--model", trained, "--out", out, paths["image"], "--overwrite").returncode == 0
     report = tmp_path / "scores.json"
-    proc = cli("evaluate", "--prediction", out / "image.tif", "--truth", paths["truth"],
-               "--json", report, "--csv", tmp_path / "scores.csv")
+    proc = cli(
+        "evaluate",
+        "--prediction",
+        out / "image.tif",
+        "--truth",
+        paths["truth"],
+        "--json",
+        report,
+        "--csv",
+        tmp_path / "scores.csv",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "dice" in proc.stdout and "mean" in proc.stdout
     scores = json.loads(report.read_text())
@@ -87,12 +135,35 @@ def test_predict_evaluate_roundtrip(cli, files, trained, tmp_path):
 
 def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
     _, paths = files
-    proc = cli("train", "--images", paths["image"], "--labels", paths["strokes"], "--resume", trained,
-               "--steps", "45")
+    proc = cli(
+        "train",
+        "--images",
+        paths["image"],
+        "--labels",
+        paths["strokes"],
+        "--resume",
+        trained,
+        "--steps",
+        "45",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((trained / "history.json").read_text())[-1]["step"] == 45
-    proc = cli("train", "--images", paths["image"], "--labels", paths["truth"], "--dense", "--out",
-               tmp_path / "ft", "--init", trained / "model.pt", "--steps", "3", "--patch-size", "64")
+    proc = cli(
+        "train",
+        "--images",
+        paths["image"],
+        "--labels",
+        paths["truth"],
+        "--dense",
+        "--out",
+        tmp_path / "ft",
+        "--init",
+        trained / "model.pt",
+        "--steps",
+        "3",
+        "--patch-size",
+        "64",
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -100,14 +171,22 @@ def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
     "args,message",
     [
         (["train", "--images", "{image}", "--labels", "{missing}", "--out", "{tmp}/r"], "does not exist"),
-        (["train", "--images", "{image}", "--labels", "{image}", "{image}", "--out", "{tmp}/r"],
-         "one label file per image"),
-        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--steps", "0"],
-         "steps must be"),
-        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--model", "vgg"],
-         "unknown model"),
-        (["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--axes", "TZYX"],
-         "4 letters"),
+        (
+            ["train", "--images", "{image}", "--labels", "{image}", "{image}", "--out", "{tmp}/r"],
+            "one label file per image",
+        ),
+        (
+            ["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--steps", "0"],
+            "steps must be",
+        ),
+        (
+            ["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--model", "vgg"],
+            "unknown model",
+        ),
+        (
+            ["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{tmp}/r", "--axes", "TZYX"],
+            "4 letters",
+        ),
         (["predict", "--model", "{image}", "--out", "{tmp}/p", "{image}"], "model file"),
         (["predict", "--model", "{tmp}", "--out", "{tmp}/p", "{image}"], "model.pt"),
         (["evaluate", "--prediction", "{small}", "--truth", "{strokes}"], "differs from ground truth"),

@@ -44,9 +44,14 @@ def test_imagej_hyperstack_axes(tmp_path):
 
 @pytest.mark.parametrize(
     "shape,axes,expected",
-    [((20, 30), None, (1, 1, 20, 30)), ((20, 30, 3), None, (1, 3, 20, 30)),
-     ((5, 20, 30), None, (5, 1, 20, 30)), ((2, 3, 20, 30), "TCYX", (2, 3, 20, 30)),
-     ((20, 30, 2), "YXC", (1, 2, 20, 30)), ((20, 30, 7), "ZYX", (20, 1, 30, 7))],
+    [
+        ((20, 30), None, (1, 1, 20, 30)),
+        ((20, 30, 3), None, (1, 3, 20, 30)),
+        ((5, 20, 30), None, (5, 1, 20, 30)),
+        ((2, 3, 20, 30), "TCYX", (2, 3, 20, 30)),
+        ((20, 30, 2), "YXC", (1, 2, 20, 30)),
+        ((20, 30, 7), "ZYX", (20, 1, 30, 7)),
+    ],
 )
 def test_plain_tiff_axes_guessed_or_given(tmp_path, shape, axes, expected):
     path = tmp_path / "p.tif"

@@ -27,8 +27,13 @@ def test_overlap_metrics_match_sklearn():
     result = evaluate(pred, truth)
     t, p = truth.ravel(), pred.ravel()
     labels = list(result.classes)
-    for fn, name in [(f1_score, "dice"), (jaccard_score, "iou"), (precision_score, "precision"),
-                     (recall_score, "recall"), (f1_score, "f1")]:
+    for fn, name in [
+        (f1_score, "dice"),
+        (jaccard_score, "iou"),
+        (precision_score, "precision"),
+        (recall_score, "recall"),
+        (f1_score, "f1"),
+    ]:
         expected = fn(t, p, labels=labels, average=None)
         got = [result.per_class[v][name] for v in labels]
         np.testing.assert_allclose(got, expected, rtol=1e-12)

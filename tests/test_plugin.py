@@ -23,7 +23,10 @@ def test_manifest_validates_and_is_found():
     pm.discover()
     manifest = pm.get_manifest("napari-unetseg")
     assert {c.id for c in manifest.contributions.commands} >= {
-        "napari-unetseg.get_reader", "napari-unetseg.write_labels", "napari-unetseg.make_sample_data"}
+        "napari-unetseg.get_reader",
+        "napari-unetseg.write_labels",
+        "napari-unetseg.make_sample_data",
+    }
 
 
 def test_reader_opens_stack_with_channels(make_napari_viewer, tmp_path):

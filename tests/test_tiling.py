@@ -54,7 +54,9 @@ def test_tiled_matches_whole_image_away_from_borders():
     image = rng.normal(size=(1, 300, 260)).astype(np.float32)
     with torch.no_grad():
         whole = model(torch.from_numpy(image)[None])[0].numpy()
-    tiled = predict_tiled(model, image, tile_size=96, overlap=0.5, blending="gaussian", precision="fp32", device="cpu")
+    tiled = predict_tiled(
+        model, image, tile_size=96, overlap=0.5, blending="gaussian", precision="fp32", device="cpu"
+    )
     assert tiled.shape == whole.shape
     m = 24  # away from the image border (receptive field of the depth-2 net)
     diff = np.abs(tiled - whole)[:, m:-m, m:-m]

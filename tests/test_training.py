@@ -19,8 +19,15 @@ SPEC = ModelSpec(depth=2, base_channels=8)
 
 
 def cfg(**kw):
-    base = dict(steps=20, patch_size=32, batch_size=4, steps_per_epoch=10, device="cpu", precision="fp32",
-                learning_rate=5e-3)
+    base = dict(
+        steps=20,
+        patch_size=32,
+        batch_size=4,
+        steps_per_epoch=10,
+        device="cpu",
+        precision="fp32",
+        learning_rate=5e-3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -42,8 +49,14 @@ def test_label_encoding_sparse_and_dense():
 def test_events_loss_decreases_and_model_file_every_epoch(tmp_path):
     image, labels = blobs(n=2, size=64)
     events = []
-    result = train([image], [labels], SPEC, cfg(steps=60, steps_per_epoch=20, label_mode="dense"),
-                   run_dir=tmp_path / "run", on_event=events.append)
+    result = train(
+        [image],
+        [labels],
+        SPEC,
+        cfg(steps=60, steps_per_epoch=20, label_mode="dense"),
+        run_dir=tmp_path / "run",
+        on_event=events.append,
+    )
     steps = [e for e in events if isinstance(e, StepEvent)]
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert [e.step for e in steps] == list(range(1, 61))
@@ -59,8 +72,9 @@ def test_events_loss_decreases_and_model_file_every_epoch(tmp_path):
 def test_sparse_training_ignores_unpainted_and_predicts_in_annotation_numbering(small_sample):
     image = small_sample.image[:, None].astype(np.float32)
     strokes = small_sample.strokes
-    result = train([image], [strokes], ModelSpec(depth=3, base_channels=8),
-                   cfg(steps=80, patch_size=64, batch_size=8))
+    result = train(
+        [image], [strokes], ModelSpec(depth=3, base_channels=8), cfg(steps=80, patch_size=64, batch_size=8)
+    )
     assert result.loaded.class_values == (1, 2)
     pred = predict_stack(result.loaded, image).labels
     assert set(np.unique(pred)) <= {1, 2}
@@ -125,8 +139,13 @@ def test_finetune_new_head_when_classes_differ(tmp_path):
 def test_validation_on_held_out_slices():
     image, labels = blobs(n=5)
     events = []
-    train([image], [labels], SPEC, cfg(steps=10, steps_per_epoch=5, validation_fraction=0.2),
-          on_event=events.append)
+    train(
+        [image],
+        [labels],
+        SPEC,
+        cfg(steps=10, steps_per_epoch=5, validation_fraction=0.2),
+        on_event=events.append,
+    )
     epochs = [e for e in events if isinstance(e, EpochEvent)]
     assert all(0 <= e.validation["val_dice_mean"] <= 1 for e in epochs)
 

@@ -40,4 +40,3 @@ def read_layers(path: str | list[str]) -> list[tuple]:
                 meta["name"] = [f"{meta['name']} [{i}]" for i in range(data.shape[channel])]
         layers.append((data, meta, "image"))
     return layers
-
