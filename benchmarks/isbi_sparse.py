@@ -13,6 +13,7 @@ multiscale features: the ilastik recipe). Reports membrane Dice on test slices 2
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # 
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
 from napari_unetseg.core.training import train  # noqa: E402
 
+RESULTS = Path(__file__).parent / "results"
 TRAIN, TEST, SLICES = list(range(24)), list(range(24, 30)), [2, 10, 18]
 
 
@@ -75,7 +77,7 @@ def forest_arm(scribbles) -> tuple[float, float]:
     start = time.perf_counter()
     train_feats = np.concatenate([features(IMAGES[i]) for i in SLICES], axis=1)
     train_labels = np.concatenate(list(scribbles), axis=1)
-    clf = RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0)
+    clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=0)
     clf = future.fit_segmenter(train_labels, train_feats, clf)
     pred = np.stack([future.predict_segmenter(features(IMAGES[i]), clf) for i in TEST])
     return membrane_dice(pred, test_truth()), time.perf_counter() - start
@@ -89,16 +91,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arms", nargs="+", default=["scribbles", "a", "b", "c"])
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TrainConfig overrides for the U-Net arms, e.g. class_balance=false",
+    )
+    parser.add_argument("--name", default="isbi_sparse", help="results file name")
+    parser.add_argument("--strokes", type=int, default=8, help="strokes per class and slice")
+    parser.add_argument("--membrane-length", type=int, default=80, help="membrane stroke length (px)")
+    parser.add_argument("--interior-length", type=int, default=60, help="interior stroke length (px)")
     args = parser.parse_args()
     folder = DATA / "isbi2012_em_membranes"
     if not folder.is_dir():
         sys.exit(f"data not found: {folder}")
     IMAGES, LABELS = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
     rng = np.random.default_rng(args.seed)
-    scribbles = np.stack([draw_scribbles(LABELS[i], rng) for i in SLICES])
-    overrides = {"learning_rate": args.lr} if args.lr else {}
+    scribbles = np.stack(
+        [
+            draw_scribbles(LABELS[i], rng, args.strokes, args.membrane_length, args.interior_length)
+            for i in SLICES
+        ]
+    )
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     results = {
+        "overrides": overrides,
         "hardware": hardware(),
         "steps": args.steps,
         "slices": SLICES,
@@ -116,9 +134,8 @@ def main() -> None:
             dice, seconds = forest_arm(scribbles)
         else:
             dice, seconds, pred = arms[arm]()
-            tifffile.imwrite(Path(__file__).parent / "results" / f"isbi_{arm}.tif", pred) if (
-                Path(__file__).parent / "results"
-            ).is_dir() else None
+            RESULTS.mkdir(exist_ok=True)
+            tifffile.imwrite(RESULTS / f"{args.name}_{arm}.tif", pred)  # for looking at
         results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
         print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
     if "scribbles" in results and "a" in results:
@@ -130,7 +147,7 @@ def main() -> None:
             results["scribbles"]["membrane_dice"] / results["c"]["membrane_dice"], 3
         )
     print({k: v for k, v in results.items() if k.startswith("ratio")})
-    print("saved", save_results(results, "isbi_sparse"))
+    print("saved", save_results(results, args.name))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,10 @@ class TrainConfig(_ConfigMixin):
 
     ``label_mode='sparse'``: label 0 means "not painted" and is ignored; the classes
     are the painted values. ``'dense'``: 0 is a real class (background).
+
+    ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
+    (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`); ``None`` = 1 for
+    sparse labels, 0 for dense ones.
     """
 
     label_mode: str = "sparse"
@@ -124,6 +128,7 @@ class TrainConfig(_ConfigMixin):
     dice_weight: float = 1.0
     class_balance: bool = True
     labelled_sampling: float = 0.9
+    smoothness_weight: float | None = None
     percentile_low: float = 1.0
     percentile_high: float = 99.8
 

@@ -36,7 +36,7 @@ from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_generator
 from napari_unetseg.core.history import write_history
 from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
-from napari_unetseg.core.losses import segmentation_loss
+from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled
@@ -154,6 +154,9 @@ class Trainer:
 
         self._prepare_data(images, labels, mode)
         self.label_mode = mode
+        self.smoothness_weight = config.smoothness_weight
+        if self.smoothness_weight is None:
+            self.smoothness_weight = 1.0 if mode == "sparse" else 0.0
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -239,6 +242,8 @@ class Trainer:
         loss = sum(
             segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
         ) / len(heads)
+        if self.smoothness_weight:
+            loss = loss + self.smoothness_weight * edge_aware_smoothness(heads[-1], x)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
