@@ -175,7 +175,7 @@ def _train_printer():
 
 
 def _predict_printer():
-    """An ``on_event`` callback: one progress bar of tiles per input file."""
+    """An ``on_event`` callback: one progress bar of slices per input file."""
     from napari_unetseg.core.events import PredictProgress
 
     state = {"bar": None, "name": ""}
@@ -187,13 +187,11 @@ def _predict_printer():
             state["bar"], state["name"] = None, event[2].name
         elif isinstance(event, PredictProgress):
             if state["bar"] is None:
-                state["bar"] = _progress(unit="slice")
+                state["bar"] = _progress(event.n_slices, unit="slice")
                 state["bar"].set_description(state["name"])
-            bar = state["bar"]
-            bar.total = event.slice_index + 1 if event.done == event.total else bar.total
-            bar.set_postfix(slice=event.slice_index, tiles=f"{event.done}/{event.total}")
+            state["bar"].set_postfix(tiles=f"{event.done}/{event.total}")
             if event.done == event.total:
-                bar.update(1)
+                state["bar"].update(1)
 
     return on_event
 

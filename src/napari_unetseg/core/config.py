@@ -108,9 +108,13 @@ class TrainConfig(_ConfigMixin):
     ``label_mode='sparse'``: label 0 means "not painted" and is ignored; the classes
     are the painted values. ``'dense'``: 0 is a real class (background).
 
+    ``class_balance``: median-frequency class weights in the loss; ``None`` = on for
+    sparse labels (how much of each class was painted says nothing about the image)
+    and off for dense ones (their class frequencies are the real prior).
     ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
     (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`); ``None`` = 1 for
-    sparse labels, 0 for dense ones.
+    sparse labels, 0 for dense ones. ``smoothness_sigma``: the intensity difference
+    (normalised image) at which neighbours count as across an edge.
     """
 
     label_mode: str = "sparse"
@@ -126,9 +130,10 @@ class TrainConfig(_ConfigMixin):
     precision: str = "auto"
     augment: bool = True
     dice_weight: float = 1.0
-    class_balance: bool = True
+    class_balance: bool | None = None
     labelled_sampling: float = 0.9
     smoothness_weight: float | None = None
+    smoothness_sigma: float = 0.15
     percentile_low: float = 1.0
     percentile_high: float = 99.8
 
@@ -145,6 +150,7 @@ class TrainConfig(_ConfigMixin):
             raise UserInputError("labelled_sampling must be in [0, 1]")
         if not 0 <= self.percentile_low < self.percentile_high <= 100:
             raise UserInputError("need 0 <= percentile_low < percentile_high <= 100")
+        _check_positive("smoothness_sigma", self.smoothness_sigma, 1e-6)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
 

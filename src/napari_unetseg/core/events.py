@@ -45,11 +45,12 @@ class PreviewEvent:
 
 @dataclass(frozen=True)
 class PredictProgress:
-    """Progress of a prediction: tiles done out of the total, and the slice being worked on."""
+    """Progress of a prediction: tiles of the current slice done out of its total."""
 
     done: int
     total: int
     slice_index: int
+    n_slices: int = 1
 
 
 def run_generator(gen: Generator, on_event: Callable | None = None):

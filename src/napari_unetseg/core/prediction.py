@@ -190,7 +190,7 @@ def iter_predict(
             except StopIteration as stop:
                 scores = stop.value
                 break
-            yield PredictProgress(done=done, total=total, slice_index=index)
+            yield PredictProgress(done=done, total=total, slice_index=index, n_slices=n)
         labels[index] = lut[scores.argmax(0)]
         if probs is not None:
             probs[index] = torch.softmax(torch.from_numpy(scores), 0).numpy()

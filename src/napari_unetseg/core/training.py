@@ -200,7 +200,10 @@ class Trainer:
             self.generator,
         )
         weights = data_mod.class_weights(train_y, len(self.class_values))
-        self.class_weights = torch.from_numpy(weights).to(self.device) if self.config.class_balance else None
+        balance = self.config.class_balance
+        if balance is None:
+            balance = mode == "sparse"
+        self.class_weights = torch.from_numpy(weights).to(self.device) if balance else None
         self.n_train_slices = len(train_x)
 
     def _restore(self, state: dict) -> None:
@@ -243,7 +246,9 @@ class Trainer:
             segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
         ) / len(heads)
         if self.smoothness_weight:
-            loss = loss + self.smoothness_weight * edge_aware_smoothness(heads[-1], x)
+            loss = loss + self.smoothness_weight * edge_aware_smoothness(
+                heads[-1], x, sigma=self.config.smoothness_sigma
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
