@@ -112,7 +112,7 @@ class TrainConfig(_ConfigMixin):
     sparse labels (how much of each class was painted says nothing about the image)
     and off for dense ones (their class frequencies are the real prior).
     ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
-    (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`); ``None`` = 1 for
+    (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`); ``None`` = 10 for
     sparse labels, 0 for dense ones. ``smoothness_sigma``: the intensity difference
     (normalised image) at which neighbours count as across an edge.
     """
@@ -133,7 +133,7 @@ class TrainConfig(_ConfigMixin):
     class_balance: bool | None = None
     labelled_sampling: float = 0.9
     smoothness_weight: float | None = None
-    smoothness_sigma: float = 0.15
+    smoothness_sigma: float = 0.05
     percentile_low: float = 1.0
     percentile_high: float = 99.8
 

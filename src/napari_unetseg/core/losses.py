@@ -47,7 +47,7 @@ def segmentation_loss(
 
 
 def edge_aware_smoothness(
-    logits: torch.Tensor, image: torch.Tensor, radius: int = 2, sigma: float = 0.15
+    logits: torch.Tensor, image: torch.Tensor, radius: int = 2, sigma: float = 0.05
 ) -> torch.Tensor:
     """Local CRF-style regulariser for sparse labels, over *all* pixels.
 

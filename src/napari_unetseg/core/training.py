@@ -156,7 +156,7 @@ class Trainer:
         self.label_mode = mode
         self.smoothness_weight = config.smoothness_weight
         if self.smoothness_weight is None:
-            self.smoothness_weight = 1.0 if mode == "sparse" else 0.0
+            self.smoothness_weight = 10.0 if mode == "sparse" else 0.0
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
