@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,14 +24,6 @@ def hardware() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads){gpu}"
     )
-
-
-@contextmanager
-def timed(results: dict, key: str):
-    """Store the wall time of the block in ``results[key]`` (seconds)."""
-    start = time.perf_counter()
-    yield
-    results[key] = round(time.perf_counter() - start, 1)
 
 
 def save_results(results: dict, name: str) -> Path:

@@ -53,16 +53,8 @@ def unet_arm(images, labels, mode, steps, seed, overrides) -> tuple[float, float
     start = time.perf_counter()
     loaded = train([images[:, None]], [labels], spec, config).loaded
     seconds = time.perf_counter() - start
-    pred = predict_stack(loaded, test_images()[:, None], PredictConfig(tile_size=512)).labels
-    return membrane_dice(pred, test_truth()), seconds, pred
-
-
-def test_images():
-    return IMAGES[TEST]
-
-
-def test_truth():
-    return LABELS[TEST]
+    pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512)).labels
+    return membrane_dice(pred, LABELS[TEST]), seconds, pred
 
 
 def forest_arm(scribbles) -> tuple[float, float]:
@@ -80,7 +72,7 @@ def forest_arm(scribbles) -> tuple[float, float]:
     clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=0)
     clf = future.fit_segmenter(train_labels, train_feats, clf)
     pred = np.stack([future.predict_segmenter(features(IMAGES[i]), clf) for i in TEST])
-    return membrane_dice(pred, test_truth()), time.perf_counter() - start
+    return membrane_dice(pred, LABELS[TEST]), time.perf_counter() - start
 
 
 def main() -> None:

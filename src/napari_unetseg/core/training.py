@@ -63,6 +63,18 @@ def _lr_factor(step: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _label_mode_defaults(config: TrainConfig, mode: str) -> tuple[bool, float]:
+    """Class balancing and smoothness weight, with ``None`` resolved for the label mode.
+
+    Sparse strokes: balance the classes (painted amounts are arbitrary) and regularise
+    the unpainted gaps (weight 10). Dense labels: neither.
+    """
+    sparse = mode == "sparse"
+    balance = sparse if config.class_balance is None else config.class_balance
+    smoothness = (10.0 if sparse else 0.0) if config.smoothness_weight is None else config.smoothness_weight
+    return balance, smoothness
+
+
 class Trainer:
     """Train a segmentation network on one or several (image, labels) stacks.
 
@@ -152,11 +164,8 @@ class Trainer:
         if self.device.type == "cpu":
             self.model.to(memory_format=torch.channels_last)
 
-        self._prepare_data(images, labels, mode)
         self.label_mode = mode
-        self.smoothness_weight = config.smoothness_weight
-        if self.smoothness_weight is None:
-            self.smoothness_weight = 10.0 if mode == "sparse" else 0.0
+        self._prepare_data(images, labels, mode)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -199,11 +208,11 @@ class Trainer:
             self.device,
             self.generator,
         )
-        weights = data_mod.class_weights(train_y, len(self.class_values))
-        balance = self.config.class_balance
-        if balance is None:
-            balance = mode == "sparse"
-        self.class_weights = torch.from_numpy(weights).to(self.device) if balance else None
+        balance, self.smoothness_weight = _label_mode_defaults(self.config, mode)
+        self.class_weights = None
+        if balance:
+            weights = data_mod.class_weights(train_y, len(self.class_values))
+            self.class_weights = torch.from_numpy(weights).to(self.device)
         self.n_train_slices = len(train_x)
 
     def _restore(self, state: dict) -> None:
