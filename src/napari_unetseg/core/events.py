@@ -41,6 +41,7 @@ class PreviewEvent:
 
     step: int
     labels: np.ndarray = field(repr=False)
+    key: object = None
 
 
 @dataclass(frozen=True)

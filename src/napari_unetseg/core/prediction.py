@@ -7,7 +7,7 @@ with a model file's recipe and yields progress; :func:`predict_stack` runs it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,11 +153,14 @@ def iter_predict(
     stack: np.ndarray,
     config: PredictConfig | None = None,
     probabilities: bool = False,
+    slices: Sequence[int] | None = None,
 ) -> Generator[PredictProgress, None, PredictionResult]:
     """Predict a ``(N, C, Y, X)`` stack slice by slice with a model file's recipe.
 
     The stack is normalised with its own percentiles (the recipe from the model file);
     each slice is predicted with :func:`iter_tiled`. Yields :class:`PredictProgress`.
+    ``slices`` predicts only those slice indices (normalised with the whole stack's
+    percentiles all the same); the result then holds ``len(slices)`` slices.
     """
     config = config or PredictConfig()
     if stack.ndim != 4:
@@ -165,13 +168,16 @@ def iter_predict(
     if stack.shape[1] != loaded.spec.in_channels:
         raise UserInputError(
             f"the image has {stack.shape[1]} channel(s) but the model expects "
-            f"{loaded.spec.in_channels}: check --axes or use a model trained on such images"
+            f"{loaded.spec.in_channels}: check the image axes (--axes) or use a model trained on such images"
         )
     device = resolve_device(config.device)
     loaded.model.to(device).eval()
     lo, hi = loaded.normalization.percentiles(stack)
     lut = np.asarray(loaded.class_values, dtype=labels_dtype(loaded.class_values))
-    n = stack.shape[0]
+    indices = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
+    if any(not 0 <= i < stack.shape[0] for i in indices):
+        raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
+    n = len(indices)
     labels = np.zeros((n, *stack.shape[2:]), dtype=lut.dtype)
     probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32) if probabilities else None
     options = dict(
@@ -181,8 +187,8 @@ def iter_predict(
         device=device,
         tta=config.tta,
     )
-    for index in range(n):
-        image = loaded.normalization.apply(stack[index], lo, hi)
+    for index, source in enumerate(indices):
+        image = loaded.normalization.apply(stack[source], lo, hi)
         gen = iter_tiled(loaded.model, image, config.tile_size, config.overlap, **options)
         while True:
             try:

@@ -114,8 +114,10 @@ class Trainer:
         self.dtype = resolve_precision(config.precision, self.device)
         self.normalization = Normalization(config.percentile_low, config.percentile_high)
         self._stop_requested = False
-        self._preview: np.ndarray | None = None
+        self._preview: tuple[np.ndarray, object] | None = None
         self.preview_every = 25
+        self.preview_interval_s: float | None = None
+        self._last_preview = -math.inf
         self.history: list[dict] = []
         self.step = 0
         if len(images) != len(labels) or not images:
@@ -130,8 +132,8 @@ class Trainer:
 
         if self.run_dir is not None and not resume and not overwrite and (self.run_dir / "model.pt").exists():
             raise UserInputError(
-                f"{self.run_dir} already holds a model: use --resume to continue it, "
-                "another --out folder, or --overwrite"
+                f"{self.run_dir} already holds a model: resume it (--resume), "
+                "choose another run folder (--out), or overwrite it (--overwrite)"
             )
         resume_state = None
         known: tuple[int, ...] = ()
@@ -151,7 +153,7 @@ class Trainer:
             in_channels=channels.pop(), num_classes=len(self.class_values)
         )
         if resume and base and spec.num_classes != base.spec.num_classes:
-            raise UserInputError("resume cannot add classes: fine-tune with --init instead")
+            raise UserInputError("resume cannot add classes: fine-tune from its model file (--init) instead")
         self.spec = spec
         torch.manual_seed(config.seed)
         self.model = build_model(spec)
@@ -227,7 +229,7 @@ class Trainer:
             raise UserInputError(f"cannot resume: damaged resume.pt ({exc})") from exc
         if self.step >= self.config.steps:
             raise UserInputError(
-                f"the run already has {self.step} of {self.config.steps} steps: ask for more --steps"
+                f"the run already has {self.step} of {self.config.steps} steps: ask for more steps (--steps)"
             )
 
     # -- control from another thread ---------------------------------------------
@@ -236,9 +238,30 @@ class Trainer:
         """Ask the run to save and stop after the current step (thread-safe)."""
         self._stop_requested = True
 
-    def set_preview(self, image: np.ndarray | None) -> None:
-        """Set the ``(C, Y, X)`` raw slice to preview (normalised by its own percentiles)."""
-        self._preview = None if image is None else self.normalization.normalize(np.asarray(image)[None])[0]
+    def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
+        """Set the ``(C, Y, X)`` raw slice to preview (normalised by its own percentiles).
+
+        ``key`` (e.g. the slice index) comes back in the :class:`PreviewEvent`. Previews
+        come every ``preview_every`` steps, or, when ``preview_interval_s`` is set, as
+        soon as that many seconds have passed since the last one (the first after step 1).
+        """
+        if image is None:
+            self._preview = None
+            return
+        self._preview = (self.normalization.normalize(np.asarray(image)[None])[0], key)
+
+    def _preview_due(self) -> bool:
+        if self._preview is None:
+            return False
+        if self.preview_interval_s is None:
+            return self.step % self.preview_every == 0
+        return time.perf_counter() - self._last_preview >= self.preview_interval_s
+
+    def _make_preview(self) -> PreviewEvent:
+        image, key = self._preview
+        labels = self.predict_slice(image)
+        self._last_preview = time.perf_counter()
+        return PreviewEvent(self.step, labels, key)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -286,8 +309,8 @@ class Trainer:
                 if self.step % cfg.steps_per_epoch == 0 or self.step == cfg.steps:
                     yield self._end_epoch(epoch_losses, time.perf_counter() - start)
                     epoch_losses, saved_at = [], self.step
-                if self._preview is not None and self.step % self.preview_every == 0:
-                    yield PreviewEvent(self.step, self.predict_slice(self._preview))
+                if self._preview_due():
+                    yield self._make_preview()
         except GeneratorExit:
             self._stop_requested = True
             if saved_at != self.step:

@@ -1,0 +1,1 @@
+"""The napari dock widgets: the only part of the package that imports Qt and magicgui."""

@@ -1,0 +1,70 @@
+"""Pieces shared by the docks: layer pickers and the per-viewer session."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+
+from magicgui.widgets import ComboBox, Container, Select
+from napari.layers import Image, Labels
+from psygnal import Signal
+
+
+class Session:
+    """State shared by the docks of one viewer: the model trained last."""
+
+    model_changed = Signal(object)
+
+    def __init__(self) -> None:
+        self.model = None  # LoadedModel
+        self.model_path: Path | None = None
+
+    def set_model(self, loaded, path: Path | None) -> None:
+        self.model, self.model_path = loaded, path
+        self.model_changed.emit(loaded)
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_for(viewer) -> Session:
+    """The :class:`Session` of ``viewer`` (created on first use)."""
+    if viewer not in _SESSIONS:
+        _SESSIONS[viewer] = Session()
+    return _SESSIONS[viewer]
+
+
+def _choices(viewer, kind):
+    def get(_widget=None):
+        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, kind)]
+
+    return get
+
+
+def image_combo(viewer, label: str = "Image") -> ComboBox:
+    return ComboBox(label=label, choices=_choices(viewer, Image), nullable=False)
+
+
+def labels_combo(viewer, label: str = "Labels", nullable: bool = False) -> ComboBox:
+    return ComboBox(label=label, choices=_choices(viewer, Labels), nullable=nullable)
+
+
+def image_select(viewer, label: str = "Image") -> Select:
+    """Multi-selection of Image layers (several = channels, or several images to predict)."""
+    return Select(label=label, choices=_choices(viewer, Image), allow_multiple=True)
+
+
+class LayerDock(Container):
+    """A dock whose layer pickers follow the viewer's layer list."""
+
+    def __init__(self, viewer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._viewer = viewer
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+
+    def _refresh_choices(self, event=None) -> None:
+        self.reset_choices()
+        for widget in self:
+            if isinstance(widget, Select) and not widget.value and widget.choices:
+                widget.value = [widget.choices[-1]]

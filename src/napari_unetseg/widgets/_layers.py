@@ -1,0 +1,108 @@
+"""napari layers <-> the engine's arrays (no Qt here).
+
+The engine works on image stacks ``(N, C, Y, X)`` and label stacks ``(N, Y, X)``. A
+napari Image layer holds ``(..., Y, X)`` (or ``(..., Y, X, 3|4)`` when RGB); every
+leading axis (time, z, ...) is flattened into ``N``. Several grey layers of the same
+shape (what napari makes of a multichannel file) are stacked as channels. Arrays are
+reshaped, not copied, so dask-backed layers stay lazy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from napari.layers import Image, Labels
+
+from napari_unetseg.core.errors import UserInputError
+
+ERROR_COLORS = {0: "transparent", 1: "#2ca02c", 2: "#d62728", 3: "#1f77b4", None: "transparent"}
+ERROR_NAMES = ("", "true positive", "false positive", "false negative")
+
+
+def plane_shape(layer: Image | Labels) -> tuple[int, ...]:
+    """The layer's shape without a trailing RGB axis."""
+    shape = tuple(layer.data.shape)
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def _channels_last_to_stack(data, rgb: bool):
+    """``(..., Y, X[, C])`` -> ``(N, C, Y, X)`` without loading the data."""
+    if rgb:
+        n = int(np.prod(data.shape[:-3], dtype=int))
+        stack = data.reshape((n, *data.shape[-3:]))
+        return stack.transpose(0, 3, 1, 2)
+    n = int(np.prod(data.shape[:-2], dtype=int))
+    return data.reshape((n, 1, *data.shape[-2:]))
+
+
+def image_stack(layers: Sequence[Image]):
+    """Stack one or several Image layers into ``(N, C, Y, X)``.
+
+    Raises
+    ------
+    UserInputError
+        When no layer is given or the layers' shapes differ.
+    """
+    layers = list(layers)
+    if not layers:
+        raise UserInputError("choose an image layer first")
+    if any(layer.multiscale for layer in layers):
+        raise UserInputError("multiscale (pyramid) layers are not supported yet: open one resolution level")
+    shapes = {plane_shape(layer) for layer in layers}
+    if len(shapes) > 1:
+        names = ", ".join(f"{layer.name} {plane_shape(layer)}" for layer in layers)
+        raise UserInputError(f"channel layers must have the same shape, got {names}")
+    stacks = [_channels_last_to_stack(layer.data, layer.rgb) for layer in layers]
+    if len(stacks) == 1:
+        return stacks[0]
+    return np.concatenate([np.asarray(s) for s in stacks], axis=1)
+
+
+def labels_stack(layer: Labels, image_layer: Image | None = None) -> np.ndarray:
+    """``(N, Y, X)`` view of a Labels layer, checked against the image layer's shape."""
+    data = layer.data
+    if image_layer is not None and tuple(data.shape) != plane_shape(image_layer):
+        raise UserInputError(
+            f"labels '{layer.name}' have shape {tuple(data.shape)} but image '{image_layer.name}' has "
+            f"{plane_shape(image_layer)}: use 'Add annotation layer' to make a matching one"
+        )
+    n = int(np.prod(data.shape[:-2], dtype=int))
+    return data.reshape((n, *data.shape[-2:]))
+
+
+def current_index(viewer, layer: Image | Labels) -> int:
+    """Flat slice index ``n`` (into the ``(N, ...)`` stack) of the slice the viewer shows."""
+    shape = plane_shape(layer)
+    if len(shape) <= 2:
+        return 0
+    world = np.asarray(viewer.dims.point)[-len(shape) :]
+    data = np.asarray(layer.world_to_data(world))
+    leading = np.clip(np.round(data[: len(shape) - 2]).astype(int), 0, np.array(shape[:-2]) - 1)
+    return int(np.ravel_multi_index(tuple(leading), shape[:-2]))
+
+
+def matching_geometry(layer: Image | Labels) -> dict:
+    """``scale``/``translate`` keywords that place a new layer over ``layer``."""
+    ndim = len(plane_shape(layer))
+    return {"scale": tuple(layer.scale)[-ndim:], "translate": tuple(layer.translate)[-ndim:]}
+
+
+def class_features(names: Sequence[str]) -> dict:
+    """Labels ``features`` naming the classes: 0 = unpainted, 1.. = the given names."""
+    return {"index": list(range(len(names) + 1)), "class": ["unpainted", *names]}
+
+
+def parse_class_names(text: str) -> list[str]:
+    """``"background, nucleus"`` -> ``["background", "nucleus"]`` (at least two classes)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(names) < 2:
+        raise UserInputError("give at least two class names separated by commas, e.g. 'background, cell'")
+    if len(set(names)) != len(names):
+        raise UserInputError("class names must differ")
+    return names
+
+
+def find_layer(viewer, name: str):
+    """The layer called ``name``, or ``None``."""
+    return viewer.layers[name] if name in viewer.layers else None

@@ -1,0 +1,95 @@
+"""Running engine generators in a worker thread, and telling the user what happened.
+
+The engine's long jobs are generators of events. :func:`start_worker` runs one in a
+napari thread worker; events arrive in the main thread through ``on_event``, and the
+outcome through ``on_done``. Errors never reach napari's traceback dialog: a
+:class:`UserInputError` becomes a warning notification with its one-line message, any
+other exception an error notification (its traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_unetseg.core.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a guarded job ended with: its return ``value`` or an ``error`` message."""
+
+    value: Any = None
+    error: str | None = None
+    user_error: bool = False
+
+
+def guarded(job: Callable[[], Generator]) -> Generator[Any, None, Outcome]:
+    """Run ``job()`` (a generator factory) and turn any exception into an :class:`Outcome`."""
+    try:
+        value = yield from job()
+    except UserInputError as exc:
+        return Outcome(error=str(exc), user_error=True)
+    except Exception as exc:  # noqa: BLE001 - reported to the user, traceback logged
+        log.exception("napari-unetseg job failed")
+        return Outcome(error=f"{type(exc).__name__}: {exc}")
+    return Outcome(value=value)
+
+
+def report(outcome: Outcome, what: str) -> bool:
+    """Notify the user of a failed outcome; ``True`` when the job succeeded."""
+    if outcome.error is None:
+        return True
+    if outcome.user_error:
+        show_warning(f"{what}: {outcome.error}")
+    else:
+        show_error(f"{what} failed unexpectedly: {outcome.error}")
+    return False
+
+
+def user_call(func: Callable[[], Any], what: str) -> Any:
+    """Call ``func`` in the main thread; a :class:`UserInputError` becomes a notification.
+
+    Returns the result, or ``None`` when the input was refused.
+    """
+    try:
+        return func()
+    except UserInputError as exc:
+        show_warning(f"{what}: {exc}")
+        return None
+
+
+def start_worker(
+    job: Callable[[], Generator],
+    on_event: Callable[[Any], None],
+    on_done: Callable[[Outcome], None],
+    on_aborted: Callable[[], None] | None = None,
+):
+    """Start ``job`` in a thread worker and return the worker (``worker.quit()`` aborts it)."""
+    worker = create_worker(guarded, job, _start_thread=False)
+    worker.yielded.connect(on_event)
+    worker.returned.connect(on_done)
+    if on_aborted is not None:
+        worker.aborted.connect(on_aborted)
+    worker.start()
+    return worker
+
+
+def as_job(func: Callable[[], Any]) -> Callable[[], Generator]:
+    """Wrap a plain function as a generator factory (no events) for :func:`start_worker`."""
+
+    def job():
+        return func()
+        yield  # unreachable: its presence makes ``job`` a generator function
+
+    return job
+
+
+__all__ = ["Outcome", "as_job", "guarded", "report", "show_info", "start_worker", "user_call"]

@@ -1,0 +1,203 @@
+"""Evaluate dock: score a prediction Labels layer against a ground-truth Labels layer.
+
+A table of Dice, IoU, precision, recall, F1, HD and HD95 per class and their mean, Dice
+per slice as a small plot, an error map layer (true positive / false positive / false
+negative for one class) and CSV export. The scoring is
+:func:`napari_unetseg.core.metrics.evaluate`, as in ``unetseg evaluate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
+from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
+
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.metrics import METRIC_NAMES
+from napari_unetseg.widgets._common import LayerDock, labels_combo
+from napari_unetseg.widgets._layers import ERROR_COLORS, ERROR_NAMES, matching_geometry
+from napari_unetseg.widgets._plot import CurvePlot
+from napari_unetseg.widgets._run import Outcome, as_job, report, start_worker, user_call
+
+ERROR_LAYER = "error map"
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "Prec.", "recall": "Recall", "f1": "F1",
+           "hausdorff": "HD", "hd95": "HD95"}  # fmt: skip
+
+
+def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarray:
+    """1 = true positive, 2 = false positive, 3 = false negative of class ``value``; 0 elsewhere."""
+    pred, true = np.asarray(prediction) == value, np.asarray(truth) == value
+    out = np.zeros(pred.shape, dtype=np.uint8)
+    out[pred & true] = 1
+    out[pred & ~true] = 2
+    out[~pred & true] = 3
+    return out
+
+
+class EvaluateWidget(LayerDock):
+    """Pick prediction and truth layers, Evaluate, read the table, look at the error map."""
+
+    def __init__(self, napari_viewer) -> None:
+        self._prediction = labels_combo(napari_viewer, "Prediction")
+        self._truth = labels_combo(napari_viewer, "Ground truth")
+        self._skip_zero = CheckBox(label="Skip class 0", value=False)
+        self._surface = CheckBox(label="Hausdorff distances", value=True)
+        self._run = PushButton(text="Evaluate")
+        self._error_class = ComboBox(label="Error map of class", choices=self._class_choices)
+        self._export = PushButton(text="Export CSV...", enabled=False)
+        self._status = Label(value="")
+        self._status.native.setWordWrap(True)
+        super().__init__(
+            napari_viewer,
+            widgets=[self._prediction, self._truth, self._skip_zero, self._surface, self._run,
+                     self._error_class, self._status, self._export],
+        )  # fmt: skip
+        self.table = QTableWidget(0, len(METRIC_NAMES))
+        self.table.setHorizontalHeaderLabels([HEADERS[n] for n in METRIC_NAMES])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(110)
+        self.slice_plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0))
+        self.native.layout().insertWidget(6, self.table)
+        self.native.layout().insertWidget(7, self.slice_plot)
+        self.worker = None
+        self.result = None
+        self._arrays = None
+        self._run.changed.connect(lambda: self.evaluate())
+        self._error_class.changed.connect(self._show_error_map)
+        self._export.changed.connect(self._export_dialog)
+        self._refresh_choices()
+        self._default_pair()
+
+    def _class_choices(self, _widget=None) -> list[int]:
+        result = getattr(self, "result", None)
+        return list(result.classes) if result is not None else []
+
+    def _default_pair(self, layers=None) -> None:
+        """Pick a prediction layer and a truth layer by their names (new layers only)."""
+        for layer in self._viewer.layers if layers is None else layers:
+            if layer.name.endswith("prediction") and layer in self._prediction.choices:
+                self._prediction.value = layer
+            if "truth" in layer.name.lower() and layer in self._truth.choices:
+                self._truth.value = layer
+
+    def _refresh_choices(self, event=None) -> None:
+        super()._refresh_choices(event)
+        if event is not None and getattr(event, "type", "") == "inserted":
+            self._default_pair([event.value])
+
+    # -- evaluate ---------------------------------------------------------------------
+
+    def evaluate(self):
+        """Score in a worker; returns the worker, or ``None`` when refused."""
+        if self.worker is not None:
+            return None
+        job = user_call(self._make_job, "Evaluation")
+        if job is None:
+            return None
+        self._run.enabled = False
+        self._status.value = "Evaluating..."
+        self.worker = start_worker(job, lambda event: None, self._on_done)
+        return self.worker
+
+    def _make_job(self):
+        from napari_unetseg.core.metrics import evaluate
+
+        pred_layer, truth_layer = self._prediction.value, self._truth.value
+        if pred_layer is None or truth_layer is None:
+            raise UserInputError("choose a prediction and a ground-truth Labels layer")
+        if pred_layer is truth_layer:
+            raise UserInputError("prediction and ground truth are the same layer: choose two layers")
+        pred, truth = np.asarray(pred_layer.data), np.asarray(truth_layer.data)
+        if pred.shape != truth.shape:
+            raise UserInputError(
+                f"'{pred_layer.name}' {pred.shape} and '{truth_layer.name}' {truth.shape} differ in shape"
+            )
+        ignore = [0] if self._skip_zero.value else []
+        surface = self._surface.value
+        self._arrays = (pred, truth, truth_layer)
+        return as_job(lambda: evaluate(pred, truth, ignore=ignore, surface=surface))
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.worker = None
+        self._run.enabled = True
+        if not report(outcome, "Evaluation"):
+            self._status.value = "Evaluation failed: see the notification."
+            return
+        self.result = result = outcome.value
+        self._fill_table(result)
+        self._fill_plot(result)
+        self._export.enabled = True
+        self._status.value = f"mean Dice {result.mean['dice']:.3f} · mean IoU {result.mean['iou']:.3f}"
+        self._error_class.reset_choices()
+        self._error_class.value = result.classes[-1]
+        self._show_error_map()
+
+    def _fill_table(self, result) -> None:
+        names = [n for n in METRIC_NAMES if n in result.mean]
+        rows = [(str(v), result.per_class[v]) for v in result.classes] + [("mean", result.mean)]
+        self.table.setColumnCount(len(names))
+        self.table.setHorizontalHeaderLabels([HEADERS[n] for n in names])
+        self.table.setRowCount(len(rows))
+        self.table.setVerticalHeaderLabels([f"class {r}" if r != "mean" else r for r, _ in rows])
+        for i, (_, metrics) in enumerate(rows):
+            for j, name in enumerate(names):
+                value = metrics[name]
+                text = "n/a" if not np.isfinite(value) else f"{value:.3f}" if value < 100 else f"{value:.0f}"
+                self.table.setItem(i, j, QTableWidgetItem(text))
+
+    def _fill_plot(self, result) -> None:
+        self.slice_plot.series.clear()
+        for i, v in enumerate(result.classes):
+            self.slice_plot.add_series(f"class {v}", SERIES_COLORS[i % len(SERIES_COLORS)])
+            dice = [row[v]["dice"] for row in result.per_slice]
+            self.slice_plot.set_data(f"class {v}", range(len(dice)), dice)
+
+    def _show_error_map(self, event=None) -> None:
+        value = self._error_class.value
+        if self._arrays is None or value is None:
+            return
+        pred, truth, truth_layer = self._arrays
+        errors = error_map(pred, truth, value)
+        layer = self._viewer.layers[ERROR_LAYER] if ERROR_LAYER in self._viewer.layers else None
+        ours = layer is not None and layer.metadata.get("unetseg") == "error map"
+        if ours and layer.data.shape == errors.shape:
+            layer.data = errors
+        else:
+            layer = self._viewer.add_labels(
+                errors,
+                name=ERROR_LAYER,
+                colormap=ERROR_COLORS,
+                features={"index": list(range(len(ERROR_NAMES))), "error": list(ERROR_NAMES)},
+                metadata={"unetseg": "error map"},
+                opacity=0.6,
+                **matching_geometry(truth_layer),
+            )
+        layer.metadata["class"] = value
+
+    # -- export ------------------------------------------------------------------------
+
+    def export_csv(self, path: str | Path, overwrite: bool = False) -> Path | None:
+        """Write the per-class and per-slice table as CSV."""
+
+        def write():
+            from napari_unetseg.core.workflows import write_evaluation
+
+            if self.result is None:
+                raise UserInputError("evaluate first")
+            write_evaluation(self.result, csv_path=path, overwrite=overwrite)
+            return Path(path)
+
+        written = user_call(write, "Export CSV")
+        if written is not None:
+            self._status.value = f"Saved {written}"
+        return written
+
+    def _export_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export CSV", "evaluation.csv", "CSV (*.csv)")
+        if path:  # the dialog has asked before replacing an existing file
+            self.export_csv(path, overwrite=True)

@@ -1,0 +1,275 @@
+"""Predict dock: tiled prediction of the current slice, a whole stack or several layers.
+
+Predictions go to a Labels layer in the annotation numbering, so the user can correct
+them and add them to the annotations (the human-in-the-loop cycle). A prediction layer
+is updated in place only when this dock made it and the user has not painted on it;
+otherwise a new layer is added: nothing of the user's is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import PredictProgress
+from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
+from napari_unetseg.widgets._layers import current_index, image_stack, matching_geometry, plane_shape
+from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
+
+SOURCES = [("model just trained", "session"), ("model file", "file")]
+SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
+
+
+def _mark_edited(layer):
+    def on_paint(event=None):
+        layer.metadata["unetseg_edited"] = True
+
+    return on_paint
+
+
+class PredictWidget(LayerDock):
+    """Choose a model and images, predict in a worker, show labels (and probabilities)."""
+
+    def __init__(self, napari_viewer) -> None:
+        self._source = ComboBox(label="Model", choices=SOURCES, value="session")
+        self._model_file = FileEdit(label="Model file", mode="r", filter="*.pt", value="")
+        self._model_info = Label(label="")
+        self._images = image_select(napari_viewer, "Image(s)")
+        self._scope = ComboBox(label="Predict", choices=SCOPES, value="stack")
+        self._tile = SpinBox(label="Tile size", value=256, min=32, max=4096, step=32)
+        self._overlap = FloatSpinBox(label="Overlap", value=0.25, min=0.0, max=0.9, step=0.05)
+        self._tta = CheckBox(label="Flip TTA (8x slower)", value=False)
+        self._probabilities = CheckBox(label="Probabilities layer", value=False)
+        self._run = PushButton(text="Predict")
+        self._cancel = PushButton(text="Cancel", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self._status = Label(value="")
+        self._status.native.setWordWrap(True)
+        self._annotations = labels_combo(napari_viewer, "Annotations", nullable=True)
+        self._to_annotations = PushButton(text="Add slice in view to annotations")
+        super().__init__(
+            napari_viewer,
+            widgets=[
+                self._source, self._model_file, self._model_info, self._images, self._scope, self._tile,
+                self._overlap, self._tta, self._probabilities, self._run, self._cancel, self._progress,
+                self._status, self._annotations, self._to_annotations,
+            ],
+        )  # fmt: skip
+        self.worker = None
+        self.last_output = None
+        self._session = session_for(napari_viewer)
+        self._session.model_changed.connect(self._show_model_info)
+        self._source.changed.connect(self._show_model_info)
+        self._model_file.changed.connect(self._show_model_info)
+        self._run.changed.connect(lambda: self.predict())
+        self._cancel.changed.connect(self.cancel)
+        self._to_annotations.changed.connect(lambda: self.add_to_annotations())
+        self._refresh_choices()
+        self._show_model_info()
+
+    # -- model ------------------------------------------------------------------------
+
+    def _model(self):
+        from napari_unetseg.core.checkpoint import load_model
+
+        if self._source.value == "session":
+            if self._session.model is None:
+                raise UserInputError("no model trained in this session yet: train one or choose 'model file'")
+            return self._session.model
+        path = str(self._model_file.value)
+        if path in ("", "."):
+            raise UserInputError("choose a model file (.pt)")
+        return load_model(path)
+
+    def _show_model_info(self, event=None) -> None:
+        self._model_file.visible = self._source.value == "file"
+        if self._source.value == "session" and self._session.model is None:
+            self._model_info.value = "no model trained yet"
+            return
+        if self._source.value == "file" and str(self._model_file.value) in ("", "."):
+            self._model_info.value = ""
+            return
+        try:
+            loaded = self._model()
+        except UserInputError as exc:
+            self._model_info.value = str(exc)
+            return
+        self._model_info.value = (
+            f"{loaded.spec.name}, {loaded.spec.in_channels} channel(s), classes "
+            f"{', '.join(map(str, loaded.class_values))}, step {loaded.step}"
+        )
+
+    # -- predict ---------------------------------------------------------------------------
+
+    def _groups(self, loaded) -> list[list]:
+        """Selected layers grouped into images: all as channels, or each on its own."""
+        layers = list(self._images.value)
+        if not layers:
+            raise UserInputError("choose one or more image layers")
+        want = loaded.spec.in_channels
+        if len(layers) > 1 and image_stack(layers).shape[1] == want:
+            return [layers]
+        for layer in layers:
+            got = image_stack([layer]).shape[1]
+            if got != want:
+                raise UserInputError(
+                    f"'{layer.name}' has {got} channel(s) but the model expects {want}: "
+                    f"select {want} channel layers or use a model trained on such images"
+                )
+        return [[layer] for layer in layers]
+
+    def predict(self):
+        """Start predicting in a worker; returns the worker, or ``None`` when refused."""
+        if self.worker is not None:
+            return None
+        job = user_call(self._make_job, "Prediction")
+        if job is None:
+            return None
+        self._set_running(True)
+        self._status.value = "Predicting..."
+        self.worker = start_worker(job, self._on_progress, self._on_done, self._on_aborted)
+        return self.worker
+
+    def _make_job(self):
+        from napari_unetseg.core.prediction import iter_predict
+
+        loaded = self._model()
+        config = PredictConfig(tile_size=self._tile.value, overlap=self._overlap.value, tta=self._tta.value)
+        probabilities = self._probabilities.value
+        tasks = []
+        for group in self._groups(loaded):
+            stack = image_stack(group)
+            slices = [current_index(self._viewer, group[0])] if self._scope.value == "slice" else None
+            tasks.append((group, stack, slices))
+
+        def job():
+            results = []
+            for number, (group, stack, slices) in enumerate(tasks):
+                self._task = (number + 1, len(tasks))
+                result = yield from iter_predict(loaded, stack, config, probabilities, slices)
+                results.append((group, slices, result))
+            return loaded, results
+
+        return job
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.quit()
+
+    def _set_running(self, running: bool) -> None:
+        self._run.enabled = not running
+        self._cancel.enabled = running
+
+    def _on_progress(self, event: PredictProgress) -> None:
+        self._progress.max = event.total * event.n_slices
+        self._progress.value = event.slice_index * event.total + event.done
+        task, tasks = getattr(self, "_task", (1, 1))
+        image = f"image {task}/{tasks} · " if tasks > 1 else ""
+        where = f"slice {event.slice_index + 1}/{event.n_slices} · tile {event.done}/{event.total}"
+        self._status.value = image + where
+
+    def _on_aborted(self) -> None:
+        self.worker = None
+        self._status.value = "Cancelled: no layer was changed."
+        self._set_running(False)
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.worker = None
+        self._set_running(False)
+        if not report(outcome, "Prediction"):
+            self._status.value = "Prediction failed: see the notification."
+            return
+        loaded, results = outcome.value
+        outputs = [self._write_output(group[0], slices, result, loaded) for group, slices, result in results]
+        self.last_output = outputs[-1]
+        self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs)
+
+    # -- output layers -------------------------------------------------------------------------
+
+    def _output_layer(self, source, name: str, dtype, metadata: dict):
+        """Our unedited output layer for ``source``, or a new empty one."""
+        layer = self._viewer.layers[name] if name in self._viewer.layers else None
+        shape = plane_shape(source)
+        reusable = (
+            layer is not None
+            and layer.metadata.get("unetseg") == metadata["unetseg"]
+            and not layer.metadata.get("unetseg_edited")
+            and tuple(layer.data.shape) == shape
+            and layer.data.dtype == dtype
+        )
+        if reusable:
+            return layer
+        layer = self._viewer.add_labels(
+            np.zeros(shape, dtype=dtype), name=name, metadata=dict(metadata), **matching_geometry(source)
+        )
+        layer.events.paint.connect(_mark_edited(layer))
+        return layer
+
+    def _write_output(self, source, slices, result, loaded):
+        layer = self._output_layer(
+            source,
+            f"{source.name} prediction",
+            result.labels.dtype,
+            {"unetseg": "prediction", "class_values": list(loaded.class_values)},
+        )
+        shape = plane_shape(source)
+        flat = layer.data.reshape((-1, *shape[-2:]))
+        targets = range(flat.shape[0]) if slices is None else slices
+        for row, index in enumerate(targets):
+            flat[index] = result.labels[row]
+        layer.refresh()
+        if result.probabilities is not None:
+            self._write_probabilities(source, slices, result, loaded)
+        return layer
+
+    def _write_probabilities(self, source, slices, result, loaded) -> None:
+        shape = plane_shape(source)
+        n = int(np.prod(shape[:-2], dtype=int))
+        probs = np.zeros((len(loaded.class_values), n, *shape[-2:]), np.float32)
+        targets = range(n) if slices is None else slices
+        for row, index in enumerate(targets):
+            probs[:, index] = result.probabilities[row]
+        self._viewer.add_image(
+            probs.reshape((len(loaded.class_values), *shape)),
+            channel_axis=0,
+            name=[f"{source.name} p(class {v})" for v in loaded.class_values],
+            colormap="inferno",
+            contrast_limits=(0.0, 1.0),
+            visible=False,
+            **matching_geometry(source),
+        )
+
+    # -- human in the loop -----------------------------------------------------------------------
+
+    def add_to_annotations(self):
+        """Copy the slice in view of the last prediction into unpainted annotation pixels."""
+        return user_call(self._add_to_annotations, "Add to annotations")
+
+    def _add_to_annotations(self):
+        prediction, annotations = self.last_output, self._annotations.value
+        if prediction is None or prediction not in self._viewer.layers:
+            raise UserInputError("predict first")
+        if annotations is None:
+            raise UserInputError("choose the annotation layer to add to")
+        if annotations.data.shape != prediction.data.shape:
+            raise UserInputError("the annotation layer and the prediction have different shapes")
+        shape = prediction.data.shape
+        index = current_index(self._viewer, prediction)
+        source = np.asarray(prediction.data.reshape((-1, *shape[-2:]))[index])
+        target = np.asarray(annotations.data.reshape((-1, *shape[-2:]))[index])
+        fill = (target == 0) & (source != 0)
+        rows, cols = np.nonzero(fill)
+        leading = np.unravel_index(np.full(rows.shape, index), shape[:-2]) if len(shape) > 2 else ()
+        annotations.data_setitem((*leading, rows, cols), source[fill])
+        return int(fill.sum())

@@ -1,0 +1,305 @@
+"""Train dock: fine-tune a U-Net / UNet++ on painted labels, with a live loss curve and preview.
+
+The dock only gathers options and layers; :class:`~napari_unetseg.core.training.Trainer`
+does the work in a thread worker. Stop asks the trainer to save and stop after the
+current step; Resume continues that run folder with its optimizer state.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.device import describe_device, resolve_device
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
+from napari_unetseg.core.models import available_models, build_model, count_parameters
+from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
+from napari_unetseg.widgets._layers import current_index, image_stack, labels_stack, plane_shape
+from napari_unetseg.widgets._plot import CurvePlot
+from napari_unetseg.widgets._run import Outcome, report, show_info, start_worker, user_call
+
+LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
+PREVIEW_LAYER = "training preview"
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrainWidget(LayerDock):
+    """Pick image and labels, set the model and the run, then Start / Stop / Resume."""
+
+    def __init__(self, napari_viewer) -> None:
+        self._image = image_select(napari_viewer, "Image (channels)")
+        self._labels_layer = labels_combo(napari_viewer, "Labels")
+        self._mode = ComboBox(label="Labels are", choices=LABEL_MODES, value="sparse")
+        self._model = ComboBox(label="Model", choices=list(available_models()), value="unet")
+        self._width = ComboBox(label="Base width", choices=[8, 16, 32, 64], value=16)
+        self._depth = SpinBox(label="Depth", value=4, min=2, max=5)
+        self._size = Label(label="Parameters")
+        self._patch = SpinBox(label="Patch size", value=128, min=32, max=1024, step=16)
+        self._steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000)
+        self._batch = SpinBox(label="Batch size", value=8, min=1, max=512)
+        self._lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
+        self._lr.native.setDecimals(6)
+        self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
+        self._run_dir = FileEdit(label="Run folder", mode="d", value="")
+        self._preview = CheckBox(label="Live preview", value=True)
+        self._device = Label(label="Device", value=describe_device(resolve_device("auto")))
+        self._start = PushButton(text="Start")
+        self._stop = PushButton(text="Stop", enabled=False)
+        self._resume = PushButton(text="Resume", enabled=False)
+        self._save = PushButton(text="Save model as...", enabled=False)
+        self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
+        self._status = Label(value="Paint a few strokes per class, then Start.")
+        self._status.native.setWordWrap(True)
+        self.loss_plot = CurvePlot("loss")
+        self.loss_plot.add_series("train", "#ff7f0e")
+        self.dice_plot = CurvePlot("validation Dice", y_range=(0.0, 1.0))
+        self.dice_plot.add_series("mean", "#1f77b4")
+        buttons = Container(
+            widgets=[self._start, self._stop, self._resume], layout="horizontal", labels=False
+        )
+        super().__init__(
+            napari_viewer,
+            widgets=[
+                self._image, self._labels_layer, self._mode, self._model, self._width, self._depth,
+                self._size, self._patch, self._steps, self._batch, self._lr, self._init, self._run_dir,
+                self._preview, self._device, buttons, self._progress, self._status, self._save,
+            ],
+        )  # fmt: skip
+        self.native.layout().addWidget(self.loss_plot)
+        self.native.layout().addWidget(self.dice_plot)
+        self.worker = None
+        self._trainer = None
+        self._run_path: Path | None = None
+        self._result = None
+        self._loss_ema: float | None = None
+        self._first_step: int | None = None
+        self._preview_layer = None
+        self._preview_source = None
+        for widget in (self._model, self._width, self._depth):
+            widget.changed.connect(self._update_size)
+        self._start.changed.connect(lambda: self.start())
+        self._resume.changed.connect(lambda: self.start(resume=True))
+        self._stop.changed.connect(self.stop)
+        self._save.changed.connect(self._save_dialog)
+        self._preview.changed.connect(lambda: self._send_preview_slice())
+        napari_viewer.dims.events.current_step.connect(self._send_preview_slice)
+        self._refresh_choices()
+        self._update_size()
+
+    # -- options ------------------------------------------------------------------
+
+    def _spec(self) -> ModelSpec:
+        return ModelSpec(name=self._model.value, depth=self._depth.value, base_channels=self._width.value)
+
+    def _update_size(self) -> None:
+        count = count_parameters(build_model(self._spec().replace(in_channels=1, num_classes=2)))
+        self._size.value = f"{count / 1e6:.2f} M ({self._spec().name})"
+
+    def _config(self) -> TrainConfig:
+        return TrainConfig(
+            label_mode=self._mode.value,
+            steps=self._steps.value,
+            patch_size=self._patch.value,
+            batch_size=self._batch.value,
+            learning_rate=self._lr.value,
+            steps_per_epoch=max(1, min(50, self._steps.value // 4)),
+        )
+
+    @staticmethod
+    def _optional_path(value) -> Path | None:
+        return None if str(value) in ("", ".") else Path(value)
+
+    def _new_run_dir(self) -> Path:
+        chosen = self._optional_path(self._run_dir.value)
+        if chosen is not None:
+            return chosen
+        root = Path(tempfile.gettempdir()) / "napari-unetseg"
+        root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=root))
+
+    # -- start / stop ---------------------------------------------------------------
+
+    def start(self, resume: bool = False):
+        """Start (or resume) training in a worker; returns the worker, or ``None`` if refused."""
+        if self.worker is not None:
+            show_info("Training is already running: Stop it first.")
+            return None
+        job = user_call(lambda: self._make_job(resume), "Training")
+        if job is None:
+            return None
+        if not resume:
+            self.loss_plot.clear()
+            self.dice_plot.clear()
+        self._loss_ema = None
+        self._first_step = None
+        self._set_running(True)
+        self._status.value = "Preparing the data and the model..."
+        self.worker = start_worker(job, self._on_event, self._on_done)
+        return self.worker
+
+    def _make_job(self, resume: bool):
+        images = list(self._image.value)
+        labels_layer = self._labels_layer.value
+        if not images:
+            raise UserInputError("choose an image layer")
+        if labels_layer is None:
+            raise UserInputError("add an annotation layer (Annotate dock) or choose a Labels layer")
+        stack = image_stack(images)
+        labels = labels_stack(labels_layer, images[0])
+        if resume and self._run_path is None:
+            raise UserInputError("nothing to resume: Start a run first")
+        run_dir = self._run_path if resume else self._new_run_dir()
+        spec, config = self._spec(), self._config()
+        init = None if resume else self._optional_path(self._init.value)
+        self._preview_source = (images, labels_layer)
+
+        def job():
+            from napari_unetseg.core.training import Trainer
+
+            trainer = Trainer(
+                [stack], [labels], spec, config, run_dir=run_dir, init_model=init, resume=resume
+            )
+            trainer.preview_interval_s = 3.0
+            self._trainer = trainer
+            self._run_path = run_dir
+            self._send_preview_slice()
+            result = yield from trainer.run()
+            return result
+
+        return job
+
+    def stop(self) -> None:
+        """Ask the run to save and stop after the current step."""
+        if self._trainer is not None:
+            self._trainer.request_stop()
+            self._status.value = "Stopping after this step..."
+        elif self.worker is not None:
+            self.worker.quit()
+
+    def _set_running(self, running: bool) -> None:
+        self._start.enabled = not running
+        self._stop.enabled = running
+        self._resume.enabled = not running and self._run_path is not None
+        self._save.enabled = not running and self._result is not None
+
+    # -- events (main thread) -----------------------------------------------------------
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, StepEvent):
+            self._on_step(event)
+        elif isinstance(event, EpochEvent):
+            if event.validation:
+                self.dice_plot.append("mean", event.step, event.validation["val_dice_mean"])
+        elif isinstance(event, PreviewEvent):
+            self._show_preview(event)
+
+    def _on_step(self, event: StepEvent) -> None:
+        ema = event.loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * event.loss
+        self._loss_ema = ema
+        self.loss_plot.append("train", event.step, ema)
+        self._progress.max = event.total_steps
+        self._progress.value = event.step
+        if self._first_step is None:
+            self._first_step = event.step - 1
+        rate = event.elapsed_s / max(1, event.step - self._first_step)
+        left = rate * (event.total_steps - event.step)
+        self._status.value = (
+            f"step {event.step}/{event.total_steps} · loss {event.loss:.3f} · {_format_duration(left)} left"
+        )
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.worker = None
+        trainer, self._trainer = self._trainer, None
+        if report(outcome, "Training"):
+            result = outcome.value
+            self._result = result
+            path = result.run_dir / "model.pt" if result.run_dir else None
+            session_for(self._viewer).set_model(result.loaded, path)
+            verb = "Stopped" if result.stopped else "Finished"
+            self._status.value = f"{verb} at step {result.loaded.step}. Model: {path}"
+        elif trainer is None:
+            self._status.value = "Training did not start: see the notification."
+        else:
+            self._status.value = "Training failed: see the notification."
+        self._set_running(False)
+
+    # -- live preview -----------------------------------------------------------------------
+
+    def _send_preview_slice(self, event=None) -> None:
+        trainer = self._trainer
+        if trainer is None:
+            return
+        if not self._preview.value:
+            trainer.set_preview(None)
+            return
+        images, _ = self._preview_source
+        index = current_index(self._viewer, images[0])
+        trainer.set_preview(np.asarray(image_stack(images)[index]), key=index)
+
+    def _show_preview(self, event: PreviewEvent) -> None:
+        images, labels_layer = self._preview_source
+        shape = plane_shape(images[0])
+        layer = self._preview_layer
+        if layer is None or layer not in self._viewer.layers or layer.data.shape != shape:
+            layer = self._viewer.add_labels(
+                np.zeros(shape, dtype=event.labels.dtype),
+                name=PREVIEW_LAYER,
+                opacity=0.5,
+                scale=labels_layer.scale,
+                translate=labels_layer.translate,
+                metadata={"unetseg": "preview"},
+            )
+            self._preview_layer = layer
+            self._viewer.layers.selection.active = labels_layer
+        flat = layer.data.reshape((-1, *shape[-2:]))
+        flat[:] = 0
+        flat[event.key or 0] = event.labels
+        layer.refresh()
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save_model_to(self, path: str | Path, overwrite: bool = False) -> Path | None:
+        """Write the trained model to ``path`` atomically (an existing file only if ``overwrite``)."""
+
+        def save():
+            from napari_unetseg.core.checkpoint import save_model
+
+            if self._result is None:
+                raise UserInputError("train a model first")
+            target = Path(path)
+            if target.exists() and not overwrite:
+                raise UserInputError(f"{target} already exists: choose another name")
+            return save_model(self._result.loaded, target)
+
+        saved = user_call(save, "Save model")
+        if saved is not None:
+            self._status.value = f"Model saved to {saved}"
+            session_for(self._viewer).set_model(self._result.loaded, saved)
+        return saved
+
+    def _save_dialog(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save model", "model.pt", "Model files (*.pt)")
+        if path:  # the dialog has asked before replacing an existing file
+            self.save_model_to(path, overwrite=True)

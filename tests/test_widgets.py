@@ -1,0 +1,207 @@
+"""The dock widgets in a real napari viewer: annotate, train, predict, evaluate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unetseg.core.sample import make_sample
+
+pytestmark = pytest.mark.gui
+
+DOCKS = ("Annotate", "Train", "Predict", "Evaluate")
+
+
+def open_dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unetseg", name)
+    return widget
+
+
+def wait_for(qtbot, widget, timeout=240_000):
+    """Wait until the widget's worker has finished (its slots have run)."""
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+@pytest.fixture
+def warnings_shown(monkeypatch):
+    """Collect the messages the docks show as notifications."""
+    from napari_unetseg.widgets import _run
+
+    shown = []
+    monkeypatch.setattr(_run, "show_warning", lambda message: shown.append(message))
+    monkeypatch.setattr(_run, "show_error", lambda message: shown.append(message))
+    return shown
+
+
+def test_docks_open_from_the_manifest(make_napari_viewer):
+    from npe2 import PluginManager
+
+    viewer = make_napari_viewer()
+    manager = PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest("napari-unetseg")
+    assert {w.display_name for w in manifest.contributions.widgets} == set(DOCKS)
+    viewer.add_image(np.zeros((2, 32, 32), np.float32), name="img")
+    for name in DOCKS:
+        widget = open_dock(viewer, name)
+        assert widget.native.isVisible() or widget.native.parent() is not None
+
+
+def test_annotation_layer_matches_the_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = np.zeros((3, 40, 50), np.uint16)
+    viewer.add_image(image, name="cells", scale=(2.0, 0.5, 0.5), translate=(1, 2, 3))
+    widget = open_dock(viewer, "Annotate")
+    widget._classes.value = "background, nucleus, membrane"
+    layer = widget.add_annotation_layer()
+    assert layer.data.shape == (3, 40, 50) and layer.data.dtype == np.uint8
+    assert tuple(layer.scale) == (2.0, 0.5, 0.5) and tuple(layer.translate) == (1, 2, 3)
+    assert list(layer.features["class"]) == ["unpainted", "background", "nucleus", "membrane"]
+    assert not layer.data.any() and layer.mode == "paint"
+
+
+def test_annotation_of_an_rgb_image_drops_the_colour_axis(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((30, 20, 3), np.uint8), name="rgb", rgb=True)
+    layer = open_dock(viewer, "Annotate").add_annotation_layer()
+    assert layer.data.shape == (30, 20)
+
+
+def test_bad_class_names_notify_and_add_nothing(make_napari_viewer, warnings_shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 20), np.float32), name="img")
+    widget = open_dock(viewer, "Annotate")
+    widget._classes.value = "only-one"
+    assert widget.add_annotation_layer() is None
+    assert len(viewer.layers) == 1
+    assert "at least two class names" in warnings_shown[-1]
+
+
+def test_train_refuses_unpainted_labels_without_touching_layers(make_napari_viewer, qtbot, warnings_shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((2, 48, 48)).astype(np.float32), name="img")
+    labels = viewer.add_labels(np.zeros((2, 48, 48), np.uint8), name="annotations")
+    widget = open_dock(viewer, "Train")
+    widget._labels_layer.value = labels
+    widget._steps.value = 5
+    worker = widget.start()
+    if worker is not None:
+        wait_for(qtbot, widget)
+    assert "no painted pixels" in warnings_shown[-1]
+    assert not labels.data.any() and [layer.name for layer in viewer.layers] == ["img", "annotations"]
+    assert widget._start.enabled
+
+
+def test_train_refuses_a_shape_mismatch(make_napari_viewer, warnings_shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 48, 48), np.float32), name="img")
+    viewer.add_labels(np.ones((2, 40, 48), np.uint8), name="annotations")
+    widget = open_dock(viewer, "Train")
+    assert widget.start() is None
+    assert "shape" in warnings_shown[-1] and "Add annotation layer" in warnings_shown[-1]
+
+
+def test_whole_workflow_strokes_to_evaluation(make_napari_viewer, qtbot, tmp_path):
+    """Sample image + painted strokes -> train -> predict the stack -> evaluate."""
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=3, size=128, painted_slices=2, seed=3)
+    image = viewer.add_image(sample.image, name="cells")
+    annotations = open_dock(viewer, "Annotate").add_annotation_layer()
+    annotations.data[:] = sample.strokes  # "painting"
+    truth = viewer.add_labels(sample.truth, name="ground truth")
+
+    train = open_dock(viewer, "Train")
+    train._image.value = [image]
+    train._labels_layer.value = annotations
+    train._width.value = 8
+    train._patch.value = 64
+    train._batch.value = 8
+    train._steps.value = 60
+    train._run_dir.value = str(tmp_path / "run")
+    assert train.start() is not None
+    wait_for(qtbot, train)
+    assert (tmp_path / "run" / "model.pt").exists()
+    assert train._progress.value == 60 and train.loss_plot.series["train"][0][-1] == 60
+    assert "preview" in [layer.metadata.get("unetseg") for layer in viewer.layers]
+
+    predict = open_dock(viewer, "Predict")
+    assert "step 60" in predict._model_info.value
+    predict._images.value = [image]
+    predict._scope.value = "stack"
+    assert predict.predict() is not None
+    wait_for(qtbot, predict)
+    prediction = viewer.layers["cells prediction"]
+    assert prediction.data.shape == sample.truth.shape
+    assert set(np.unique(prediction.data)) <= {1, 2}
+
+    evaluate = open_dock(viewer, "Evaluate")
+    evaluate._prediction.value = prediction
+    evaluate._truth.value = truth
+    assert evaluate.evaluate() is not None
+    wait_for(qtbot, evaluate)
+    result = evaluate.result
+    nucleus_fraction = (sample.truth == 2).mean()
+    chance = 2 * nucleus_fraction / (1 + 2 * nucleus_fraction)  # Dice of predicting "nucleus" at random
+    assert result.per_class[2]["dice"] > max(0.6, chance + 0.2)
+    assert evaluate.table.rowCount() == 3  # two classes and the mean
+    errors = viewer.layers["error map"].data
+    assert errors.shape == sample.truth.shape and set(np.unique(errors)) <= {0, 1, 2, 3}
+    csv = evaluate.export_csv(tmp_path / "scores.csv")
+    assert csv is not None and "mean" in csv.read_text()
+
+
+def test_predict_slice_in_view_and_add_to_annotations(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.config import ModelSpec, TrainConfig
+    from napari_unetseg.core.training import train
+
+    sample = make_sample(n_slices=3, size=64, painted_slices=2, seed=4)
+    result = train(
+        [sample.image[:, None]], [sample.strokes], ModelSpec(base_channels=8, depth=2),
+        TrainConfig(steps=3, patch_size=32, batch_size=2),
+    )  # fmt: skip
+    from napari_unetseg.core.checkpoint import save_model
+
+    model_path = save_model(result.loaded, tmp_path / "model.pt")
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(sample.image, name="cells")
+    annotations = viewer.add_labels(sample.strokes.copy(), name="annotations")
+    predict = open_dock(viewer, "Predict")
+    predict._source.value = "file"
+    predict._model_file.value = str(model_path)
+    predict._images.value = [image]
+    predict._scope.value = "slice"
+    viewer.dims.set_current_step(0, 1)
+    predict.predict()
+    wait_for(qtbot, predict)
+    layer = viewer.layers["cells prediction"]
+    assert layer.data[1].any() and not layer.data[0].any() and not layer.data[2].any()
+
+    before = annotations.data.copy()
+    predict._annotations.value = annotations
+    added = predict.add_to_annotations()
+    painted = before[1] > 0
+    assert added == int((~painted).sum())
+    assert np.array_equal(annotations.data[1][painted], before[1][painted])  # strokes kept
+    assert np.array_equal(annotations.data[1][~painted], layer.data[1][~painted])
+    assert np.array_equal(annotations.data[[0, 2]], before[[0, 2]])
+
+
+def test_predict_refuses_a_model_with_other_channels(make_napari_viewer, tmp_path, warnings_shown):
+    from napari_unetseg.core.checkpoint import save_model
+    from napari_unetseg.core.config import ModelSpec, TrainConfig
+    from napari_unetseg.core.training import train
+
+    sample = make_sample(n_slices=2, size=48, painted_slices=2, seed=5)
+    rgb_like = np.repeat(sample.image[:, None], 3, axis=1)
+    result = train([rgb_like], [sample.strokes], ModelSpec(base_channels=8, depth=2),
+                   TrainConfig(steps=1, patch_size=32, batch_size=2))  # fmt: skip
+    model_path = save_model(result.loaded, tmp_path / "rgb.pt")
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="grey")
+    predict = open_dock(viewer, "Predict")
+    predict._source.value = "file"
+    predict._model_file.value = str(model_path)
+    assert predict.predict() is None
+    assert "1 channel(s) but the model expects 3" in warnings_shown[-1]
+    assert [layer.name for layer in viewer.layers] == ["grey"]
