@@ -84,9 +84,8 @@ def test_train_refuses_unpainted_labels_without_touching_layers(make_napari_view
     widget = open_dock(viewer, "Train")
     widget._labels_layer.value = labels
     widget._steps.value = 5
-    worker = widget.start()
-    if worker is not None:
-        wait_for(qtbot, widget)
+    widget.start()
+    wait_for(qtbot, widget)
     assert "no painted pixels" in warnings_shown[-1]
     assert not labels.data.any() and [layer.name for layer in viewer.layers] == ["img", "annotations"]
     assert widget._start.enabled
@@ -143,7 +142,7 @@ def test_whole_workflow_strokes_to_evaluation(make_napari_viewer, qtbot, tmp_pat
     nucleus_fraction = (sample.truth == 2).mean()
     chance = 2 * nucleus_fraction / (1 + 2 * nucleus_fraction)  # Dice of predicting "nucleus" at random
     assert result.per_class[2]["dice"] > max(0.6, chance + 0.2)
-    assert evaluate.table.rowCount() == 3  # two classes and the mean
+    assert evaluate.table.columnCount() == 3 and evaluate.table.rowCount() == 7  # classes + mean; metrics
     errors = viewer.layers["error map"].data
     assert errors.shape == sample.truth.shape and set(np.unique(errors)) <= {0, 1, 2, 3}
     csv = evaluate.export_csv(tmp_path / "scores.csv")
@@ -205,3 +204,120 @@ def test_predict_refuses_a_model_with_other_channels(make_napari_viewer, tmp_pat
     assert predict.predict() is None
     assert "1 channel(s) but the model expects 3" in warnings_shown[-1]
     assert [layer.name for layer in viewer.layers] == ["grey"]
+
+
+def test_stop_then_resume_continues_the_run(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.checkpoint import load_model
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=3, size=64, painted_slices=3, seed=6)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    viewer.dims.set_current_step(0, 2)
+    train = open_dock(viewer, "Train")
+    train._image.value = [image]
+    train._labels_layer.value = strokes
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    train._steps.value = 400
+    train._run_dir.value = str(tmp_path / "run")
+    train.start()
+    qtbot.waitUntil(lambda: train._progress.value >= 3, timeout=60_000)
+    train.stop()
+    wait_for(qtbot, train)
+    stopped_at = load_model(tmp_path / "run" / "model.pt").step
+    assert 3 <= stopped_at < 400 and train._result.stopped
+    assert train._resume.enabled and train._start.enabled and not train._stop.enabled
+    preview = viewer.layers["training preview"].data
+    assert preview[2].any() and not preview[0].any()  # the slice in view
+
+    train._steps.value = stopped_at + 5
+    train.start(resume=True)
+    wait_for(qtbot, train)
+    assert load_model(tmp_path / "run" / "model.pt").step == stopped_at + 5
+    assert train.loss_plot.series["train"][0][-1] == stopped_at + 5
+
+    copy = train.save_model_to(tmp_path / "copy.pt")
+    assert copy is not None and load_model(copy).step == stopped_at + 5
+    assert train.save_model_to(copy) is None  # an existing file is not replaced unasked
+
+
+def test_train_refuses_a_single_class(make_napari_viewer, qtbot, warnings_shown):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 48, 48), np.float32), name="img")
+    labels = np.zeros((2, 48, 48), np.uint8)
+    labels[0, 10:20, 10:20] = 1
+    layer = viewer.add_labels(labels, name="annotations")
+    widget = open_dock(viewer, "Train")
+    widget._labels_layer.value = layer
+    widget.start()  # the data are checked in the worker: the answer comes as a notification
+    wait_for(qtbot, widget)
+    assert "only one class (1) is labelled" in warnings_shown[-1]
+    assert np.array_equal(layer.data, labels) and len(viewer.layers) == 2
+    assert widget._start.enabled
+
+
+def test_a_failing_worker_notifies_and_a_new_run_can_start(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    from napari_unetseg.core.training import Trainer
+    from napari_unetseg.widgets import _run
+
+    errors = []
+    monkeypatch.setattr(_run, "show_error", errors.append)
+
+    def broken_step(self):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(Trainer, "_train_step", broken_step)
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=2, size=48, painted_slices=2, seed=7)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    train = open_dock(viewer, "Train")
+    train._image.value, train._labels_layer.value = [image], strokes
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    train._run_dir.value = str(tmp_path / "run")
+    train.start()
+    wait_for(qtbot, train)
+    assert errors and "simulated failure" in errors[-1]
+    assert train._start.enabled and not train._stop.enabled
+    monkeypatch.undo()
+    monkeypatch.setattr(_run, "show_error", errors.append)
+    train._steps.value = 2
+    train._run_dir.value = str(tmp_path / "run2")
+    train.start()
+    wait_for(qtbot, train)
+    assert (tmp_path / "run2" / "model.pt").exists()
+
+
+def test_predict_cancel_adds_no_layer(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.checkpoint import save_model
+    from napari_unetseg.core.config import ModelSpec, TrainConfig
+    from napari_unetseg.core.training import train
+
+    sample = make_sample(n_slices=2, size=48, painted_slices=2, seed=8)
+    result = train([sample.image[:, None]], [sample.strokes], ModelSpec(base_channels=8, depth=2),
+                   TrainConfig(steps=1, patch_size=32, batch_size=2))  # fmt: skip
+    model_path = save_model(result.loaded, tmp_path / "model.pt")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((40, 300, 300), np.uint16), name="big")
+    predict = open_dock(viewer, "Predict")
+    predict._source.value = "file"
+    predict._model_file.value = str(model_path)
+    predict._tile.value = 64
+    predict.predict()
+    predict.cancel()
+    wait_for(qtbot, predict)
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert "Cancelled" in predict._status.value and predict._run.enabled
+
+
+def test_predict_refuses_a_file_that_is_not_a_model(make_napari_viewer, tmp_path, warnings_shown):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a model")
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    predict = open_dock(viewer, "Predict")
+    predict._source.value = "file"
+    predict._model_file.value = str(bad)
+    assert predict.predict() is None
+    assert "notes.pt" in warnings_shown[-1]
+    assert [layer.name for layer in viewer.layers] == ["img"]

@@ -53,28 +53,40 @@ def _image_from_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noisy + 100, 0, 65535).astype(np.uint16)
 
 
-def _strokes(mask: np.ndarray, rng: np.random.Generator, per_class: int = 4) -> np.ndarray:
-    """A few 3-px brush strokes per class, kept inside (eroded) class regions."""
+def _stroke(shape, rng: np.random.Generator, y: int, x: int, length: float) -> np.ndarray:
+    """A 3-px wide straight stroke of ``length`` pixels centred on ``(y, x)``."""
+    angle = rng.uniform(0, np.pi)
+    dy, dx = 0.5 * length * np.sin(angle), 0.5 * length * np.cos(angle)
+    y0, y1 = (int(np.clip(v, 0, shape[0] - 1)) for v in (y - dy, y + dy))
+    x0, x1 = (int(np.clip(v, 0, shape[1] - 1)) for v in (x - dx, x + dx))
+    line = np.zeros(shape, dtype=bool)
+    line[draw.line(y0, x0, y1, x1)] = True
+    return ndimage.binary_dilation(line, iterations=1)
+
+
+def _strokes(mask: np.ndarray, rng: np.random.Generator, grid: int = 3, nuclei: int = 6) -> np.ndarray:
+    """Strokes as a user paints them: background in every part of the image, a few nuclei.
+
+    One background stroke per cell of a ``grid`` x ``grid`` partition of the slice (where
+    the cell has background), and one stroke across each of ``nuclei`` random nuclei; all
+    kept inside their (eroded) class region.
+    """
     strokes = np.zeros(mask.shape, dtype=np.uint8)
-    regions = {
-        BACKGROUND: ndimage.binary_erosion(~mask, iterations=4),
-        NUCLEUS: ndimage.binary_erosion(mask, iterations=3),
-    }
-    for value, region in regions.items():
-        ys, xs = np.nonzero(region)
-        if not len(ys):
-            continue
-        for _ in range(per_class):
-            i = rng.integers(len(ys))
-            length = 25 if value == BACKGROUND else 10
-            angle = rng.uniform(0, np.pi)
-            y1 = int(np.clip(ys[i] + length * np.sin(angle), 0, mask.shape[0] - 1))
-            x1 = int(np.clip(xs[i] + length * np.cos(angle), 0, mask.shape[1] - 1))
-            line = np.zeros(mask.shape, dtype=bool)
-            rr, cc = draw.line(ys[i], xs[i], y1, x1)
-            line[rr, cc] = True
-            line = ndimage.binary_dilation(line, iterations=1) & region
-            strokes[line] = value
+    background = ndimage.binary_erosion(~mask, iterations=4)
+    cells = np.array_split(np.arange(mask.shape[0]), grid), np.array_split(np.arange(mask.shape[1]), grid)
+    for rows in cells[0]:
+        for cols in cells[1]:
+            ys, xs = np.nonzero(background[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+            if len(ys):
+                i = rng.integers(len(ys))
+                line = _stroke(mask.shape, rng, rows[0] + ys[i], cols[0] + xs[i], 30)
+                strokes[line & background] = BACKGROUND
+    inside = ndimage.binary_erosion(mask, iterations=3)
+    components, count = ndimage.label(inside)
+    for label in rng.permutation(np.arange(1, count + 1))[:nuclei]:
+        ys, xs = np.nonzero(components == label)
+        line = _stroke(mask.shape, rng, int(ys.mean()), int(xs.mean()), 2 * np.sqrt(len(ys) / np.pi))
+        strokes[line & inside] = NUCLEUS
     return strokes
 
 

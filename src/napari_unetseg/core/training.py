@@ -63,16 +63,13 @@ def _lr_factor(step: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _label_mode_defaults(config: TrainConfig, mode: str) -> tuple[bool, float]:
-    """Class balancing and smoothness weight, with ``None`` resolved for the label mode.
+def _class_balance(config: TrainConfig, mode: str) -> bool:
+    """Class weights on or off, with ``None`` resolved for the label mode.
 
-    Sparse strokes: balance the classes (painted amounts are arbitrary) and regularise
-    the unpainted gaps (weight 10). Dense labels: neither.
+    Sparse strokes: balance the classes (how much of each was painted is arbitrary).
+    Dense labels: no (their class frequencies are the real prior).
     """
-    sparse = mode == "sparse"
-    balance = sparse if config.class_balance is None else config.class_balance
-    smoothness = (10.0 if sparse else 0.0) if config.smoothness_weight is None else config.smoothness_weight
-    return balance, smoothness
+    return mode == "sparse" if config.class_balance is None else config.class_balance
 
 
 class Trainer:
@@ -210,9 +207,8 @@ class Trainer:
             self.device,
             self.generator,
         )
-        balance, self.smoothness_weight = _label_mode_defaults(self.config, mode)
         self.class_weights = None
-        if balance:
+        if _class_balance(self.config, mode):
             weights = data_mod.class_weights(train_y, len(self.class_values))
             self.class_weights = torch.from_numpy(weights).to(self.device)
         self.n_train_slices = len(train_x)
@@ -277,8 +273,8 @@ class Trainer:
         loss = sum(
             segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
         ) / len(heads)
-        if self.smoothness_weight:
-            loss = loss + self.smoothness_weight * edge_aware_smoothness(
+        if self.config.smoothness_weight:
+            loss = loss + self.config.smoothness_weight * edge_aware_smoothness(
                 heads[-1], x, sigma=self.config.smoothness_sigma
             )
         self.optimizer.zero_grad(set_to_none=True)

@@ -51,7 +51,9 @@ def labels_combo(viewer, label: str = "Labels", nullable: bool = False) -> Combo
 
 def image_select(viewer, label: str = "Image") -> Select:
     """Multi-selection of Image layers (several = channels, or several images to predict)."""
-    return Select(label=label, choices=_choices(viewer, Image), allow_multiple=True)
+    select = Select(label=label, choices=_choices(viewer, Image), allow_multiple=True)
+    select.native.setMaximumHeight(72)
+    return select
 
 
 class LayerDock(Container):

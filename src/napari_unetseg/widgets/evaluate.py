@@ -23,8 +23,8 @@ from napari_unetseg.widgets._run import Outcome, as_job, report, start_worker, u
 
 ERROR_LAYER = "error map"
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "Prec.", "recall": "Recall", "f1": "F1",
-           "hausdorff": "HD", "hd95": "HD95"}  # fmt: skip
+HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall": "recall", "f1": "F1",
+           "hausdorff": "Hausdorff (px)", "hd95": "HD95 (px)"}  # fmt: skip
 
 
 def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarray:
@@ -55,10 +55,9 @@ class EvaluateWidget(LayerDock):
             widgets=[self._prediction, self._truth, self._skip_zero, self._surface, self._run,
                      self._error_class, self._status, self._export],
         )  # fmt: skip
-        self.table = QTableWidget(0, len(METRIC_NAMES))
-        self.table.setHorizontalHeaderLabels([HEADERS[n] for n in METRIC_NAMES])
+        self.table = QTableWidget(0, 0)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMinimumHeight(110)
+        self.table.setVisible(False)
         self.slice_plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0))
         self.native.layout().insertWidget(6, self.table)
         self.native.layout().insertWidget(7, self.slice_plot)
@@ -136,17 +135,23 @@ class EvaluateWidget(LayerDock):
         self._show_error_map()
 
     def _fill_table(self, result) -> None:
+        """One row per metric, one column per class and one for the mean over classes."""
         names = [n for n in METRIC_NAMES if n in result.mean]
-        rows = [(str(v), result.per_class[v]) for v in result.classes] + [("mean", result.mean)]
-        self.table.setColumnCount(len(names))
-        self.table.setHorizontalHeaderLabels([HEADERS[n] for n in names])
-        self.table.setRowCount(len(rows))
-        self.table.setVerticalHeaderLabels([f"class {r}" if r != "mean" else r for r, _ in rows])
-        for i, (_, metrics) in enumerate(rows):
-            for j, name in enumerate(names):
+        columns = [(f"class {v}", result.per_class[v]) for v in result.classes] + [("mean", result.mean)]
+        self.table.setRowCount(len(names))
+        self.table.setColumnCount(len(columns))
+        self.table.setVerticalHeaderLabels([HEADERS[n] for n in names])
+        self.table.setHorizontalHeaderLabels([title for title, _ in columns])
+        for j, (_, metrics) in enumerate(columns):
+            for i, name in enumerate(names):
                 value = metrics[name]
-                text = "n/a" if not np.isfinite(value) else f"{value:.3f}" if value < 100 else f"{value:.0f}"
+                text = "n/a" if not np.isfinite(value) else f"{value:.3f}" if value < 100 else f"{value:.1f}"
                 self.table.setItem(i, j, QTableWidgetItem(text))
+        height = self.table.horizontalHeader().height() + sum(
+            self.table.rowHeight(i) for i in range(len(names))
+        )
+        self.table.setFixedHeight(height + 2 * self.table.frameWidth())
+        self.table.setVisible(True)
 
     def _fill_plot(self, result) -> None:
         self.slice_plot.series.clear()

@@ -78,6 +78,13 @@ class PredictWidget(LayerDock):
         self._refresh_choices()
         self._show_model_info()
 
+    def _refresh_choices(self, event=None) -> None:
+        super()._refresh_choices(event)
+        if getattr(self, "_annotations", None) is not None and self._annotations.value is None:
+            for layer in self._annotations.choices:
+                if layer is not None and layer.metadata.get("unetseg") == "annotations":
+                    self._annotations.value = layer
+
     # -- model ------------------------------------------------------------------------
 
     def _model(self):

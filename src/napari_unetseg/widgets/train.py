@@ -72,8 +72,9 @@ class TrainWidget(LayerDock):
         self._status.native.setWordWrap(True)
         self.loss_plot = CurvePlot("loss")
         self.loss_plot.add_series("train", "#ff7f0e")
-        self.dice_plot = CurvePlot("validation Dice", y_range=(0.0, 1.0))
+        self.dice_plot = CurvePlot("validation Dice (held-out painted slices)", y_range=(0.0, 1.0))
         self.dice_plot.add_series("mean", "#1f77b4")
+        self.dice_plot.setVisible(False)  # shown once there is validation data
         buttons = Container(
             widgets=[self._start, self._stop, self._resume], layout="horizontal", labels=False
         )
@@ -209,6 +210,7 @@ class TrainWidget(LayerDock):
             self._on_step(event)
         elif isinstance(event, EpochEvent):
             if event.validation:
+                self.dice_plot.setVisible(True)
                 self.dice_plot.append("mean", event.step, event.validation["val_dice_mean"])
         elif isinstance(event, PreviewEvent):
             self._show_preview(event)

@@ -1,0 +1,110 @@
+"""Is the viewer responsive while the Train dock trains on the CPU?
+
+A QTimer fires every 10 ms in the main (GUI) thread and records how late each tick
+is. The figure that matters is the 99th percentile of that lateness while a real
+training runs in the Train dock's worker with the live preview on; the same probe
+with nothing running is measured first, in the same run, as the reference.
+
+    xvfb-run -a .venv/bin/python benchmarks/gui_responsiveness.py [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import hardware, save_results  # noqa: E402
+
+
+class LatenessProbe:
+    """Records, for every tick of a ``interval_ms`` QTimer, how late it fired (ms)."""
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.interval = interval_ms / 1000
+        self.lateness: list[float] = []
+        self._last: float | None = None
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.lateness.append(max(0.0, now - self._last - self.interval) * 1000)
+        self._last = now
+
+    def run(self, app, seconds: float, until=None) -> np.ndarray:
+        self.lateness, self._last = [], None
+        self.timer.start()
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end and not (until and until()):
+            app.processEvents()
+            time.sleep(0.001)
+        self.timer.stop()
+        return np.asarray(self.lateness)
+
+
+def summary(lateness: np.ndarray) -> dict:
+    return {
+        "ticks": int(lateness.size),
+        "p50_ms": float(np.percentile(lateness, 50)),
+        "p99_ms": float(np.percentile(lateness, 99)),
+        "max_ms": float(lateness.max()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_unetseg.core.sample import make_sample
+
+    sample = make_sample(n_slices=4, size=256)
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    image = viewer.add_image(sample.image, name="nuclei")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    _, train = viewer.window.add_plugin_dock_widget("napari-unetseg", "Train")
+    train._image.value = [image]
+    train._labels_layer.value = strokes
+    train._steps.value = 100_000
+    probe = LatenessProbe()
+
+    idle = summary(probe.run(app, 5.0))
+    train.start()
+    probe.run(app, 60.0, until=lambda: train._progress.value >= 1)  # data and model set-up
+    training = summary(probe.run(app, args.seconds))
+    steps = train._progress.value
+    train.stop()
+    probe.run(app, 120.0, until=lambda: train.worker is None)
+    results = {
+        "hardware": hardware(),
+        "idle": idle,
+        "training": training,
+        "training_steps_during_probe": steps,
+        "preview": bool(train._preview.value),
+        "seconds": args.seconds,
+    }
+    path = save_results(results, "gui_responsiveness")
+    print(f"idle:     p50 {idle['p50_ms']:.1f} ms  p99 {idle['p99_ms']:.1f} ms  max {idle['max_ms']:.1f} ms")
+    print(
+        f"training: p50 {training['p50_ms']:.1f} ms  p99 {training['p99_ms']:.1f} ms  "
+        f"max {training['max_ms']:.1f} ms  ({steps} steps)"
+    )
+    print(f"results in {path}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
