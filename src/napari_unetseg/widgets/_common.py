@@ -65,6 +65,10 @@ class LayerDock(Container):
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
 
+    def _end_layout(self) -> None:
+        """Keep the widgets packed at the top of a tall dock."""
+        self.native.layout().addStretch(1)
+
     def _refresh_choices(self, event=None) -> None:
         self.reset_choices()
         for widget in self:

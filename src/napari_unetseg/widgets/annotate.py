@@ -26,6 +26,7 @@ class AnnotateWidget(LayerDock):
         help_label.native.setWordWrap(True)
         super().__init__(napari_viewer, widgets=[self._image, self._classes, self._add, help_label])
         self._add.changed.connect(self.add_annotation_layer)
+        self._end_layout()
 
     def add_annotation_layer(self):
         """Add the layer (a new one every time: nothing existing is touched) and return it."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_unetseg.core.errors import UserInputError
@@ -22,6 +23,9 @@ from napari_unetseg.widgets._plot import CurvePlot
 from napari_unetseg.widgets._run import Outcome, as_job, report, start_worker, user_call
 
 ERROR_LAYER = "error map"
+ERROR_LEGEND = "  ".join(
+    f'<span style="color:{ERROR_COLORS[value]}">&#9632;</span> {ERROR_NAMES[value]}' for value in (1, 2, 3)
+)
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall": "recall", "f1": "F1",
            "hausdorff": "Hausdorff (px)", "hd95": "HD95 (px)"}  # fmt: skip
@@ -47,20 +51,23 @@ class EvaluateWidget(LayerDock):
         self._surface = CheckBox(label="Hausdorff distances", value=True)
         self._run = PushButton(text="Evaluate")
         self._error_class = ComboBox(label="Error map of class", choices=self._class_choices)
+        legend = Label(value=ERROR_LEGEND)
+        legend.native.setTextFormat(Qt.TextFormat.RichText)
         self._export = PushButton(text="Export CSV...", enabled=False)
         self._status = Label(value="")
         self._status.native.setWordWrap(True)
         super().__init__(
             napari_viewer,
             widgets=[self._prediction, self._truth, self._skip_zero, self._surface, self._run,
-                     self._error_class, self._status, self._export],
+                     self._error_class, legend, self._status, self._export],
         )  # fmt: skip
         self.table = QTableWidget(0, 0)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setVisible(False)
         self.slice_plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0))
-        self.native.layout().insertWidget(6, self.table)
-        self.native.layout().insertWidget(7, self.slice_plot)
+        self.native.layout().insertWidget(7, self.table)
+        self.native.layout().insertWidget(8, self.slice_plot)
+        self._end_layout()
         self.worker = None
         self.result = None
         self._arrays = None

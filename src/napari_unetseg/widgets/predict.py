@@ -66,8 +66,10 @@ class PredictWidget(LayerDock):
                 self._status, self._annotations, self._to_annotations,
             ],
         )  # fmt: skip
+        self._end_layout()
         self.worker = None
         self.last_output = None
+        self._task = (1, 1)  # (image number, image count) of the running prediction
         self._session = session_for(napari_viewer)
         self._session.model_changed.connect(self._show_model_info)
         self._source.changed.connect(self._show_model_info)
@@ -181,7 +183,7 @@ class PredictWidget(LayerDock):
     def _on_progress(self, event: PredictProgress) -> None:
         self._progress.max = event.total * event.n_slices
         self._progress.value = event.slice_index * event.total + event.done
-        task, tasks = getattr(self, "_task", (1, 1))
+        task, tasks = self._task
         image = f"image {task}/{tasks} · " if tasks > 1 else ""
         where = f"slice {event.slice_index + 1}/{event.n_slices} · tile {event.done}/{event.total}"
         self._status.value = image + where

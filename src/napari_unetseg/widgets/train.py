@@ -88,6 +88,7 @@ class TrainWidget(LayerDock):
         )  # fmt: skip
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.dice_plot)
+        self._end_layout()
         self.worker = None
         self._trainer = None
         self._run_path: Path | None = None
@@ -155,7 +156,7 @@ class TrainWidget(LayerDock):
         self._first_step = None
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
-        self.worker = start_worker(job, self._on_event, self._on_done)
+        self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
         return self.worker
 
     def _make_job(self, resume: bool):
@@ -190,12 +191,17 @@ class TrainWidget(LayerDock):
         return job
 
     def stop(self) -> None:
-        """Ask the run to save and stop after the current step."""
+        """Ask the run to save and stop after the current step (or abandon it while it sets up)."""
         if self._trainer is not None:
             self._trainer.request_stop()
             self._status.value = "Stopping after this step..."
         elif self.worker is not None:
             self.worker.quit()
+
+    def _on_aborted(self) -> None:
+        self.worker = self._trainer = None
+        self._status.value = "Stopped before the first step."
+        self._set_running(False)
 
     def _set_running(self, running: bool) -> None:
         self._start.enabled = not running
