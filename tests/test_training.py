@@ -161,6 +161,36 @@ def test_preview_events():
     assert set(np.unique(previews[-1].labels)) <= {1, 2}
 
 
+def test_time_based_previews_follow_the_requested_slice():
+    image, labels = blobs(n=3)
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=4))
+    trainer.preview_interval_s = 0.0  # as often as possible: after every step
+    trainer.set_preview(image[2], key=2)
+    previews = []
+    for event in trainer.run():
+        if isinstance(event, PreviewEvent):
+            previews.append(event)
+            trainer.set_preview(None if event.step == 2 else image[1], key=1)
+    # slice 2 first, then slice 1 as asked after step 1; None after step 2 stops them
+    assert [(p.step, p.key) for p in previews] == [(1, 2), (2, 1)]
+    assert previews[0].labels.shape == image.shape[2:]
+
+
+def test_predict_chosen_slices_with_whole_stack_normalisation():
+    from napari_unetseg.core.prediction import predict_stack
+
+    image, labels = blobs(n=3)
+    result = train([image], [labels], SPEC, cfg(steps=2))
+    image = image.copy()
+    image[0] *= 5  # slice 0 changes the stack's percentiles, hence slice 2's normalisation
+    whole = predict_stack(result.loaded, image)
+    chosen = predict_stack(result.loaded, image, slices=[2])
+    assert chosen.labels.shape == (1, *image.shape[2:])
+    assert np.array_equal(chosen.labels[0], whole.labels[2])
+    with pytest.raises(UserInputError, match="out of range"):
+        predict_stack(result.loaded, image, slices=[3])
+
+
 def test_refuses_existing_run_and_bad_pairs(tmp_path):
     image, labels = blobs()
     train([image], [labels], SPEC, cfg(steps=2), run_dir=tmp_path)

@@ -22,6 +22,26 @@ def wait_for(qtbot, widget, timeout=240_000):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
 
 
+def tiny_model_file(path, sample, channels=1, steps=1):
+    """Train a tiny U-Net for a few steps on ``sample`` and save it to ``path``."""
+    from napari_unetseg.core.checkpoint import save_model
+    from napari_unetseg.core.config import ModelSpec, TrainConfig
+    from napari_unetseg.core.training import train
+
+    images = np.repeat(sample.image[:, None], channels, axis=1)
+    config = TrainConfig(steps=steps, patch_size=32, batch_size=2)
+    result = train([images], [sample.strokes], ModelSpec(base_channels=8, depth=2), config)
+    return save_model(result.loaded, path)
+
+
+def predict_dock_with_file(viewer, model_path):
+    """The Predict dock, set to use a model file."""
+    predict = open_dock(viewer, "Predict")
+    predict._source.value = "file"
+    predict._model_file.value = str(model_path)
+    return predict
+
+
 @pytest.fixture
 def warnings_shown(monkeypatch):
     """Collect the messages the docks show as notifications."""
@@ -150,24 +170,12 @@ def test_whole_workflow_strokes_to_evaluation(make_napari_viewer, qtbot, tmp_pat
 
 
 def test_predict_slice_in_view_and_add_to_annotations(make_napari_viewer, qtbot, tmp_path):
-    from napari_unetseg.core.config import ModelSpec, TrainConfig
-    from napari_unetseg.core.training import train
-
     sample = make_sample(n_slices=3, size=64, painted_slices=2, seed=4)
-    result = train(
-        [sample.image[:, None]], [sample.strokes], ModelSpec(base_channels=8, depth=2),
-        TrainConfig(steps=3, patch_size=32, batch_size=2),
-    )  # fmt: skip
-    from napari_unetseg.core.checkpoint import save_model
-
-    model_path = save_model(result.loaded, tmp_path / "model.pt")
-
+    model_path = tiny_model_file(tmp_path / "model.pt", sample, steps=3)
     viewer = make_napari_viewer()
     image = viewer.add_image(sample.image, name="cells")
     annotations = viewer.add_labels(sample.strokes.copy(), name="annotations")
-    predict = open_dock(viewer, "Predict")
-    predict._source.value = "file"
-    predict._model_file.value = str(model_path)
+    predict = predict_dock_with_file(viewer, model_path)
     predict._images.value = [image]
     predict._scope.value = "slice"
     viewer.dims.set_current_step(0, 1)
@@ -187,20 +195,11 @@ def test_predict_slice_in_view_and_add_to_annotations(make_napari_viewer, qtbot,
 
 
 def test_predict_refuses_a_model_with_other_channels(make_napari_viewer, tmp_path, warnings_shown):
-    from napari_unetseg.core.checkpoint import save_model
-    from napari_unetseg.core.config import ModelSpec, TrainConfig
-    from napari_unetseg.core.training import train
-
     sample = make_sample(n_slices=2, size=48, painted_slices=2, seed=5)
-    rgb_like = np.repeat(sample.image[:, None], 3, axis=1)
-    result = train([rgb_like], [sample.strokes], ModelSpec(base_channels=8, depth=2),
-                   TrainConfig(steps=1, patch_size=32, batch_size=2))  # fmt: skip
-    model_path = save_model(result.loaded, tmp_path / "rgb.pt")
+    model_path = tiny_model_file(tmp_path / "rgb.pt", sample, channels=3)
     viewer = make_napari_viewer()
     viewer.add_image(sample.image, name="grey")
-    predict = open_dock(viewer, "Predict")
-    predict._source.value = "file"
-    predict._model_file.value = str(model_path)
+    predict = predict_dock_with_file(viewer, model_path)
     assert predict.predict() is None
     assert "1 channel(s) but the model expects 3" in warnings_shown[-1]
     assert [layer.name for layer in viewer.layers] == ["grey"]
@@ -289,19 +288,10 @@ def test_a_failing_worker_notifies_and_a_new_run_can_start(make_napari_viewer, q
 
 
 def test_predict_cancel_adds_no_layer(make_napari_viewer, qtbot, tmp_path):
-    from napari_unetseg.core.checkpoint import save_model
-    from napari_unetseg.core.config import ModelSpec, TrainConfig
-    from napari_unetseg.core.training import train
-
-    sample = make_sample(n_slices=2, size=48, painted_slices=2, seed=8)
-    result = train([sample.image[:, None]], [sample.strokes], ModelSpec(base_channels=8, depth=2),
-                   TrainConfig(steps=1, patch_size=32, batch_size=2))  # fmt: skip
-    model_path = save_model(result.loaded, tmp_path / "model.pt")
+    model_path = tiny_model_file(tmp_path / "model.pt", make_sample(n_slices=2, size=48, seed=8))
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 300, 300), np.uint16), name="big")
-    predict = open_dock(viewer, "Predict")
-    predict._source.value = "file"
-    predict._model_file.value = str(model_path)
+    predict = predict_dock_with_file(viewer, model_path)
     predict._tile.value = 64
     predict.predict()
     predict.cancel()
@@ -315,9 +305,7 @@ def test_predict_refuses_a_file_that_is_not_a_model(make_napari_viewer, tmp_path
     bad.write_text("not a model")
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.float32), name="img")
-    predict = open_dock(viewer, "Predict")
-    predict._source.value = "file"
-    predict._model_file.value = str(bad)
+    predict = predict_dock_with_file(viewer, bad)
     assert predict.predict() is None
     assert "notes.pt" in warnings_shown[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]

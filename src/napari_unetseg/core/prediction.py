@@ -204,7 +204,11 @@ def iter_predict(
 
 
 def predict_stack(
-    loaded: LoadedModel, stack: np.ndarray, config: PredictConfig | None = None, probabilities: bool = False
+    loaded: LoadedModel,
+    stack: np.ndarray,
+    config: PredictConfig | None = None,
+    probabilities: bool = False,
+    slices: Sequence[int] | None = None,
 ) -> PredictionResult:
     """Run :func:`iter_predict` to the end."""
-    return run_generator(iter_predict(loaded, stack, config, probabilities))
+    return run_generator(iter_predict(loaded, stack, config, probabilities, slices))
