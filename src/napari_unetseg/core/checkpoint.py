@@ -83,6 +83,9 @@ def load_torch_safely(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserInputError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise UserInputError(f"{path} is damaged or truncated: copy or save the model file again")
         raise UserInputError(f"{path} is not a napari-unetseg model file (expected a model.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -26,6 +26,19 @@ IGNORE = -1
 _MAX_COORDS_PER_CLASS = 2_000_000
 
 
+MIN_IMAGE_SIZE = 8
+
+
+def check_image_size(stack: np.ndarray, what: str = "the image") -> None:
+    """Refuse images too small for the networks (``(..., Y, X)``)."""
+    h, w = stack.shape[-2:]
+    if min(h, w) < MIN_IMAGE_SIZE:
+        raise UserInputError(
+            f"{what} is {h}x{w} pixels: too small, the models need at least "
+            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (check the file and its --axes)"
+        )
+
+
 def check_label_array(labels: np.ndarray, name: str = "labels") -> None:
     """Labels must be integers (or floats holding whole numbers) and non-negative."""
     if labels.dtype.kind == "f":

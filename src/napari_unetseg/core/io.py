@@ -9,6 +9,8 @@ and are guessed from the shape otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -94,6 +96,33 @@ def _normalise_tiff_axes(axes: str, shape: tuple[int, ...]) -> str | None:
     return mapped
 
 
+@contextlib.contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's log lines about damaged tags: the error message says it all."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_output_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
+    """Check that ``folder`` exists as a folder or can be created; nothing is created."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserInputError(f"{option} {folder} is a file, expected a folder")
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserInputError(f"cannot create {option} {folder}: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserInputError(f"cannot write to {ancestor}: permission denied; choose another {option}")
+    return folder
+
+
 def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
     """Read a TIFF/OME-TIFF (or any image scikit-image reads) and its axes.
 
@@ -120,7 +149,7 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
         if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
                 data = series.asarray()
                 meta_axes = _normalise_tiff_axes(series.axes, data.shape)

@@ -39,6 +39,8 @@ class Normalization:
 
         Large stacks are subsampled on a regular grid (at most 64 slices and a few
         million values per channel), which changes the percentiles negligibly and keeps memory flat.
+        A channel whose percentiles coincide falls back to its min and max; ``low == high``
+        is left only for a constant channel.
         """
         n, c, h, w = stack.shape
         slices = np.unique(np.linspace(0, n - 1, min(n, _MAX_SLICES)).round().astype(int))
@@ -49,6 +51,9 @@ class Normalization:
             raise UserInputError("the image contains NaN or infinite values: clean it first")
         lo = np.percentile(sample, self.low, axis=1).astype(np.float32)
         hi = np.percentile(sample, self.high, axis=1).astype(np.float32)
+        flat = hi <= lo  # e.g. a sparse image that is 0 almost everywhere: use min and max
+        lo[flat] = sample[flat].min(axis=1)
+        hi[flat] = sample[flat].max(axis=1)
         return lo, hi
 
     @staticmethod

@@ -16,6 +16,7 @@ import torch
 from napari_unetseg.core import tiling
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.data import check_image_size
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
@@ -165,6 +166,7 @@ def iter_predict(
     config = config or PredictConfig()
     if stack.ndim != 4:
         raise UserInputError(f"expected a (N, C, Y, X) stack, got shape {stack.shape}")
+    check_image_size(stack)
     if stack.shape[1] != loaded.spec.in_channels:
         raise UserInputError(
             f"the image has {stack.shape[1]} channel(s) but the model expects "

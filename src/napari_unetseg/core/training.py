@@ -146,6 +146,8 @@ class Trainer:
             known = base.class_values
         mode = base.label_mode if resume and base else config.label_mode
         self.class_values = data_mod.find_class_values(labels, mode, known)
+        for index, image in enumerate(images):
+            self._check_size(image, f"#{index + 1} " if len(images) > 1 else "")
         spec = (base.spec if base else spec or ModelSpec()).replace(
             in_channels=channels.pop(), num_classes=len(self.class_values)
         )
@@ -177,12 +179,26 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------
 
+    def _check_size(self, image: np.ndarray, name: str) -> None:
+        data_mod.check_image_size(image, f"training image {name}".strip())
+        side = min(image.shape[-2:])
+        if self.config.patch_size > side:
+            raise UserInputError(
+                f"patch size {self.config.patch_size} is larger than training image {name}"
+                f"({image.shape[-2]}x{image.shape[-1]}): use a patch size of {side} or less (--patch-size)"
+            )
+
     def _prepare_data(self, images, labels, mode: str) -> None:
         train_x, train_y, self.val = [], [], []
         rng = np.random.default_rng(self.config.seed)
         slices = []
-        for image, label in zip(images, labels):
+        for number, (image, label) in enumerate(zip(images, labels), start=1):
             lo, hi = self.normalization.percentiles(image)
+            if np.all(hi <= lo):
+                raise UserInputError(
+                    f"training image #{number} is constant (every pixel is {lo[0]:g}): nothing to learn "
+                    "from; check the file and its --axes"
+                )
             for i in range(image.shape[0]):
                 target = data_mod.encode_labels(np.asarray(label[i]), self.class_values, mode)
                 if (target >= 0).any():

@@ -19,6 +19,7 @@ from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig, lo
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import run_generator
 from napari_unetseg.core.io import (
+    check_output_folder,
     from_label_stack,
     labels_to_stack,
     read_image,
@@ -110,6 +111,7 @@ def train_from_files(
         raise UserInputError("give --out RUN_DIR (or --resume RUN_DIR)")
     if out is not None and resume is not None and Path(out) != Path(resume):
         raise UserInputError("--resume continues in its own run folder: leave out --out or make it the same")
+    check_output_folder(run_dir, "--resume" if resume is not None else "--out")
     spec, config = build_train_configs(model_options or {}, train_options or {}, config_file, resume)
     image_stacks, label_stacks = read_training_pairs(images, labels, axes, label_axes)
     trainer = Trainer(
@@ -159,9 +161,7 @@ def predict_files(
     from napari_unetseg.core.prediction import iter_predict
 
     config = config or PredictConfig()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserInputError(f"--out {out_dir} is a file, expected a folder")
+    out_dir = check_output_folder(out_dir)
     for path in inputs:
         if not Path(path).is_file():
             raise UserInputError(f"input {path} does not exist or is not a file")
@@ -174,7 +174,6 @@ def predict_files(
     loaded = load_model(model_path, resolve_device(config.device))
     if head is not None:
         _set_head(loaded, head)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes)
@@ -183,6 +182,7 @@ def predict_files(
             on_event(("file", index, Path(path)))
         result = run_generator(iter_predict(loaded, stack, config, probabilities), on_event)
         labels, label_axes = from_label_stack(result.labels, layout)
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         written.append(write_tiff_atomic(label_path, labels, label_axes, overwrite=overwrite))
         if prob_path is not None:
             probs = result.probabilities

@@ -49,7 +49,7 @@ class PredictWidget(LayerDock):
         self._scope = ComboBox(label="Predict", choices=SCOPES, value="stack")
         self._tile = SpinBox(label="Tile size", value=256, min=32, max=4096, step=32)
         self._overlap = FloatSpinBox(label="Overlap", value=0.25, min=0.0, max=0.9, step=0.05)
-        self._tta = CheckBox(label="Flip TTA (8x slower)", value=False)
+        self._tta = CheckBox(label="Flip TTA (4x slower)", value=False)
         self._probabilities = CheckBox(label="Probabilities layer", value=False)
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)

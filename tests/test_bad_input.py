@@ -1,0 +1,236 @@
+"""Bad input, case by case: the same table through the CLI and through the core API.
+
+Every case must give a one-line message naming the problem and the fix: exit code 2
+and one line on stderr from ``unetseg``, a :class:`UserInputError` from the core
+functions the CLI calls. In both, the input files stay byte-for-byte as they were and
+no output appears. docs/bad-input.md lists the same table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_unetseg.core.config import PredictConfig, TrainConfig
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.sample import make_sample
+from napari_unetseg.core.workflows import evaluate_files, predict_files, train_from_files
+
+TINY = {"depth": 2, "base_channels": 4}
+FAST = {"steps": 1, "patch_size": 32, "batch_size": 2, "device": "cpu"}
+CLI_FAST = ["--steps", "1", "--patch-size", "32", "--batch-size", "2", "--depth", "2", "--base-channels", "4"]
+
+
+def _tif(path: Path, array: np.ndarray, axes: str | None = None) -> Path:
+    metadata = {"axes": axes} if axes else {}  # {}: tifffile still records the shape
+    tifffile.imwrite(path, array, metadata=metadata, photometric="minisblack")
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """Every input file the cases use, written once (the tests only read them)."""
+    d = tmp_path_factory.mktemp("inputs")
+    sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=9)
+    strokes = sample.strokes
+    f = {
+        "image": _tif(d / "image.tif", sample.image, "ZYX"),
+        "strokes": _tif(d / "strokes.tif", strokes, "ZYX"),
+    }
+    f["truth"] = _tif(d / "truth.tif", sample.truth, "ZYX")
+    f["narrow"] = _tif(d / "narrow.tif", strokes[:, :60], "ZYX")
+    f["unpainted"] = _tif(d / "unpainted.tif", np.zeros_like(strokes), "ZYX")
+    f["one_class"] = _tif(d / "one_class.tif", np.where(strokes == 2, 0, strokes), "ZYX")
+    f["new_class"] = _tif(d / "new_class.tif", np.where(strokes == 2, 3, strokes), "ZYX")
+    f["fractional"] = _tif(d / "fractional.tif", strokes.astype(np.float32) * 0.5, "ZYX")
+    f["negative"] = _tif(d / "negative.tif", strokes.astype(np.int16) - 1, "ZYX")
+    nan = sample.image.astype(np.float32)
+    nan[0, 5, 5] = np.nan
+    f["nan"] = _tif(d / "nan.tif", nan, "ZYX")
+    f["constant"] = _tif(d / "constant.tif", np.full_like(sample.image, 7), "ZYX")
+    f["tiny"] = _tif(d / "tiny.tif", np.ones((1, 1), np.uint16), "YX")
+    f["tiny_labels"] = _tif(d / "tiny_labels.tif", np.ones((1, 1), np.uint8), "YX")
+    f["six_d"] = _tif(d / "six_d.tif", np.zeros((2, 2, 2, 2, 16, 16), np.uint8))
+    f["rgb"] = _tif(d / "rgb.tif", np.zeros((64, 64, 3), np.uint8), "YXC")
+    f["float_prediction"] = _tif(d / "float_prediction.tif", sample.truth.astype(np.float32) + 0.5, "ZYX")
+    (d / "empty.tif").write_bytes(b"")
+    f["empty"] = d / "empty.tif"
+    f["truncated"] = d / "truncated.tif"
+    f["truncated"].write_bytes(f["image"].read_bytes()[:300])
+    f["folder"] = d / "folder.tif"
+    f["folder"].mkdir()
+    f["bad_config"] = d / "config.json"
+    f["bad_config"].write_text('{"train": {"steps": 10,}')
+    f["unknown_key_config"] = d / "unknown.json"
+    f["unknown_key_config"].write_text(json.dumps({"train": {"stepz": 10}}))
+    run = d / "run"
+    train_from_files([f["image"]], [f["strokes"]], run, model_options=TINY, train_options=FAST)
+    f["run"], f["model"] = run, run / "model.pt"
+    f["truncated_model"] = d / "truncated.pt"
+    f["truncated_model"].write_bytes(f["model"].read_bytes()[:2000])
+    newer = torch.load(f["model"], weights_only=True)
+    newer["format_version"] = 99
+    f["newer_model"] = d / "newer.pt"
+    torch.save(newer, f["newer_model"])
+    f["existing_out"] = d / "existing_out"
+    f["existing_out"].mkdir()
+    _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
+    return f
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: CLI arguments, the equivalent core call, and the expected message."""
+
+    name: str
+    cli: list[str]
+    core: Callable[[dict, Path], object]
+    message: str
+
+
+def _train(f, out, images="image", labels="strokes", model=None, train=None, **options):
+    return train_from_files([f[images]], [f[labels]], out / "run", model_options={**TINY, **(model or {})},
+                            train_options={**FAST, **(train or {})}, **options)  # fmt: skip
+
+
+def _predict(f, out, inputs=("image",), model="model", **options):
+    return predict_files(f[model], [f[i] for i in inputs], out / "pred", **options)
+
+
+TRAIN = ["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{out}/run", *CLI_FAST]
+PREDICT = ["predict", "--model", "{model}", "--out", "{out}/pred", "{image}"]
+
+
+def _swap(args, old, new):
+    return [new if a == old else a for a in args]
+
+
+CASES = [
+    Case("image and labels of different shapes", _swap(TRAIN, "{strokes}", "{narrow}"),
+         lambda f, o: _train(f, o, labels="narrow"), "does not match"),
+    Case("labels with no painted pixel", _swap(TRAIN, "{strokes}", "{unpainted}"),
+         lambda f, o: _train(f, o, labels="unpainted"), "no painted pixels"),
+    Case("one class only", _swap(TRAIN, "{strokes}", "{one_class}"),
+         lambda f, o: _train(f, o, labels="one_class"), "only one class"),
+    Case("labels with a class the model file does not know (resume)",
+         ["train", "--images", "{image}", "--labels", "{new_class}", "--resume", "{run}", "--steps", "5"],
+         lambda f, o: train_from_files([f["image"]], [f["new_class"]], None, resume=f["run"],
+                                       train_options={"steps": 5}), "cannot add classes"),
+    Case("fractional float labels", _swap(TRAIN, "{strokes}", "{fractional}"),
+         lambda f, o: _train(f, o, labels="fractional"), "must be integers"),
+    Case("negative label values", _swap(TRAIN, "{strokes}", "{negative}"),
+         lambda f, o: _train(f, o, labels="negative"), "negative values"),
+    Case("NaN in the image", _swap(TRAIN, "{image}", "{nan}"),
+         lambda f, o: _train(f, o, images="nan"), "NaN or infinite"),
+    Case("constant image", _swap(TRAIN, "{image}", "{constant}"),
+         lambda f, o: _train(f, o, images="constant"), "is constant"),
+    Case("1x1 image (training)",
+         ["train", "--images", "{tiny}", "--labels", "{tiny_labels}", "--out", "{out}/run", "--dense"],
+         lambda f, o: _train(f, o, images="tiny", labels="tiny_labels", train={"label_mode": "dense"}),
+         "too small"),
+    Case("1x1 image (prediction)", _swap(PREDICT, "{image}", "{tiny}"),
+         lambda f, o: _predict(f, o, inputs=("tiny",)), "too small"),
+    Case("unknown letter in the axes", [*TRAIN, "--axes", "ZQX"],
+         lambda f, o: _train(f, o, axes="ZQX"), "unknown letter"),
+    Case("axes of the wrong length", [*TRAIN, "--axes", "TZYX"],
+         lambda f, o: _train(f, o, axes="TZYX"), "4 letters"),
+    Case("6-D image", _swap(PREDICT, "{image}", "{six_d}"),
+         lambda f, o: _predict(f, o, inputs=("six_d",)), "6-D"),
+    Case("RGB image for a grey model", _swap(PREDICT, "{image}", "{rgb}"),
+         lambda f, o: _predict(f, o, inputs=("rgb",)), "3 channel(s) but the model expects 1"),
+    Case("empty file", _swap(TRAIN, "{image}", "{empty}"),
+         lambda f, o: _train(f, o, images="empty"), "is empty"),
+    Case("truncated TIFF", _swap(PREDICT, "{image}", "{truncated}"),
+         lambda f, o: _predict(f, o, inputs=("truncated",)), "cannot read"),
+    Case("a folder where a file is expected", _swap(TRAIN, "{image}", "{folder}"),
+         lambda f, o: _train(f, o, images="folder"), "is a directory"),
+    Case("output folder inside a file", _swap(PREDICT, "{out}/pred", "{image}/pred"),
+         lambda f, o: predict_files(f["model"], [f["image"]], f["image"] / "pred"), "is a file"),
+    Case("existing output without --overwrite", _swap(PREDICT, "{out}/pred", "{existing_out}"),
+         lambda f, o: predict_files(f["model"], [f["image"]], f["existing_out"]), "already exists"),
+    Case("run folder that already holds a model", _swap(TRAIN, "{out}/run", "{run}"),
+         lambda f, o: train_from_files([f["image"]], [f["strokes"]], f["run"], model_options=TINY,
+                                       train_options=FAST), "already holds a model"),
+    Case("truncated model file", _swap(PREDICT, "{model}", "{truncated_model}"),
+         lambda f, o: _predict(f, o, model="truncated_model"), "damaged or truncated"),
+    Case("model file from a newer version", _swap(PREDICT, "{model}", "{newer_model}"),
+         lambda f, o: _predict(f, o, model="newer_model"), "upgrade napari-unetseg"),
+    Case("not a model file", _swap(PREDICT, "{model}", "{image}"),
+         lambda f, o: _predict(f, o, model="image"), "not a napari-unetseg model file"),
+    Case("zero steps", [*TRAIN, "--steps", "0"],
+         lambda f, o: _train(f, o, train={"steps": 0}), "steps must be"),
+    Case("negative steps", [*TRAIN, "--steps", "-5"],
+         lambda f, o: _train(f, o, train={"steps": -5}), "steps must be"),
+    Case("patch larger than the image", [*TRAIN, "--patch-size", "128"],
+         lambda f, o: _train(f, o, train={"patch_size": 128}), "patch size of 64 or less"),
+    Case("overlap of 1", [*PREDICT, "--overlap", "1"],
+         lambda f, o: PredictConfig(overlap=1.0), "overlap must be in [0, 1)"),
+    Case("tile smaller than 16 px", [*PREDICT, "--tile-size", "8"],
+         lambda f, o: PredictConfig(tile_size=8), "tile_size must be"),
+    Case("zero batch size", [*TRAIN, "--batch-size", "0"],
+         lambda f, o: TrainConfig(batch_size=0), "batch_size must be"),
+    Case("negative learning rate", [*TRAIN, "--lr", "-0.1"],
+         lambda f, o: TrainConfig(learning_rate=-0.1), "learning_rate must be"),
+    Case("unknown architecture", [*TRAIN, "--model", "vgg"],
+         lambda f, o: _train(f, o, model={"name": "vgg"}), "unknown model"),
+    Case("float prediction to evaluate",
+         ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
+         lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),
+    Case("prediction and truth of different shapes",
+         ["evaluate", "--prediction", "{narrow}", "--truth", "{truth}"],
+         lambda f, o: evaluate_files(f["narrow"], f["truth"]), "differs from ground truth"),
+    Case("--resume and --init together", [*TRAIN, "--resume", "{run}", "--init", "{model}"],
+         lambda f, o: train_from_files([f["image"]], [f["strokes"]], None, resume=f["run"], init=f["model"]),
+         "not both"),
+    Case("malformed config file", [*TRAIN, "--config", "{bad_config}"],
+         lambda f, o: _train(f, o, config_file=f["bad_config"]), "config"),
+    Case("unknown option in a config file", [*TRAIN, "--config", "{unknown_key_config}"],
+         lambda f, o: _train(f, o, config_file=f["unknown_key_config"]), "stepz"),
+    Case("missing input file", _swap(PREDICT, "{image}", "{out}/nope.tif"),
+         lambda f, o: predict_files(f["model"], [o / "nope.tif"], o / "pred"), "does not exist"),
+]  # fmt: skip
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_the_table_is_long_enough_and_documented():
+    assert len(CASES) >= 25 and len({c.name for c in CASES}) == len(CASES)
+    doc = (Path(__file__).parents[1] / "docs" / "bad-input.md").read_text()
+    assert all(f"| {c.name} |" in doc for c in CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_core_api(case, inputs, tmp_path):
+    before = _fingerprint(inputs["image"].parent)
+    with pytest.raises(UserInputError) as info:
+        case.core(inputs, tmp_path)
+    assert case.message in str(info.value) and "\n" not in str(info.value)
+    assert _fingerprint(inputs["image"].parent) == before
+    assert not any(tmp_path.iterdir())  # no output appeared
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_cli(case, inputs, tmp_path, cli):
+    before = _fingerprint(inputs["image"].parent)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = cli(*[a.format(**inputs, out=out) for a in case.cli])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and case.message in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert _fingerprint(inputs["image"].parent) == before
+    assert not any(out.iterdir())
