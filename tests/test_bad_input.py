@@ -56,8 +56,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     nan[0, 5, 5] = np.nan
     f["nan"] = _tif(d / "nan.tif", nan, "ZYX")
     f["constant"] = _tif(d / "constant.tif", np.full_like(sample.image, 7), "ZYX")
-    f["tiny"] = _tif(d / "tiny.tif", np.ones((1, 1), np.uint16), "YX")
-    f["tiny_labels"] = _tif(d / "tiny_labels.tif", np.ones((1, 1), np.uint8), "YX")
+    f["tiny"] = _tif(d / "tiny.tif", np.arange(16, dtype=np.uint16).reshape(4, 4), "YX")
+    tiny_labels = np.repeat([[1, 1, 2, 2]], 4, axis=0).astype(np.uint8)
+    f["tiny_labels"] = _tif(d / "tiny_labels.tif", tiny_labels, "YX")
     f["six_d"] = _tif(d / "six_d.tif", np.zeros((2, 2, 2, 2, 16, 16), np.uint8))
     f["rgb"] = _tif(d / "rgb.tif", np.zeros((64, 64, 3), np.uint8), "YXC")
     f["float_prediction"] = _tif(d / "float_prediction.tif", sample.truth.astype(np.float32) + 0.5, "ZYX")
@@ -132,11 +133,11 @@ CASES = [
          lambda f, o: _train(f, o, images="nan"), "NaN or infinite"),
     Case("constant image", _swap(TRAIN, "{image}", "{constant}"),
          lambda f, o: _train(f, o, images="constant"), "is constant"),
-    Case("1x1 image (training)",
+    Case("4x4 image (training)",
          ["train", "--images", "{tiny}", "--labels", "{tiny_labels}", "--out", "{out}/run", "--dense"],
          lambda f, o: _train(f, o, images="tiny", labels="tiny_labels", train={"label_mode": "dense"}),
          "too small"),
-    Case("1x1 image (prediction)", _swap(PREDICT, "{image}", "{tiny}"),
+    Case("4x4 image (prediction)", _swap(PREDICT, "{image}", "{tiny}"),
          lambda f, o: _predict(f, o, inputs=("tiny",)), "too small"),
     Case("unknown letter in the axes", [*TRAIN, "--axes", "ZQX"],
          lambda f, o: _train(f, o, axes="ZQX"), "unknown letter"),

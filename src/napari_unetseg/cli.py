@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from napari_unetseg import __version__
@@ -316,9 +317,19 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(command: str):
+    """Warnings (e.g. a batch halved after an out-of-memory error) as one stderr line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"unetseg {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``unetseg``; returns the exit code."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning(args.command)
     try:
         return int(args.func(args) or 0)
     except UserInputError as exc:

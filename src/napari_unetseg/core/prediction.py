@@ -7,6 +7,7 @@ with a model file's recipe and yields progress; :func:`predict_stack` runs it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,20 @@ def _forward(model: torch.nn.Module, batch: torch.Tensor, tta: bool) -> torch.Te
         out = out.flip(dims) if dims else out
         total = out if total is None else total + out
     return total / len(_FLIPS)
+
+
+def smaller_batch(batch_size: int, device: torch.device, what: str) -> int:
+    """After an out-of-memory error: half the batch (and say so), or give up at 1."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if batch_size <= 1:
+        raise UserInputError(
+            f"out of memory on {device} even with a {what} of 1: use smaller tiles or patches, "
+            "a smaller model, or --device cpu"
+        )
+    smaller = batch_size // 2
+    warnings.warn(f"out of memory on {device}: {what} reduced from {batch_size} to {smaller}", stacklevel=3)
+    return smaller
 
 
 def iter_tiled(
@@ -74,18 +89,25 @@ def iter_tiled(
     scores = None
     weight_sum = torch.zeros(padded.shape[1:], device=dev)
     th, tw = tile
+    done = 0
     with torch.inference_mode():
-        for first in range(0, len(corners), batch_size):
-            chunk = corners[first : first + batch_size]
+        while done < len(corners):
+            chunk = corners[done : done + batch_size]
             batch = torch.stack([source[:, t : t + th, s : s + tw] for t, s in chunk])
-            with autocast(dev, dtype):
-                out = _forward(model, batch, tta)
+            try:
+                with autocast(dev, dtype):
+                    out = _forward(model, batch, tta)
+            except torch.OutOfMemoryError:
+                del batch
+                batch_size = smaller_batch(batch_size, dev, "tile batch")
+                continue
             if scores is None:
                 scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=dev)
             for (t, s), logits in zip(chunk, out):
                 scores[:, t : t + th, s : s + tw] += logits * weights
                 weight_sum[t : t + th, s : s + tw] += weights
-            yield min(first + batch_size, len(corners)), len(corners)
+            done += len(chunk)
+            yield done, len(corners)
     result = scores / weight_sum
     return result[:, top : top + h, left : left + w].cpu().numpy()
 

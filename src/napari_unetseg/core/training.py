@@ -39,7 +39,7 @@ from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
 from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
-from napari_unetseg.core.prediction import predict_tiled
+from napari_unetseg.core.prediction import predict_tiled, smaller_batch
 from napari_unetseg.core.transforms import random_dihedral, random_intensity
 
 MIN_SLICES_FOR_VALIDATION = 4
@@ -111,6 +111,7 @@ class Trainer:
         self.dtype = resolve_precision(config.precision, self.device)
         self.normalization = Normalization(config.percentile_low, config.percentile_high)
         self._stop_requested = False
+        self.batch_size = config.batch_size  # halved on out-of-memory errors
         self._preview: tuple[np.ndarray, object] | None = None
         self.preview_every = 25
         self.preview_interval_s: float | None = None
@@ -278,7 +279,16 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------
 
     def _train_step(self) -> float:
-        x, y = self.sampler.sample(self.config.batch_size)
+        """One optimisation step; on out-of-memory, retry with half the batch (and say so)."""
+        while True:
+            try:
+                return self._optimise(self.batch_size)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.batch_size = smaller_batch(self.batch_size, self.device, "batch size")
+
+    def _optimise(self, batch_size: int) -> float:
+        x, y = self.sampler.sample(batch_size)
         if self.config.augment:
             x, y = random_dihedral(x, y, self.generator)
             x = random_intensity(x, self.generator)
