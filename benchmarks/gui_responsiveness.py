@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import hardware, save_results  # noqa: E402
+from common import hardware, save_results, viewer_with_train_dock  # noqa: E402
 
 
 class LatenessProbe:
@@ -67,20 +67,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
 
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_unetseg.core.sample import make_sample
-
-    sample = make_sample(n_slices=4, size=256)
-    viewer = napari.Viewer(show=True)
-    app = QApplication.instance()
-    image = viewer.add_image(sample.image, name="nuclei")
-    strokes = viewer.add_labels(sample.strokes, name="strokes")
-    _, train = viewer.window.add_plugin_dock_widget("napari-unetseg", "Train")
-    train._image.value = [image]
-    train._labels_layer.value = strokes
-    train._steps.value = 100_000
+    viewer, app, train, _ = viewer_with_train_dock(n_slices=4, painted_slices=2)
     probe = LatenessProbe()
 
     idle = summary(probe.run(app, 5.0))
