@@ -309,3 +309,18 @@ def test_predict_refuses_a_file_that_is_not_a_model(make_napari_viewer, tmp_path
     assert predict.predict() is None
     assert "notes.pt" in warnings_shown[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]
+
+
+def test_layer_stacks_slices_and_channel_counts():
+    from napari.layers import Image
+
+    from napari_unetseg.widgets._layers import image_slice, image_stack, layer_channels
+
+    rng = np.random.default_rng(0)
+    grey = [Image(rng.random((2, 3, 16, 20)), name=f"c{i}") for i in range(2)]
+    rgb = Image(rng.integers(0, 255, (3, 16, 20, 3), dtype=np.uint8), rgb=True)
+    assert [layer_channels(layer) for layer in (*grey, rgb)] == [1, 1, 3]
+    stack = image_stack(grey)
+    assert stack.shape == (6, 2, 16, 20)
+    assert np.array_equal(image_slice(grey, 4), stack[4])
+    assert np.array_equal(image_slice([rgb], 2), np.moveaxis(rgb.data[2], -1, 0))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import weakref
-from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, Select
 from napari.layers import Image, Labels
@@ -17,10 +16,9 @@ class Session:
 
     def __init__(self) -> None:
         self.model = None  # LoadedModel
-        self.model_path: Path | None = None
 
-    def set_model(self, loaded, path: Path | None) -> None:
-        self.model, self.model_path = loaded, path
+    def set_model(self, loaded) -> None:
+        self.model = loaded
         self.model_changed.emit(loaded)
 
 

@@ -36,6 +36,18 @@ def _channels_last_to_stack(data, rgb: bool):
     return data.reshape((n, 1, *data.shape[-2:]))
 
 
+def layer_channels(layer: Image) -> int:
+    """Channels a layer contributes to the stack: 3 or 4 for RGB(A), else 1."""
+    return layer.data.shape[-1] if layer.rgb else 1
+
+
+def image_slice(layers: Sequence[Image], index: int) -> np.ndarray:
+    """Slice ``index`` ``(C, Y, X)`` of :func:`image_stack`, reading only that slice."""
+    return np.concatenate(
+        [np.asarray(_channels_last_to_stack(layer.data, layer.rgb)[index]) for layer in layers]
+    )
+
+
 def image_stack(layers: Sequence[Image]):
     """Stack one or several Image layers into ``(N, C, Y, X)``.
 
@@ -103,6 +115,12 @@ def parse_class_names(text: str) -> list[str]:
     return names
 
 
-def find_layer(viewer, name: str):
-    """The layer called ``name``, or ``None``."""
-    return viewer.layers[name] if name in viewer.layers else None
+def own_labels_layer(viewer, name: str, kind: str, shape: tuple[int, ...], dtype) -> Labels | None:
+    """The Labels layer ``name`` if this plugin made it as ``kind`` (its ``unetseg``
+    metadata), the user has not painted on it, and it holds ``shape``/``dtype`` data;
+    else ``None`` (the caller adds a new layer: nothing of the user's is overwritten)."""
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is None or not isinstance(layer, Labels):
+        return None
+    ours = layer.metadata.get("unetseg") == kind and not layer.metadata.get("unetseg_edited")
+    return layer if ours and tuple(layer.data.shape) == tuple(shape) and layer.data.dtype == dtype else None

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.metrics import METRIC_NAMES
 from napari_unetseg.widgets._common import LayerDock, labels_combo
-from napari_unetseg.widgets._layers import ERROR_COLORS, ERROR_NAMES, matching_geometry
+from napari_unetseg.widgets._layers import ERROR_COLORS, ERROR_NAMES, matching_geometry, own_labels_layer
 from napari_unetseg.widgets._plot import CurvePlot
 from napari_unetseg.widgets._run import Outcome, as_job, report, start_worker, user_call
 
@@ -173,9 +173,8 @@ class EvaluateWidget(LayerDock):
             return
         pred, truth, truth_layer = self._arrays
         errors = error_map(pred, truth, value)
-        layer = self._viewer.layers[ERROR_LAYER] if ERROR_LAYER in self._viewer.layers else None
-        ours = layer is not None and layer.metadata.get("unetseg") == "error map"
-        if ours and layer.data.shape == errors.shape:
+        layer = own_labels_layer(self._viewer, ERROR_LAYER, "error map", errors.shape, errors.dtype)
+        if layer is not None:
             layer.data = errors
         else:
             layer = self._viewer.add_labels(

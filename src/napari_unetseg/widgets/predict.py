@@ -24,7 +24,14 @@ from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
-from napari_unetseg.widgets._layers import current_index, image_stack, matching_geometry, plane_shape
+from napari_unetseg.widgets._layers import (
+    current_index,
+    image_stack,
+    layer_channels,
+    matching_geometry,
+    own_labels_layer,
+    plane_shape,
+)
 from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
 
 SOURCES = [("model just trained", "session"), ("model file", "file")]
@@ -127,10 +134,10 @@ class PredictWidget(LayerDock):
         if not layers:
             raise UserInputError("choose one or more image layers")
         want = loaded.spec.in_channels
-        if len(layers) > 1 and image_stack(layers).shape[1] == want:
+        if len(layers) > 1 and sum(layer_channels(layer) for layer in layers) == want:
             return [layers]
         for layer in layers:
-            got = image_stack([layer]).shape[1]
+            got = layer_channels(layer)
             if got != want:
                 raise UserInputError(
                     f"'{layer.name}' has {got} channel(s) but the model expects {want}: "
@@ -208,16 +215,9 @@ class PredictWidget(LayerDock):
 
     def _output_layer(self, source, name: str, dtype, metadata: dict):
         """Our unedited output layer for ``source``, or a new empty one."""
-        layer = self._viewer.layers[name] if name in self._viewer.layers else None
         shape = plane_shape(source)
-        reusable = (
-            layer is not None
-            and layer.metadata.get("unetseg") == metadata["unetseg"]
-            and not layer.metadata.get("unetseg_edited")
-            and tuple(layer.data.shape) == shape
-            and layer.data.dtype == dtype
-        )
-        if reusable:
+        layer = own_labels_layer(self._viewer, name, metadata["unetseg"], shape, dtype)
+        if layer is not None:
             return layer
         layer = self._viewer.add_labels(
             np.zeros(shape, dtype=dtype), name=name, metadata=dict(metadata), **matching_geometry(source)

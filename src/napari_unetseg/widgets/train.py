@@ -30,7 +30,14 @@ from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
 from napari_unetseg.core.models import available_models, build_model, count_parameters
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
-from napari_unetseg.widgets._layers import current_index, image_stack, labels_stack, plane_shape
+from napari_unetseg.widgets._layers import (
+    current_index,
+    image_slice,
+    image_stack,
+    labels_stack,
+    own_labels_layer,
+    plane_shape,
+)
 from napari_unetseg.widgets._plot import CurvePlot
 from napari_unetseg.widgets._run import Outcome, report, show_info, start_worker, user_call
 
@@ -95,7 +102,6 @@ class TrainWidget(LayerDock):
         self._result = None
         self._loss_ema: float | None = None
         self._first_step: int | None = None
-        self._preview_layer = None
         self._preview_source = None
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
@@ -242,7 +248,7 @@ class TrainWidget(LayerDock):
             result = outcome.value
             self._result = result
             path = result.run_dir / "model.pt" if result.run_dir else None
-            session_for(self._viewer).set_model(result.loaded, path)
+            session_for(self._viewer).set_model(result.loaded)
             verb = "Stopped" if result.stopped else "Finished"
             self._status.value = f"{verb} at step {result.loaded.step}. Model: {path}"
         elif trainer is None:
@@ -262,13 +268,13 @@ class TrainWidget(LayerDock):
             return
         images, _ = self._preview_source
         index = current_index(self._viewer, images[0])
-        trainer.set_preview(np.asarray(image_stack(images)[index]), key=index)
+        trainer.set_preview(image_slice(images, index), key=index)
 
     def _show_preview(self, event: PreviewEvent) -> None:
         images, labels_layer = self._preview_source
         shape = plane_shape(images[0])
-        layer = self._preview_layer
-        if layer is None or layer not in self._viewer.layers or layer.data.shape != shape:
+        layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
+        if layer is None:
             layer = self._viewer.add_labels(
                 np.zeros(shape, dtype=event.labels.dtype),
                 name=PREVIEW_LAYER,
@@ -277,7 +283,6 @@ class TrainWidget(LayerDock):
                 translate=labels_layer.translate,
                 metadata={"unetseg": "preview"},
             )
-            self._preview_layer = layer
             self._viewer.layers.selection.active = labels_layer
         flat = layer.data.reshape((-1, *shape[-2:]))
         flat[:] = 0
@@ -302,7 +307,6 @@ class TrainWidget(LayerDock):
         saved = user_call(save, "Save model")
         if saved is not None:
             self._status.value = f"Model saved to {saved}"
-            session_for(self._viewer).set_model(self._result.loaded, saved)
         return saved
 
     def _save_dialog(self) -> None:
