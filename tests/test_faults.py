@@ -3,6 +3,7 @@ written, and (simulated) CUDA out-of-memory errors in prediction and training.""
 
 from __future__ import annotations
 
+import copy
 import signal
 import subprocess
 import sys
@@ -92,6 +93,11 @@ class _OutOfMemoryAbove(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, limit: int) -> None:
         super().__init__()
         self.model, self.limit, self.sizes = model, limit, []
+
+    def __deepcopy__(self, memo):  # prediction runs on a copy: let it log into the same list
+        twin = _OutOfMemoryAbove(copy.deepcopy(self.model, memo), self.limit)
+        twin.sizes = self.sizes
+        return twin
 
     def _check(self, x) -> None:
         self.sizes.append(x.shape[0])

@@ -8,6 +8,7 @@ import tifffile
 
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.io import (
+    TiffSliceWriter,
     from_label_stack,
     labels_to_stack,
     read_image,
@@ -109,3 +110,54 @@ def test_normalisation_any_dtype(dtype):
     assert np.isfinite(constant).all()
     with pytest.raises(UserInputError, match="NaN"):
         Normalization().normalize(np.full((1, 1, 4, 4), np.nan))
+
+
+@pytest.mark.parametrize(
+    "axes,shape", [("ZYX", (3, 20, 30)), ("YXZ", (20, 30, 3)), ("TCZYX", (2, 2, 3, 20, 30)), ("YX", (20, 30))]
+)
+def test_slice_writer_puts_each_slice_where_the_file_axes_say(tmp_path, axes, shape):
+    image = np.zeros(shape, np.uint8)
+    stack, layout = to_stack(image, axes)
+    labels = np.random.default_rng(0).integers(0, 200, (stack.shape[0], 20, 30), dtype=np.uint8)
+    probs = np.random.default_rng(1).random((stack.shape[0], 3, 20, 30), dtype=np.float32)
+    writer = TiffSliceWriter(tmp_path / "out" / "labels.tif", layout, np.uint8)
+    prob_writer = TiffSliceWriter(tmp_path / "out" / "probs.tif", layout, np.float32, classes=3)
+    assert not (tmp_path / "out").exists()  # nothing before the first slice
+    for i in range(stack.shape[0]):
+        writer[i] = labels[i]
+        prob_writer[i] = probs[i]
+    writer.commit()
+    prob_writer.commit()
+    expected, expected_axes = from_label_stack(labels, layout)
+    with tifffile.TiffFile(tmp_path / "out" / "labels.tif") as tif:
+        assert tif.series[0].axes.replace("Q", "") in (
+            expected_axes,
+            expected_axes.replace("T", "").replace("C", ""),
+        )
+        assert np.array_equal(tif.asarray().reshape(expected.shape), expected)
+    back = tifffile.imread(tmp_path / "out" / "probs.tif")
+    assert np.array_equal(back.reshape(probs.shape), probs)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["labels.tif", "probs.tif"]  # no temp file
+
+
+def test_slice_writer_refuses_to_replace_and_cleans_up(tmp_path):
+    _, layout = to_stack(np.zeros((2, 8, 8), np.uint8), "ZYX")
+    (tmp_path / "x.tif").write_bytes(b"keep me")
+    writer = TiffSliceWriter(tmp_path / "x.tif", layout, np.uint8)
+    writer[0] = np.ones((8, 8), np.uint8)
+    with pytest.raises(UserInputError, match="already exists"):
+        writer.commit()
+    assert (tmp_path / "x.tif").read_bytes() == b"keep me"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.tif"]
+    unused = TiffSliceWriter(tmp_path / "y.tif", layout, np.uint8)
+    unused.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.tif"]
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_lazy_read_maps_plain_tiffs_and_reads_compressed_ones(tmp_path, compression):
+    data = np.random.default_rng(2).integers(0, 4000, (5, 32, 40), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "s.tif", data, compression=compression, metadata={"axes": "ZYX"})
+    array, axes = read_image(tmp_path / "s.tif", lazy=True)
+    assert axes == "ZYX" and np.array_equal(array, data)
+    assert isinstance(array, np.memmap) == (compression is None)

@@ -8,6 +8,7 @@ import torch
 
 from napari_unetseg.core import tiling
 from napari_unetseg.core.config import ModelSpec
+from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.prediction import predict_tiled
 
@@ -80,3 +81,83 @@ def test_tta_and_batch_size_consistency():
     np.testing.assert_allclose(a, b, atol=1e-5)
     tta = predict_tiled(model, image, 64, 0.25, tta=True, device="cpu", precision="fp32")
     assert tta.shape == a.shape and not np.allclose(tta, a)
+
+
+@pytest.mark.parametrize("overlap,pixels", [(0.25, 64), (0, 0), (64, 64), (64.0, 64), (0.5, 128), (None, 64)])
+def test_overlap_fraction_or_pixels(overlap, pixels):
+    assert tiling.overlap_pixels(overlap, 256) == pixels
+
+
+@pytest.mark.parametrize("overlap", [-0.1, 1.5, 256, 300, "64"])
+def test_overlap_refused(overlap):
+    with pytest.raises(ValueError):
+        tiling.overlap_pixels(overlap, 256)
+
+
+@pytest.mark.parametrize("length", [100, 544, 1088, 1000, 2112, 4000])
+@pytest.mark.parametrize("tile,overlap", [(256, 64), (512, 64), (1024, 64), (256, 128)])
+def test_effective_tile_keeps_the_count_and_covers(length, tile, overlap):
+    side, _ = tiling.effective_tile((length, length), tile, 0, overlap)
+    assert side % 16 == 0 and side <= max(tile, 16)
+    starts = tiling.tile_starts(max(length, side), side, overlap)
+    full = tiling.tile_starts(max(length, tile), tile, overlap)
+    assert len(starts) <= len(full)  # never more windows than the requested tile needs
+    assert starts[-1] + side >= length
+    assert (side - np.diff(starts) >= overlap).all()
+    if length > tile:  # shrunk as far as the count allows: 16 px less would need more tiles
+        assert len(tiling.tile_starts(length, side - 16, overlap)) > len(starts)
+
+
+def test_fold_batchnorm_keeps_outputs_and_leaves_the_model_alone():
+    model = _small_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = inference_copy(model, torch.device("cpu"))
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert n_bn > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(2, 1, 48, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_prediction_does_not_switch_a_training_model_to_eval():
+    model = _small_model().train()
+    predict_tiled(model, np.zeros((40, 40), np.float32), 64, 16, device="cpu")
+    assert model.training
+
+
+def _sliding_window_reference(model, image, roi, overlap):
+    """An independent sliding window: MONAI's grid (fixed interval, last window flush
+    with the border, no padding), gaussian weights sigma = roi/8 floored at 1e-3."""
+    _, h, w = image.shape
+    interval = int(roi * (1 - overlap))
+
+    def starts(length):
+        count = -(-(length - roi) // interval) + 1
+        return sorted({min(i * interval, length - roi) for i in range(count)})
+
+    x = (np.arange(roi) - (roi - 1) / 2) / (roi / 8)
+    g = np.exp(-0.5 * x**2)
+    weight = np.maximum(np.outer(g, g), 1e-3)
+    total = np.zeros((2, h, w))
+    norm = np.zeros((h, w))
+    with torch.no_grad():
+        for t in starts(h):
+            for s in starts(w):
+                out = model(torch.from_numpy(image[None, :, t : t + roi, s : s + roi]))[0].double().numpy()
+                total[:, t : t + roi, s : s + roi] += out * weight
+                norm[t : t + roi, s : s + roi] += weight
+    return total / norm
+
+
+@pytest.mark.parametrize("overlap", [0.25, 0.5])
+def test_same_grid_as_monai_gives_the_same_scores(overlap):
+    """The correctness oracle of every speed lever: with MONAI's window grid (no mirror
+    margin), fp32, gaussian blending, the result equals a plain sliding window to 1e-4."""
+    model = _small_model()
+    image = np.random.default_rng(3).normal(size=(1, 256, 160)).astype(np.float32)
+    ref = _sliding_window_reference(model, image, 64, overlap)
+    ours = predict_tiled(
+        model, image, 64, overlap, border="constant", precision="fp32", device="cpu", batch_size=3
+    )
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()

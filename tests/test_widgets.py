@@ -292,7 +292,7 @@ def test_predict_cancel_adds_no_layer(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((40, 300, 300), np.uint16), name="big")
     predict = predict_dock_with_file(viewer, model_path)
-    predict._tile.value = 64
+    predict._tile.value, predict._overlap.value = 64, 16
     predict.predict()
     predict.cancel()
     wait_for(qtbot, predict)

@@ -81,8 +81,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_FILE", help="model.pt (or its run folder)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--axes", help="axes of the inputs (default: from metadata)")
-    p.add_argument("--tile-size", type=int, default=256, help="tile side in pixels (default 256)")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
+    p.add_argument("--tile-size", type=int, default=1024, help="largest tile side in pixels (default 1024)")
+    p.add_argument(
+        "--overlap",
+        type=float,
+        help="overlap of neighbouring tiles: pixels, or a fraction of the tile if below 1 "
+        "(default 64, a quarter of tiles under 256)",
+    )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--blending", default="gaussian", help="gaussian or constant (default gaussian)")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from napari_unetseg.core.device import DEVICES, PRECISIONS
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.tiling import overlap_pixels
 
 T = TypeVar("T")
 
@@ -160,10 +161,17 @@ class TrainConfig(_ConfigMixin):
 
 @dataclass(frozen=True)
 class PredictConfig(_ConfigMixin):
-    """How to predict: overlap-tile with mirror padding and weighted blending."""
+    """How to predict: overlap-tile with mirror padding and weighted blending.
 
-    tile_size: int = 256
-    overlap: float = 0.25
+    ``tile_size`` is the largest tile side; tiles are shrunk to cover the image evenly
+    (see :func:`~napari_unetseg.core.tiling.effective_tile`). Large tiles recompute
+    less context: the default 1024 px with the default ``overlap`` of 64 px (a quarter
+    of tiles under 256 px; a whole number = pixels, below 1 = a fraction of the tile)
+    predicts a 512x512 view in one tile.
+    """
+
+    tile_size: int = 1024
+    overlap: float | None = None
     batch_size: int = 4
     blending: str = "gaussian"
     tta: bool = False
@@ -172,8 +180,10 @@ class PredictConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         _check_positive("tile_size", self.tile_size, 16)
-        if not 0 <= self.overlap < 1:
-            raise UserInputError(f"overlap must be in [0, 1), got {self.overlap}")
+        try:
+            overlap_pixels(self.overlap, self.tile_size)
+        except ValueError as exc:
+            raise UserInputError(str(exc)) from None
         _check_positive("batch_size", self.batch_size)
         _check_choice("blending", self.blending, BLENDINGS)
         _check_choice("device", self.device, DEVICES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import tempfile
 from collections.abc import Callable
@@ -123,7 +124,9 @@ def check_output_folder(folder: str | os.PathLike, option: str = "--out") -> Pat
     return folder
 
 
-def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
+def read_image(
+    path: str | os.PathLike, axes: str | None = None, lazy: bool = False
+) -> tuple[np.ndarray, str]:
     """Read a TIFF/OME-TIFF (or any image scikit-image reads) and its axes.
 
     Parameters
@@ -132,6 +135,9 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
         The file.
     axes
         Overrides the axes from metadata, e.g. ``"ZYX"`` or ``"YXC"``.
+    lazy
+        Memory-map an uncompressed TIFF instead of reading it (slices are read from
+        disk when used); compressed files are read into memory all the same.
 
     Returns
     -------
@@ -151,7 +157,9 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
 
             with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
                 series = tif.series[0]
-                data = series.asarray()
+                data = _memory_map(path, series) if lazy else None
+                if data is None:
+                    data = series.asarray()
                 meta_axes = _normalise_tiff_axes(series.axes, data.shape)
         else:
             import skimage.io
@@ -161,12 +169,25 @@ def read_image(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nda
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
         raise UserInputError(f"cannot read {path}: {exc}") from exc
-    data = np.asarray(data)
+    if not isinstance(data, np.memmap):
+        data = np.asarray(data)
     if axes is not None:
         return data, validate_axes(axes, data.ndim)
     if meta_axes is not None and len(meta_axes) == data.ndim:
         return data, meta_axes
     return data, guess_axes(data.shape)
+
+
+def _memory_map(path: Path, series) -> np.ndarray | None:  # series 0 of the file
+    """The series as a read-only memory map, or None when it is compressed or scattered."""
+    import tifffile
+
+    if series.dataoffset is None:
+        return None
+    try:
+        return tifffile.memmap(path, series=0, mode="r")
+    except (ValueError, OSError):
+        return None
 
 
 def read_labels(path: str | os.PathLike, axes: str | None = None) -> tuple[np.ndarray, str]:
@@ -237,6 +258,101 @@ def write_tiff_atomic(
     return atomic_write(
         path, lambda tmp: tifffile.imwrite(tmp, data, metadata=metadata, photometric="minisblack")
     )
+
+
+class TiffSliceWriter:
+    """A label (or probability) TIFF written slice by slice, atomically.
+
+    On the first ``writer[i] = slab`` the file is created (and its folder, if
+    missing) as a memory map next to ``path`` with the final shape and axes; each
+    assignment stores stack slice ``i`` (``(Y, X)`` labels, or ``(K, Y, X)``
+    probabilities) straight to disk and drops its pages from memory, so memory holds
+    one slice at a time however large the file.
+    :meth:`commit` flushes it and renames it over ``path``; :meth:`discard` removes it.
+
+    Parameters
+    ----------
+    path
+        The final file.
+    layout
+        The input image's layout (which axes the stack index runs over).
+    dtype
+        Data type of the file.
+    classes
+        ``None`` for labels (file axes: the image's without ``C``); the number of
+        classes for probabilities (file axes: stacked axes, then ``CYX``).
+    """
+
+    def __init__(self, path: Path, layout: StackLayout, dtype, classes: int | None = None) -> None:
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.stack_shape = layout.stack_shape
+        sizes = dict(zip(layout.axes, layout.shape))
+        if classes is None:
+            self.axes = layout.label_axes()
+            self._order = layout.stack_axes + "YX"
+        else:
+            self.axes = layout.stack_axes + "CYX"
+            sizes["C"] = classes
+            self._order = self.axes
+        self.shape = tuple(sizes[a] for a in self.axes)
+        self._tmp: Path | None = None
+        self._file = self._stacked = None
+
+    def _create(self) -> None:
+        import tifffile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(name)
+        self._file = tifffile.memmap(
+            self._tmp,
+            shape=self.shape,
+            dtype=self.dtype,
+            metadata={"axes": self.axes},
+            photometric="minisblack",
+        )
+        # the same memory in stack order: stacked axes (as in the stack), then (C,) Y, X
+        self._stacked = np.transpose(self._file, [self.axes.index(a) for a in self._order])
+
+    def __setitem__(self, index: int, slab: np.ndarray) -> None:
+        if self._file is None:
+            try:
+                self._create()
+            except BaseException:
+                self.discard()
+                raise
+        self._stacked[np.unravel_index(index, self.stack_shape)] = slab
+        self._release()
+
+    def _release(self) -> None:
+        """Write the dirty pages out and drop them from this process's memory (they stay
+        in the file and the page cache), so RSS does not grow with the output's size."""
+        self._file.flush()
+        mapped = getattr(self._file, "_mmap", None)  # numpy's mmap.mmap behind the memmap
+        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mapped.madvise(mmap.MADV_DONTNEED)
+
+    def commit(self, overwrite: bool = False) -> Path:
+        """Flush to disk and rename over ``path`` (refused if it exists, unless ``overwrite``)."""
+        if self._file is None:
+            raise RuntimeError("nothing was written")
+        if self.path.exists() and not overwrite:
+            self.discard()
+            raise UserInputError(f"{self.path} already exists: choose another output or pass --overwrite")
+        self._file.flush()
+        self._file = self._stacked = None  # unmaps the file
+        with open(self._tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the temporary file (after an error or a cancel)."""
+        self._file = self._stacked = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:

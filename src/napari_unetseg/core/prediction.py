@@ -21,6 +21,7 @@ from napari_unetseg.core.data import check_image_size
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
+from napari_unetseg.core.inference import inference_copy, uses_channels_last
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
@@ -54,8 +55,8 @@ def smaller_batch(batch_size: int, device: torch.device, what: str) -> int:
 def iter_tiled(
     model: torch.nn.Module,
     image: np.ndarray,
-    tile_size: int = 256,
-    overlap: float = 0.25,
+    tile_size: int = 1024,
+    overlap: float | None = None,
     *,
     blending: str = "gaussian",
     batch_size: int = 4,
@@ -65,20 +66,53 @@ def iter_tiled(
     border: str = "reflect",
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`predict_tiled`: yields ``(tiles_done, tiles_total)``."""
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    fast = inference_copy(model, dev)
+    return (
+        yield from _iter_tiles(
+            fast,
+            image,
+            tile_size,
+            overlap,
+            blending=blending,
+            batch_size=batch_size,
+            precision=precision,
+            device=dev,
+            tta=tta,
+            border=border,
+        )
+    )
+
+
+def _iter_tiles(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tile_size: int,
+    overlap: float,
+    *,
+    blending: str,
+    batch_size: int,
+    precision: str,
+    device: torch.device,
+    tta: bool,
+    border: str,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """:func:`iter_tiled` for a model already made ready by :func:`inference_copy`."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
         raise UserInputError(f"expected a (C, H, W) or (H, W) image, got shape {image.shape}")
-    if not 0 <= overlap < 1:
-        raise UserInputError(f"overlap must be in [0, 1), got {overlap}")
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    try:
+        overlap_px = tiling.overlap_pixels(overlap, tile_size)
+    except ValueError as exc:
+        raise UserInputError(str(exc)) from None
+    dev = device
     dtype = resolve_precision(precision, dev)
-    model = model.to(dev).eval()
-    overlap_px = int(round(overlap * tile_size))
+    memory_format = torch.channels_last if uses_channels_last(dev) else torch.contiguous_format
     margin = overlap_px // 2 if border == "reflect" else 0
     _, h, w = image.shape
-    tile = tiling.effective_tile((h, w), tile_size, margin)
+    tile = tiling.effective_tile((h, w), tile_size, margin, overlap_px)
     if border == "reflect":
         padded, (top, left) = tiling.mirror_pad(image, margin, tile)
     else:
@@ -94,6 +128,7 @@ def iter_tiled(
         while done < len(corners):
             chunk = corners[done : done + batch_size]
             batch = torch.stack([source[:, t : t + th, s : s + tw] for t, s in chunk])
+            batch = batch.contiguous(memory_format=memory_format)
             try:
                 with autocast(dev, dtype):
                     out = _forward(model, batch, tta)
@@ -123,8 +158,8 @@ def _zero_pad(image: np.ndarray, tile: tuple[int, int]) -> tuple[np.ndarray, tup
 def predict_tiled(
     model: torch.nn.Module,
     image: np.ndarray,
-    tile_size: int = 256,
-    overlap: float = 0.25,
+    tile_size: int = 1024,
+    overlap: float | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
     **options,
@@ -138,9 +173,13 @@ def predict_tiled(
     image
         The (already normalised) image.
     tile_size
-        Side of the square tiles (shrunk for images smaller than it).
+        Largest side of the square tiles. The tiles actually used are shrunk (to a
+        multiple of 16) to the smallest size that covers the image with the same
+        number of tiles, so no window sticks out further than it must.
     overlap
-        Fraction of the tile shared by neighbouring tiles, in ``[0, 1)``.
+        Shared by neighbouring tiles: a fraction of ``tile_size`` below 1 (MONAI's
+        convention), else a whole number of pixels; ``None``: 64 px (a quarter of
+        smaller tiles).
     progress
         Called with ``(tiles_done, tiles_total)`` after every batch.
     **options
@@ -159,7 +198,8 @@ def predict_tiled(
 
 @dataclass
 class PredictionResult:
-    """Labels ``(N, Y, X)`` in annotation numbering, optional probabilities ``(N, K, Y, X)``."""
+    """Labels ``(N, Y, X)`` in annotation numbering, optional probabilities ``(N, K, Y, X)``
+    (or the ``labels_out``/``probabilities_out`` they were written to)."""
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
@@ -177,6 +217,8 @@ def iter_predict(
     config: PredictConfig | None = None,
     probabilities: bool = False,
     slices: Sequence[int] | None = None,
+    labels_out=None,
+    probabilities_out=None,
 ) -> Generator[PredictProgress, None, PredictionResult]:
     """Predict a ``(N, C, Y, X)`` stack slice by slice with a model file's recipe.
 
@@ -184,6 +226,12 @@ def iter_predict(
     each slice is predicted with :func:`iter_tiled`. Yields :class:`PredictProgress`.
     ``slices`` predicts only those slice indices (normalised with the whole stack's
     percentiles all the same); the result then holds ``len(slices)`` slices.
+
+    The stack may be anything that gives a numpy slice when indexed (numpy, a memory
+    map, dask, zarr): one slice is read at a time. ``labels_out`` and
+    ``probabilities_out`` take the results instead of new in-memory arrays: anything
+    that accepts ``out[i] = slab`` (e.g. :class:`~napari_unetseg.core.io.TiffSliceWriter`),
+    so memory holds one slice's scores however big the stack.
     """
     config = config or PredictConfig()
     if stack.ndim != 4:
@@ -195,15 +243,19 @@ def iter_predict(
             f"{loaded.spec.in_channels}: check the image axes (--axes) or use a model trained on such images"
         )
     device = resolve_device(config.device)
-    loaded.model.to(device).eval()
+    fast = inference_copy(loaded.model, device)
     lo, hi = loaded.normalization.percentiles(stack)
     lut = np.asarray(loaded.class_values, dtype=labels_dtype(loaded.class_values))
     indices = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
     if any(not 0 <= i < stack.shape[0] for i in indices):
         raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
     n = len(indices)
-    labels = np.zeros((n, *stack.shape[2:]), dtype=lut.dtype)
-    probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32) if probabilities else None
+    labels = np.zeros((n, *stack.shape[2:]), lut.dtype) if labels_out is None else labels_out
+    probs = probabilities_out
+    if probabilities and probs is None:
+        probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
+    if not probabilities:
+        probs = None
     options = dict(
         blending=config.blending,
         batch_size=config.batch_size,
@@ -212,8 +264,8 @@ def iter_predict(
         tta=config.tta,
     )
     for index, source in enumerate(indices):
-        image = loaded.normalization.apply(stack[source], lo, hi)
-        gen = iter_tiled(loaded.model, image, config.tile_size, config.overlap, **options)
+        image = loaded.normalization.apply(np.asarray(stack[source]), lo, hi)
+        gen = _iter_tiles(fast, image, config.tile_size, config.overlap, border="reflect", **options)
         while True:
             try:
                 done, total = next(gen)
@@ -233,6 +285,7 @@ def predict_stack(
     config: PredictConfig | None = None,
     probabilities: bool = False,
     slices: Sequence[int] | None = None,
+    **outputs,
 ) -> PredictionResult:
-    """Run :func:`iter_predict` to the end."""
-    return run_generator(iter_predict(loaded, stack, config, probabilities, slices))
+    """Run :func:`iter_predict` to the end (``outputs``: ``labels_out``, ``probabilities_out``)."""
+    return run_generator(iter_predict(loaded, stack, config, probabilities, slices, **outputs))

@@ -17,6 +17,33 @@ import math
 
 import numpy as np
 
+DEFAULT_OVERLAP_PX = 64
+
+
+def overlap_pixels(overlap: float | None, tile: int) -> int:
+    """The overlap between neighbouring tiles in pixels.
+
+    ``overlap`` below 1 is a fraction of the tile (0.25 of 256 = 64 px); a whole
+    number from 1 up is pixels; ``None`` is the default, 64 px (a quarter of the tile
+    for tiles under 256 px). It must leave the tiles a step forward: smaller than
+    the tile.
+
+    Raises
+    ------
+    ValueError
+        For a negative overlap, a fractional one above 1, or one as large as the tile.
+    """
+    if overlap is None:
+        return min(DEFAULT_OVERLAP_PX, tile // 4)
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
+        raise ValueError(f"overlap must be a number, got {overlap!r}")
+    if overlap < 0 or (overlap >= 1 and overlap != int(overlap)):
+        raise ValueError(f"overlap must be a fraction in [0, 1) or a whole number of pixels, got {overlap:g}")
+    pixels = int(round(overlap * tile)) if overlap < 1 else int(overlap)
+    if pixels >= tile:
+        raise ValueError(f"overlap of {pixels} px leaves no step between {tile}-px tiles: make it smaller")
+    return pixels
+
 
 def tile_starts(length: int, tile: int, overlap_px: int) -> list[int]:
     """Evenly spaced tile starts covering ``[0, length)`` with ``>= overlap_px`` overlap."""
@@ -52,7 +79,7 @@ def blend_weights(tile: tuple[int, int], mode: str = "gaussian", sigma_scale: fl
             axes.append(np.exp(-0.5 * ((np.arange(size) - centre) / sigma) ** 2))
         weights = np.outer(axes[0], axes[1]).astype(np.float32)
         weights /= weights.max()
-        weights = np.maximum(weights, 1e-6)
+        weights = np.maximum(weights, 1e-3)  # the floor MONAI uses: tile corners still count
     else:
         raise ValueError(f"unknown blending {mode!r}")
     weights.flags.writeable = False
@@ -79,10 +106,20 @@ def mirror_pad(
     return padded, (top, left)
 
 
-def effective_tile(image_hw: tuple[int, int], tile: int, margin: int, multiple: int = 16) -> tuple[int, int]:
-    """Shrink the tile for images smaller than it (rounded up to ``multiple``)."""
+def effective_tile(
+    image_hw: tuple[int, int], tile: int, margin: int, overlap_px: int = 0, multiple: int = 16
+) -> tuple[int, int]:
+    """The tile side per axis: no larger than needed to cover the padded image evenly.
+
+    The number of tiles along an axis is what ``tile`` with ``overlap_px`` needs; the
+    tile is then shrunk (to a ``multiple``) so that this many tiles cover the axis with
+    no window sticking out further than the overlap asks for. An image smaller than
+    one tile gets one tile of its (padded) size.
+    """
     out = []
     for size in image_hw:
         needed = size + 2 * margin
-        out.append(min(tile, int(math.ceil(needed / multiple) * multiple)))
+        count = 1 if needed <= tile else math.ceil((needed - overlap_px) / (tile - overlap_px))
+        side = (needed - overlap_px) / count + overlap_px
+        out.append(min(tile, int(math.ceil(side / multiple) * multiple)))
     return out[0], out[1]

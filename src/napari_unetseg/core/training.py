@@ -30,7 +30,7 @@ from napari_unetseg.core.checkpoint import (
     save_model,
     save_torch_atomic,
 )
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_generator
@@ -41,6 +41,8 @@ from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled, smaller_batch
 from napari_unetseg.core.transforms import random_dihedral, random_intensity
+
+PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
 
 MIN_SLICES_FOR_VALIDATION = 4
 
@@ -377,9 +379,9 @@ class Trainer:
         scores = predict_tiled(
             self.model,
             image,
-            tile_size=max(256, self.config.patch_size),
-            overlap=0.25,
-            batch_size=4,
+            tile_size=PREVIEW.tile_size,
+            overlap=PREVIEW.overlap,
+            batch_size=PREVIEW.batch_size,
             device=self.device,
             precision=self.config.precision,
         )

@@ -19,14 +19,13 @@ from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig, lo
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import run_generator
 from napari_unetseg.core.io import (
+    TiffSliceWriter,
     check_output_folder,
-    from_label_stack,
     labels_to_stack,
     read_image,
     read_labels,
     to_stack,
     write_bytes_atomic,
-    write_tiff_atomic,
 )
 from napari_unetseg.core.metrics import EvaluationResult, evaluate
 
@@ -158,7 +157,7 @@ def predict_files(
     """
     from napari_unetseg.core.checkpoint import load_model
     from napari_unetseg.core.device import resolve_device
-    from napari_unetseg.core.prediction import iter_predict
+    from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
     config = config or PredictConfig()
     out_dir = check_output_folder(out_dir)
@@ -176,19 +175,23 @@ def predict_files(
         _set_head(loaded, head)
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
-        image, found = read_image(path, axes)
+        image, found = read_image(path, axes, lazy=True)
         stack, layout = to_stack(image, found)
         if on_event:
             on_event(("file", index, Path(path)))
-        result = run_generator(iter_predict(loaded, stack, config, probabilities), on_event)
-        labels, label_axes = from_label_stack(result.labels, layout)
-        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        written.append(write_tiff_atomic(label_path, labels, label_axes, overwrite=overwrite))
+        # the writers create out_dir and their files on the first finished slice
+        dtype = labels_dtype(loaded.class_values)
+        outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype)}
         if prob_path is not None:
-            probs = result.probabilities
-            prob_axes = layout.stack_axes + "CYX"
-            probs = probs.reshape((*layout.stack_shape, *probs.shape[1:]))
-            written.append(write_tiff_atomic(prob_path, probs, prob_axes, overwrite=overwrite))
+            classes = len(loaded.class_values)
+            outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
+        try:
+            run_generator(iter_predict(loaded, stack, config, probabilities, **outputs), on_event)
+        except BaseException:
+            for writer in outputs.values():
+                writer.discard()
+            raise
+        written += [writer.commit(overwrite) for writer in outputs.values()]
     return written
 
 

@@ -13,7 +13,6 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     FileEdit,
-    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
@@ -54,8 +53,8 @@ class PredictWidget(LayerDock):
         self._model_info = Label(label="")
         self._images = image_select(napari_viewer, "Image(s)")
         self._scope = ComboBox(label="Predict", choices=SCOPES, value="stack")
-        self._tile = SpinBox(label="Tile size", value=256, min=32, max=4096, step=32)
-        self._overlap = FloatSpinBox(label="Overlap", value=0.25, min=0.0, max=0.9, step=0.05)
+        self._tile = SpinBox(label="Tile size", value=1024, min=32, max=4096, step=32)
+        self._overlap = SpinBox(label="Overlap (px)", value=64, min=0, max=512, step=16)
         self._tta = CheckBox(label="Flip TTA (4x slower)", value=False)
         self._probabilities = CheckBox(label="Probabilities layer", value=False)
         self._run = PushButton(text="Predict")

@@ -1,0 +1,56 @@
+"""Make a trained network fast to run: an inference copy with BatchNorm folded away.
+
+At inference a BatchNorm layer is a fixed per-channel scale and shift, so it can be
+folded into the weights of the convolution right before it (one pass over the
+activations fewer per block). Channels-last memory lets oneDNN (CPU) and cuDNN (GPU)
+pick their fastest convolution kernels. Both leave the results equal to float32
+rounding; the caller's model is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold every ``Conv2d -> BatchNorm2d`` pair inside an ``nn.Sequential``, in place.
+
+    The convolution gets the BatchNorm's scale and shift (eval statistics), the
+    BatchNorm becomes ``nn.Identity``. Returns the number of pairs folded. Layers
+    in any other arrangement are left as they are, so any module is safe to pass.
+    """
+    folded = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, norm = module[i], module[i + 1]
+            if (
+                type(conv) is nn.Conv2d
+                and type(norm) is nn.BatchNorm2d
+                and norm.track_running_stats
+                and norm.running_mean is not None
+            ):
+                module[i] = fuse_conv_bn_eval(conv, norm)
+                module[i + 1] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """Channels-last helps convolutions on CPU (oneDNN) and CUDA; MPS is left as is."""
+    return device.type in ("cpu", "cuda")
+
+
+def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """An eval-mode copy of ``model`` on ``device``, BatchNorm folded, channels-last where it helps."""
+    fast = copy.deepcopy(model).eval()
+    fold_batchnorm(fast)
+    fast = fast.to(device)
+    if uses_channels_last(device):
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast
