@@ -107,9 +107,8 @@ def _iter_tiles(
         overlap_px = tiling.overlap_pixels(overlap, tile_size)
     except ValueError as exc:
         raise UserInputError(str(exc)) from None
-    dev = device
-    dtype = resolve_precision(precision, dev)
-    memory_format = torch.channels_last if uses_channels_last(dev) else torch.contiguous_format
+    dtype = resolve_precision(precision, device)
+    memory_format = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
     margin = overlap_px // 2 if border == "reflect" else 0
     _, h, w = image.shape
     tile = tiling.effective_tile((h, w), tile_size, margin, overlap_px)
@@ -118,10 +117,10 @@ def _iter_tiles(
     else:
         padded, (top, left) = _zero_pad(image, tile)
     corners = tiling.tile_grid(padded.shape[1:], tile, overlap_px)
-    weights = torch.from_numpy(tiling.blend_weights(tile, blending).copy()).to(dev)
-    source = torch.from_numpy(np.ascontiguousarray(padded)).to(dev)
+    weights = torch.from_numpy(tiling.blend_weights(tile, blending).copy()).to(device)
+    source = torch.from_numpy(np.ascontiguousarray(padded)).to(device)
     scores = None
-    weight_sum = torch.zeros(padded.shape[1:], device=dev)
+    weight_sum = torch.zeros(padded.shape[1:], device=device)
     th, tw = tile
     done = 0
     with torch.inference_mode():
@@ -130,14 +129,14 @@ def _iter_tiles(
             batch = torch.stack([source[:, t : t + th, s : s + tw] for t, s in chunk])
             batch = batch.contiguous(memory_format=memory_format)
             try:
-                with autocast(dev, dtype):
+                with autocast(device, dtype):
                     out = _forward(model, batch, tta)
             except torch.OutOfMemoryError:
                 del batch
-                batch_size = smaller_batch(batch_size, dev, "tile batch")
+                batch_size = smaller_batch(batch_size, device, "tile batch")
                 continue
             if scores is None:
-                scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=dev)
+                scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=device)
             for (t, s), logits in zip(chunk, out):
                 scores[:, t : t + th, s : s + tw] += logits * weights
                 weight_sum[t : t + th, s : s + tw] += weights
