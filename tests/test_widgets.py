@@ -324,3 +324,33 @@ def test_layer_stacks_slices_and_channel_counts():
     assert stack.shape == (6, 2, 16, 20)
     assert np.array_equal(image_slice(grey, 4), stack[4])
     assert np.array_equal(image_slice([rgb], 2), np.moveaxis(rgb.data[2], -1, 0))
+
+
+def test_predict_a_dask_layer_slice_by_slice(make_napari_viewer, qtbot, tmp_path):
+    """A big file opened lazily (dask, one chunk per slice) predicts like the same data in
+    memory, and no computation ever asks for more than one slice at a time."""
+    import dask.array as da
+
+    sample = make_sample(n_slices=4, size=64, painted_slices=2, seed=9)
+    model_path = tiny_model_file(tmp_path / "model.pt", sample, steps=3)
+    largest = []
+
+    def read(block):
+        largest.append(block.shape[0])
+        return block
+
+    lazy = da.from_array(sample.image, chunks=(1, 64, 64)).map_blocks(read, dtype=sample.image.dtype)
+    viewer = make_napari_viewer()
+    eager_layer = viewer.add_image(sample.image, name="eager")
+    lazy_layer = viewer.add_image(lazy, name="lazy")
+    predict = predict_dock_with_file(viewer, model_path)
+    predict._probabilities.value = True
+    for layer in (eager_layer, lazy_layer):
+        predict._images.value = [layer]
+        predict.predict()
+        wait_for(qtbot, predict)
+    eager, lazy_pred = viewer.layers["eager prediction"].data, viewer.layers["lazy prediction"].data
+    assert eager.any() and np.array_equal(eager, lazy_pred)
+    assert largest and max(largest) == 1
+    probs = [viewer.layers[f"lazy p(class {v})"].data for v in (1, 2)]
+    np.testing.assert_allclose(probs[0] + probs[1], 1.0, atol=1e-5)

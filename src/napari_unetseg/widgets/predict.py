@@ -172,7 +172,11 @@ class PredictWidget(LayerDock):
             results = []
             for number, (group, stack, slices) in enumerate(tasks):
                 self._task = (number + 1, len(tasks))
-                result = yield from iter_predict(loaded, stack, config, probabilities, slices)
+                # probabilities go straight into the array the layer will show: one copy
+                out = _ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
+                result = yield from iter_predict(
+                    loaded, stack, config, probabilities, slices, probabilities_out=out
+                )
                 results.append((group, slices, result))
             return loaded, results
 
@@ -238,18 +242,14 @@ class PredictWidget(LayerDock):
             flat[index] = result.labels[row]
         layer.refresh()
         if result.probabilities is not None:
-            self._write_probabilities(source, slices, result, loaded)
+            self._write_probabilities(source, result, loaded)
         return layer
 
-    def _write_probabilities(self, source, slices, result, loaded) -> None:
+    def _write_probabilities(self, source, result, loaded) -> None:
         shape = plane_shape(source)
-        n = int(np.prod(shape[:-2], dtype=int))
-        probs = np.zeros((len(loaded.class_values), n, *shape[-2:]), np.float32)
-        targets = range(n) if slices is None else slices
-        for row, index in enumerate(targets):
-            probs[:, index] = result.probabilities[row]
+        classes = len(loaded.class_values)
         self._viewer.add_image(
-            probs.reshape((len(loaded.class_values), *shape)),
+            result.probabilities.array.reshape((classes, *shape)),
             channel_axis=0,
             name=[f"{source.name} p(class {v})" for v in loaded.class_values],
             colormap="inferno",
@@ -281,3 +281,17 @@ class PredictWidget(LayerDock):
         leading = np.unravel_index(np.full(rows.shape, index), shape[:-2]) if len(shape) > 2 else ()
         annotations.data_setitem((*leading, rows, cols), source[fill])
         return int(fill.sum())
+
+
+class _ClassFirst:
+    """Probabilities of a ``(N, C, Y, X)`` stack kept as ``(K, N, Y, X)`` (napari's channel
+    axis first); ``out[row] = (K, Y, X)`` stores the ``row``-th predicted slice, which is
+    slice ``slices[row]`` when only some slices are predicted (the others stay 0)."""
+
+    def __init__(self, stack_shape: tuple[int, ...], classes: int, slices) -> None:
+        n, _, h, w = stack_shape
+        self.array = np.zeros((classes, n, h, w), np.float32)
+        self.targets = list(range(n)) if slices is None else list(slices)
+
+    def __setitem__(self, row: int, slab: np.ndarray) -> None:
+        self.array[:, self.targets[row]] = slab
