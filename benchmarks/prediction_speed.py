@@ -129,13 +129,10 @@ def make_model(
     return model.eval()
 
 
-REPEATS = 1
-
-
-def timed(fn):
-    """Best time of ``REPEATS`` calls (this machine is shared and noisy), the largest RSS growth."""
+def timed(fn, repeats: int):
+    """Best time of ``repeats`` calls (this machine is shared and noisy), the largest RSS growth."""
     best, growth = float("inf"), 0.0
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         with PeakRSS() as rss:
             start = time.perf_counter()
             scores = fn()
@@ -185,8 +182,6 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=2, help="report the best of this many calls")
     args = parser.parse_args()
-    global REPEATS
-    REPEATS = args.repeats
 
     device = resolve_device(args.device)
     image, source = load_image(args.size)
@@ -204,7 +199,7 @@ def main() -> None:
     rows = []
     for overlap in args.overlaps:
         monai = partial(monai_run, model, image, args.tile, overlap, args.batch_size, device=device)
-        ref, ref_s, ref_mb = timed(monai(levers=False))
+        ref, ref_s, ref_mb = timed(monai(levers=False), args.repeats)
         ref_argmax = ref.argmax(0)
         ov_px = round(overlap * args.tile)
         common = {"batch_size": args.batch_size, "device": device}
@@ -222,7 +217,7 @@ def main() -> None:
             if fn is None:
                 scores, seconds, growth = ref, ref_s, ref_mb
             else:
-                scores, seconds, growth = timed(fn)
+                scores, seconds, growth = timed(fn, args.repeats)
             rel = float(np.abs(scores - ref).max() / np.abs(ref).max())
             row = {
                 "overlap": overlap,
@@ -259,7 +254,8 @@ def main() -> None:
                     config.overlap,
                     batch_size=config.batch_size,
                     device=device,
-                )
+                ),
+                args.repeats,
             )[1]
             for _ in range(3)
         ]

@@ -180,10 +180,7 @@ class PredictConfig(_ConfigMixin):
 
     def __post_init__(self) -> None:
         _check_positive("tile_size", self.tile_size, 16)
-        try:
-            overlap_pixels(self.overlap, self.tile_size)
-        except ValueError as exc:
-            raise UserInputError(str(exc)) from None
+        overlap_pixels(self.overlap, self.tile_size)  # raises UserInputError
         _check_positive("batch_size", self.batch_size)
         _check_choice("blending", self.blending, BLENDINGS)
         _check_choice("device", self.device, DEVICES)

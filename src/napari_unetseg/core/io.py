@@ -303,9 +303,7 @@ class TiffSliceWriter:
         import tifffile
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(name)
+        self._tmp = _temporary_beside(self.path)
         self._file = tifffile.memmap(
             self._tmp,
             shape=self.shape,
@@ -343,9 +341,7 @@ class TiffSliceWriter:
             raise UserInputError(f"{self.path} already exists: choose another output or pass --overwrite")
         self._file.flush()
         self._file = self._stacked = None  # unmaps the file
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self.path)
+        _replace_durably(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:
@@ -363,24 +359,33 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     or interrupted write leaves no temporary file behind.
     """
     path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserInputError(f"output folder {folder} does not exist")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except PermissionError as exc:
-        raise UserInputError(f"cannot write to {folder}: permission denied") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if not path.parent.is_dir():
+        raise UserInputError(f"output folder {path.parent} does not exist")
+    tmp = _temporary_beside(path)
     try:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new empty ``.<name>.XXXX.part`` file in ``path``'s folder (same file system)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except PermissionError as exc:
+        raise UserInputError(f"cannot write to {path.parent}: permission denied") from exc
+    os.close(fd)
+    return Path(name)
+
+
+def _replace_durably(tmp: Path, path: Path) -> None:
+    """Flush ``tmp`` to disk (fsync), then rename it over ``path`` in one step."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

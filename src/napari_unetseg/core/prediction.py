@@ -103,10 +103,7 @@ def _iter_tiles(
         image = image[None]
     if image.ndim != 3:
         raise UserInputError(f"expected a (C, H, W) or (H, W) image, got shape {image.shape}")
-    try:
-        overlap_px = tiling.overlap_pixels(overlap, tile_size)
-    except ValueError as exc:
-        raise UserInputError(str(exc)) from None
+    overlap_px = tiling.overlap_pixels(overlap, tile_size)
     dtype = resolve_precision(precision, device)
     memory_format = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
     margin = overlap_px // 2 if border == "reflect" else 0
@@ -250,11 +247,11 @@ def iter_predict(
         raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
     n = len(indices)
     labels = np.zeros((n, *stack.shape[2:]), lut.dtype) if labels_out is None else labels_out
-    probs = probabilities_out
-    if probabilities and probs is None:
-        probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
-    if not probabilities:
-        probs = None
+    probs = None
+    if probabilities:
+        probs = probabilities_out
+        if probs is None:
+            probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
     options = dict(
         blending=config.blending,
         batch_size=config.batch_size,

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from napari_unetseg.core.errors import UserInputError
+
 DEFAULT_OVERLAP_PX = 64
 
 
@@ -30,18 +32,22 @@ def overlap_pixels(overlap: float | None, tile: int) -> int:
 
     Raises
     ------
-    ValueError
+    UserInputError
         For a negative overlap, a fractional one above 1, or one as large as the tile.
     """
     if overlap is None:
         return min(DEFAULT_OVERLAP_PX, tile // 4)
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
-        raise ValueError(f"overlap must be a number, got {overlap!r}")
+        raise UserInputError(f"overlap must be a number, got {overlap!r}")
     if overlap < 0 or (overlap >= 1 and overlap != int(overlap)):
-        raise ValueError(f"overlap must be a fraction in [0, 1) or a whole number of pixels, got {overlap:g}")
+        raise UserInputError(
+            f"overlap must be a fraction in [0, 1) or a whole number of pixels, got {overlap:g}"
+        )
     pixels = int(round(overlap * tile)) if overlap < 1 else int(overlap)
     if pixels >= tile:
-        raise ValueError(f"overlap of {pixels} px leaves no step between {tile}-px tiles: make it smaller")
+        raise UserInputError(
+            f"overlap of {pixels} px leaves no step between {tile}-px tiles: make it smaller"
+        )
     return pixels
 
 
