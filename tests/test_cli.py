@@ -69,14 +69,57 @@ def trained(files, tmp_path_factory):
 
 
 def test_help_everywhere(cli):
-    for args in ([], ["train"], ["predict"], ["evaluate"], ["demo"], ["models"]):
+    for args in ([], ["train"], ["predict"], ["evaluate"], ["prune"], ["demo"], ["models"]):
         proc = cli(*args, "--help")
         assert proc.returncode == 0 and "usage" in proc.stdout
 
 
 def test_models_lists_registry(cli):
+    from napari_unetseg.core.models import MODELS
+
     proc = cli("models")
-    assert proc.returncode == 0 and "unet " in proc.stdout and "unetplusplus" in proc.stdout
+    assert proc.returncode == 0
+    listed = [line.split()[0] for line in proc.stdout.splitlines() if line and not line.startswith("(")]
+    assert listed == list(MODELS)
+    assert " M  " in proc.stdout  # sizes
+
+
+@pytest.mark.parametrize("model", ["unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus"])
+def test_every_architecture_trains_and_predicts_from_the_cli(files, tmp_path, model, capsys):
+    """``unetseg train --model NAME`` then ``predict`` (in-process: same code, no start-up)."""
+    from napari_unetseg.cli import main
+
+    _, paths = files
+    run, out = tmp_path / "run", tmp_path / "pred"
+    train = ["train", "--images", str(paths["image"]), "--labels", str(paths["strokes"]), "--out", str(run)]
+    small = [
+        "--model",
+        model,
+        "--steps",
+        "3",
+        "--patch-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--base-channels",
+        "4",
+    ]
+    assert main([*train, *small, "--depth", "2", "--device", "cpu"]) == 0
+    model_file = run / "model.pt"
+    if model == "unetplusplus":  # prune to the first head and predict with the smaller file
+        pruned_file = tmp_path / "model_L1.pt"
+        assert main(["prune", "--model", str(model_file), "--head", "1", "--out", str(pruned_file)]) == 0
+        assert pruned_file.stat().st_size < model_file.stat().st_size
+        model_file = pruned_file
+    assert (
+        main(
+            ["predict", "--model", str(model_file), "--out", str(out), str(paths["image"]), "--device", "cpu"]
+        )
+        == 0
+    )
+    labels = tifffile.imread(out / "image.tif")
+    assert labels.shape == (3, 96, 96) and set(np.unique(labels)) <= {1, 2}
+    capsys.readouterr()
 
 
 def test_train_writes_run_folder(trained):
@@ -188,15 +231,16 @@ def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
             "4 letters",
         ),
         (["predict", "--model", "{image}", "--out", "{tmp}/p", "{image}"], "model file"),
+        (["prune", "--model", "{model}", "--head", "1", "--out", "{tmp}/p.pt"], "only UNet++"),
         (["predict", "--model", "{tmp}", "--out", "{tmp}/p", "{image}"], "model.pt"),
         (["evaluate", "--prediction", "{small}", "--truth", "{strokes}"], "differs from ground truth"),
         (["evaluate", "--prediction", "{strokes}", "--truth", "{missing}"], "does not exist"),
         (["train", "--images", "{small}", "--labels", "{strokes}", "--out", "{tmp}/r"], "does not match"),
     ],
 )
-def test_bad_input_exit_2_one_line(cli, files, tmp_path, args, message):
+def test_bad_input_exit_2_one_line(cli, files, trained, tmp_path, args, message):
     _, paths = files
-    fmt = {**paths, "missing": tmp_path / "nope.tif", "tmp": tmp_path}
+    fmt = {**paths, "missing": tmp_path / "nope.tif", "tmp": tmp_path, "model": trained / "model.pt"}
     proc = cli(*[a.format(**fmt) for a in args])
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

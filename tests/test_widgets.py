@@ -354,3 +354,39 @@ def test_predict_a_dask_layer_slice_by_slice(make_napari_viewer, qtbot, tmp_path
     assert largest and max(largest) == 1
     probs = [viewer.layers[f"lazy p(class {v})"].data for v in (1, 2)]
     np.testing.assert_allclose(probs[0] + probs[1], 1.0, atol=1e-5)
+
+
+def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.config import ModelSpec
+    from napari_unetseg.core.models import MODELS, parameter_count
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=4)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    train = open_dock(viewer, "Train")
+    train._width.value = 8
+    combo = train._model.native
+    labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
+    assert list(labels) == list(MODELS)
+    fcn_size = parameter_count(ModelSpec(name="fcn8s", base_channels=8))
+    assert labels["fcn8s"] == f"fcn8s  ({fcn_size / 1e6:.1f} M)"
+    train._width.value = 16  # sizes follow the width; the chosen model stays
+    train._model.value = "deeplabv3plus"
+    train._width.value = 8
+    viewer.add_image(sample.image, name="another layer")  # the docks refresh their choices
+    labels = {combo.itemData(i): combo.itemText(i) for i in range(combo.count())}
+    assert train._model.value == "deeplabv3plus" and labels["fcn8s"].endswith(f"({fcn_size / 1e6:.1f} M)")
+    assert not train._depth.enabled  # DeepLab v3+ has a fixed output stride
+    train._model.value = "unet3plus"
+    assert train._depth.enabled and "UNet 3+" in train._model.tooltip
+
+    train._model.value = "deeplabv3plus"
+    train._image.value = [image]
+    train._labels_layer.value = strokes
+    train._patch.value, train._batch.value, train._steps.value = 32, 2, 3
+    train._run_dir.value = str(tmp_path / "run")
+    assert train.start() is not None
+    wait_for(qtbot, train)
+    assert load_model(tmp_path / "run" / "model.pt").spec.name == "deeplabv3plus"

@@ -28,7 +28,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run folder for model.pt, config.json, history")
     p.add_argument("--axes", help="axes of the images, e.g. ZYX, TCYX, YXC (default: from metadata)")
     p.add_argument("--label-axes", help="axes of the label files (default: from metadata)")
-    p.add_argument("--model", help="architecture: unet (default) or unetplusplus (see `unetseg models`)")
+    p.add_argument(
+        "--model",
+        help="architecture: unet (default), unetplusplus, unet3plus, fcn8s, fcn16s, fcn32s, "
+        "deeplabv3plus (see `unetseg models`)",
+    )
     p.add_argument("--depth", type=int, help="down-sampling steps (default 4)")
     p.add_argument("--base-channels", type=int, help="width of the first level (default 32)")
     p.add_argument("--norm", help="batch, instance, group or none")
@@ -38,7 +42,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         dest="deep_supervision",
         action="store_const",
         const=False,
-        help="UNet++: train only the last head",
+        help="UNet++ / UNet 3+: train only the last head",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -129,6 +133,20 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_demo)
 
 
+def _add_prune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="cut a UNet++ model file down to one head (faster prediction)",
+        description="Save a UNet++ (trained with deep supervision) pruned to head L1..L4: "
+        "the new model file predicts from that head and holds only the nodes it needs.",
+    )
+    p.add_argument("--model", required=True, metavar="MODEL_FILE", help="model.pt (or its run folder)")
+    p.add_argument("--head", required=True, type=int, help="head to keep: 1 (fastest) .. depth (full)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the pruned model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_prune)
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the available architectures")
     p.set_defaults(func=_run_models)
@@ -143,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_predict, _add_evaluate, _add_demo, _add_models):
+    for add in (_add_train, _add_predict, _add_evaluate, _add_prune, _add_demo, _add_models):
         add(sub)
     return parser
 
@@ -314,11 +332,21 @@ def _demo_printer():
     return on_event
 
 
+def _run_prune(args: argparse.Namespace) -> int:
+    from napari_unetseg.core.workflows import prune_file
+
+    print(prune_file(args.model, args.head, args.out, overwrite=args.overwrite))
+    return 0
+
+
 def _run_models(args: argparse.Namespace) -> int:
-    from napari_unetseg.core.models import available_models
+    from napari_unetseg.core.config import ModelSpec
+    from napari_unetseg.core.models import available_models, parameter_count
 
     for name, description in available_models().items():
-        print(f"{name:<14} {description}")
+        size = parameter_count(ModelSpec(name=name)) / 1e6
+        print(f"{name:<14} {size:6.1f} M  {description}")
+    print("(parameters at the defaults: base width 32, depth 4, 1 channel, 2 classes)")
     return 0
 
 

@@ -12,6 +12,7 @@ separate ``resume.pt`` in the run folder so that shared model files stay small.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -146,3 +147,26 @@ def load_matching_weights(model: torch.nn.Module, state_dict: dict[str, torch.Te
         {k: v for k, v in state_dict.items() if k in own and k not in skipped}, strict=False
     )
     return skipped
+
+
+def pruned(loaded: LoadedModel, head: int) -> LoadedModel:
+    """A UNet++ with deep supervision cut down to prediction head ``L{head}``.
+
+    The returned model holds only the nodes ``X(i, j)`` with ``i + j <= head`` (the
+    weights are shared with ``loaded``, the rest is dropped) and its spec records the
+    head, so a model file saved from it predicts from that head and is smaller.
+    """
+    spec = loaded.spec
+    if spec.name != "unetplusplus":
+        raise UserInputError(f"only UNet++ models have heads to prune to; this is a {spec.name}")
+    current = spec.head or spec.depth
+    if not spec.deep_supervision and head != current:
+        raise UserInputError("this UNet++ was trained without deep supervision: only its last head exists")
+    if not 1 <= head <= current:
+        already = " (it is already pruned)" if current < spec.depth else ""
+        raise UserInputError(f"the head must be between 1 and {current}{already}, got {head}")
+    new_spec = spec.replace(head=head)
+    device = next(loaded.model.parameters()).device
+    model = build_model(new_spec)
+    model.load_state_dict({k: v for k, v in loaded.model.state_dict().items() if k in model.state_dict()})
+    return dataclasses.replace(loaded, model=model.to(device).eval(), spec=new_spec)

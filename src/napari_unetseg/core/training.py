@@ -162,7 +162,8 @@ class Trainer:
         if base is not None:
             state = base.model.state_dict()
             if not resume and base.class_values != self.class_values:
-                state = {k: v for k, v in state.items() if not k.startswith(("head", "heads"))}
+                new_head = tuple(f"{name}." for name in self.model.class_layers)
+                state = {k: v for k, v in state.items() if not k.startswith(new_head)}
             load_matching_weights(self.model, state)
         self.model.to(self.device)
         if self.device.type == "cpu":

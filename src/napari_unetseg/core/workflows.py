@@ -155,7 +155,7 @@ def predict_files(
     ``on_event`` receives ``("file", index, path)`` before each input and the
     :class:`PredictProgress` events while it is predicted.
     """
-    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.checkpoint import load_model, pruned
     from napari_unetseg.core.device import resolve_device
     from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
@@ -172,7 +172,7 @@ def predict_files(
                     raise UserInputError(f"{path} already exists: choose another --out or pass --overwrite")
     loaded = load_model(model_path, resolve_device(config.device))
     if head is not None:
-        _set_head(loaded, head)
+        loaded = pruned(loaded, head)
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes, lazy=True)
@@ -195,15 +195,16 @@ def predict_files(
     return written
 
 
-def _set_head(loaded, head: int) -> None:
-    if loaded.spec.name != "unetplusplus":
-        raise UserInputError("--head applies to UNet++ models only")
-    if not loaded.spec.deep_supervision and head != loaded.spec.depth:
-        raise UserInputError("this UNet++ was trained without deep supervision: only its last head exists")
-    if not 1 <= head <= loaded.spec.depth:
-        raise UserInputError(f"--head must be between 1 and {loaded.spec.depth}")
-    loaded.model.head = head
-    loaded.spec = loaded.spec.replace(head=head)
+def prune_file(model_path: str | Path, head: int, out: str | Path, overwrite: bool = False) -> Path:
+    """``unetseg prune``: save a UNet++ model file cut down to head ``L{head}``."""
+    from napari_unetseg.core.checkpoint import load_model, pruned, save_model
+
+    out = Path(out)
+    if out.is_dir():
+        raise UserInputError(f"{out} is a folder: give a file name such as {out / f'model_L{head}.pt'}")
+    if out.exists() and not overwrite:
+        raise UserInputError(f"{out} already exists: choose another --out or pass --overwrite")
+    return save_model(pruned(load_model(model_path), head), out)
 
 
 def evaluate_files(

@@ -28,7 +28,7 @@ from napari_unetseg.core.config import ModelSpec, TrainConfig
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
-from napari_unetseg.core.models import available_models, build_model, count_parameters
+from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
     current_index,
@@ -57,7 +57,7 @@ class TrainWidget(LayerDock):
         self._image = image_select(napari_viewer, "Image (channels)")
         self._labels_layer = labels_combo(napari_viewer, "Labels")
         self._mode = ComboBox(label="Labels are", choices=LABEL_MODES, value="sparse")
-        self._model = ComboBox(label="Model", choices=list(available_models()), value="unet")
+        self._model = ComboBox(label="Model", choices=self._model_choices, value="unet")
         self._width = ComboBox(label="Base width", choices=[8, 16, 32, 64], value=16)
         self._depth = SpinBox(label="Depth", value=4, min=2, max=5)
         self._size = Label(label="Parameters")
@@ -119,9 +119,28 @@ class TrainWidget(LayerDock):
     def _spec(self) -> ModelSpec:
         return ModelSpec(name=self._model.value, depth=self._depth.value, base_channels=self._width.value)
 
+    def _model_choices(self, widget=None) -> list[tuple[str, str]]:
+        """Every architecture labelled with its size at the chosen width and depth."""
+        try:
+            width, depth = self._width.value, self._depth.value
+        except AttributeError:  # called while the widgets are being built
+            width, depth = 16, 4
+        spec = ModelSpec(depth=depth, base_channels=width)
+        return [(f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS]
+
     def _update_size(self) -> None:
-        count = count_parameters(build_model(self._spec().replace(in_channels=1, num_classes=2)))
-        self._size.value = f"{count / 1e6:.2f} M ({self._spec().name})"
+        """Refresh the sizes in the model list; enable the depth only where the
+        architecture has one (FCN and DeepLab v3+ do not)."""
+        chosen = self._model.value
+        with self._model.changed.blocked():
+            self._model.reset_choices()  # relabelled entries are re-added: keep the choice
+            self._model.value = chosen
+        spec = self._spec()
+        entry = MODELS[spec.name]
+        self._model.tooltip = entry.description
+        self._depth.enabled = "depth" in entry.options
+        count = parameter_count(spec.replace(in_channels=1, num_classes=2))
+        self._size.value = f"{count / 1e6:.2f} M ({spec.name})"
 
     def _config(self) -> TrainConfig:
         return TrainConfig(

@@ -5,20 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.models.blocks import SegmentationModel
+from napari_unetseg.core.models.deeplab import DeepLabV3Plus
+from napari_unetseg.core.models.fcn import FCN
 from napari_unetseg.core.models.unet import UNet
+from napari_unetseg.core.models.unet3plus import UNet3Plus
 from napari_unetseg.core.models.unetplusplus import UNetPlusPlus
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered architecture."""
+    """One registered architecture.
+
+    ``options`` names the :class:`ModelSpec` fields beyond channels and classes that
+    the architecture uses; the others are ignored (FCN and DeepLab v3+ have a fixed
+    depth, for instance).
+    """
 
     build: Callable[[ModelSpec], SegmentationModel]
     description: str
+    options: tuple[str, ...] = ("base_channels", "norm")
 
 
 def _build_unet(spec: ModelSpec) -> UNet:
@@ -44,11 +54,55 @@ def _build_unetplusplus(spec: ModelSpec) -> UNetPlusPlus:
     )
 
 
+def _build_unet3plus(spec: ModelSpec) -> UNet3Plus:
+    return UNet3Plus(
+        spec.in_channels,
+        spec.num_classes,
+        depth=spec.depth,
+        base_channels=spec.base_channels,
+        norm=spec.norm,
+        deep_supervision=spec.deep_supervision,
+    )
+
+
+def _fcn_builder(variant: str) -> Callable[[ModelSpec], FCN]:
+    def build(spec: ModelSpec) -> FCN:
+        return FCN(spec.in_channels, spec.num_classes, variant, spec.base_channels, spec.norm)
+
+    return build
+
+
+def _build_deeplab(spec: ModelSpec) -> DeepLabV3Plus:
+    return DeepLabV3Plus(spec.in_channels, spec.num_classes, spec.base_channels, spec.norm)
+
+
 MODELS: dict[str, ModelEntry] = {
-    "unet": ModelEntry(_build_unet, "U-Net: encoder-decoder with concatenated skips (2015)"),
+    "unet": ModelEntry(
+        _build_unet,
+        "U-Net: encoder-decoder with concatenated skips (2015)",
+        ("depth", "base_channels", "norm", "upsample"),
+    ),
     "unetplusplus": ModelEntry(
         _build_unetplusplus,
         "UNet++: nested dense skips, deep supervision, prunable heads L1..L4 (2018)",
+        ("depth", "base_channels", "norm", "deep_supervision", "head"),
+    ),
+    "unet3plus": ModelEntry(
+        _build_unet3plus,
+        "UNet 3+: full-scale skips and full-scale deep supervision (2020)",
+        ("depth", "base_channels", "norm", "deep_supervision"),
+    ),
+    "fcn8s": ModelEntry(
+        _fcn_builder("fcn8s"), "FCN-8s: VGG-16 fully convolutional, pool3+pool4 scores summed (2015)"
+    ),
+    "fcn16s": ModelEntry(
+        _fcn_builder("fcn16s"), "FCN-16s: VGG-16 fully convolutional, pool4 scores summed (2015)"
+    ),
+    "fcn32s": ModelEntry(
+        _fcn_builder("fcn32s"), "FCN-32s: VGG-16 fully convolutional, one 32x up-sampling (2015)"
+    ),
+    "deeplabv3plus": ModelEntry(
+        _build_deeplab, "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)"
     ),
 }
 
@@ -74,3 +128,10 @@ def build_model(spec: ModelSpec) -> SegmentationModel:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_count(spec: ModelSpec) -> int:
+    """Trainable parameters of the network ``spec`` describes, without allocating it
+    (built on PyTorch's ``meta`` device: shapes only, no memory, no initialisation cost)."""
+    with torch.device("meta"):
+        return count_parameters(build_model(spec))

@@ -58,8 +58,12 @@ class SegmentationModel(nn.Module):
     """Base class: pads any input to a multiple of ``2**depth`` and crops the output.
 
     Subclasses implement :meth:`_forward_heads`, returning a list of logit maps (one
-    per supervised head, the one used for prediction last).
+    per supervised head, the one used for prediction last), and name in
+    :attr:`class_layers` the sub-modules whose weights belong to particular classes
+    (re-initialised when fine-tuning on other classes).
     """
+
+    class_layers: tuple[str, ...] = ("head", "heads")
 
     def __init__(self, depth: int) -> None:
         super().__init__()

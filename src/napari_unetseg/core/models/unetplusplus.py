@@ -31,7 +31,9 @@ class UNetPlusPlus(SegmentationModel):
         them (shallowest first).
     head : int or None
         Prediction head ``1..depth`` (needs deep supervision for ``head < depth``);
-        ``None`` = the deepest head. Nodes the head does not need are skipped.
+        ``None`` = the deepest head. The network is built pruned: the nodes that head
+        does not need are not created (a pruned model file holds only its weights).
+        Setting :attr:`head` lower on a built network prunes it at run time.
     """
 
     def __init__(
@@ -51,14 +53,14 @@ class UNetPlusPlus(SegmentationModel):
         self.head = depth if head is None else head
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.pool = nn.MaxPool2d(2)
-        self.nodes = nn.ModuleDict()
-        for i in range(depth + 1):
+        self.nodes = nn.ModuleDict()  # only the nodes X(i, j) with i + j <= head
+        for i in range(self.head + 1):
             self.nodes[f"{i}_0"] = ConvBlock(in_channels if i == 0 else widths[i - 1], widths[i], norm)
-        for j in range(1, depth + 1):
-            for i in range(depth + 1 - j):
+        for j in range(1, self.head + 1):
+            for i in range(self.head + 1 - j):
                 in_ch = j * widths[i] + widths[i + 1]
                 self.nodes[f"{i}_{j}"] = ConvBlock(in_ch, widths[i], norm)
-        n_heads = depth if deep_supervision else 1
+        n_heads = self.head if deep_supervision else 1
         self.heads = nn.ModuleList(nn.Conv2d(widths[0], num_classes, 1) for _ in range(n_heads))
 
     def _nodes_up_to(self, x: torch.Tensor, level: int) -> dict[tuple[int, int], torch.Tensor]:
@@ -76,17 +78,16 @@ class UNetPlusPlus(SegmentationModel):
         return out
 
     def _forward_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.training and self.deep_supervision:
-            nodes = self._nodes_up_to(x, self.depth)
-            return [head(nodes[0, j + 1]) for j, head in enumerate(self.heads)]
         nodes = self._nodes_up_to(x, self.head)
+        if self.training and self.deep_supervision:
+            return [self.heads[j](nodes[0, j + 1]) for j in range(self.head)]
         head = self.heads[self.head - 1] if self.deep_supervision else self.heads[0]
         return [head(nodes[0, self.head])]
 
     def all_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of heads L1..L{depth} in one pass (needs deep supervision)."""
+        """Logits of heads L1..L{head} in one pass (needs deep supervision)."""
         if not self.deep_supervision:
             raise ValueError("all_heads needs deep_supervision=True")
         x, h, w = self._padded(x)
-        nodes = self._nodes_up_to(x, self.depth)
-        return [head(nodes[0, j + 1])[..., :h, :w] for j, head in enumerate(self.heads)]
+        nodes = self._nodes_up_to(x, self.head)
+        return [self.heads[j](nodes[0, j + 1])[..., :h, :w] for j in range(self.head)]
