@@ -19,31 +19,44 @@ from napari_unetseg.core.models import (
 from napari_unetseg.core.normalization import Normalization
 
 
+def spatial(name: str, hw: tuple[int, int], z: int = 5) -> tuple[int, ...]:
+    """The input size for a model: ``hw`` for 2D ones, ``(z, *hw)`` for 3D ones."""
+    return (z, *hw) if MODELS[name].spatial_dims == 3 else hw
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 class TestEveryModel:
     def spec(self, name, **kw):
+        if MODELS[name].spatial_dims == 3:
+            kw.setdefault("anisotropy", 2.0)  # pools z from the second level
         return ModelSpec(name=name, depth=3, base_channels=8, **kw)
 
     @pytest.mark.parametrize("in_ch,classes", [(1, 2), (3, 5)])
     @pytest.mark.parametrize("hw", [(37, 51), (64, 64), (100, 33)])
     def test_output_shape_any_size(self, name, in_ch, classes, hw):
         model = build_model(self.spec(name, in_channels=in_ch, num_classes=classes)).eval()
-        out = model(torch.randn(2, in_ch, *hw))
-        assert out.shape == (2, classes, *hw)
+        size = spatial(name, hw if MODELS[name].spatial_dims == 2 else (hw[0] // 2, hw[1] // 2))
+        out = model(torch.randn(2, in_ch, *size))
+        assert out.shape == (2, classes, *size)
         assert torch.isfinite(out).all()
 
     def test_gradients_reach_first_layer(self, name):
         model = build_model(self.spec(name)).train()
-        heads = model.forward_heads(torch.randn(2, 1, 40, 40))
+        heads = model.forward_heads(torch.randn(2, 1, *spatial(name, (40, 40))))
         sum(h.square().mean() for h in heads).backward()
-        first = next(p for p in model.parameters() if p.ndim == 4)
+        first = next(p for p in model.parameters() if p.ndim >= 4)
         assert first.grad is not None and first.grad.abs().sum() > 0
 
     def test_trains_loss_goes_down(self, name):
         torch.manual_seed(0)
         model = build_model(self.spec(name)).train()
         # smooth blobs: learnable by the coarse-output models (FCN, DeepLab) too
-        blobs = torch.nn.functional.interpolate(torch.randn(4, 1, 3, 3), size=96, mode="bilinear")
+        if MODELS[name].spatial_dims == 3:
+            blobs = torch.nn.functional.interpolate(
+                torch.randn(2, 1, 2, 3, 3), size=(8, 48, 48), mode="trilinear"
+            )
+        else:
+            blobs = torch.nn.functional.interpolate(torch.randn(4, 1, 3, 3), size=96, mode="bilinear")
         x = blobs + 0.1 * torch.randn_like(blobs)
         y = (blobs[:, 0] > 0.3).long()
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -61,7 +74,7 @@ class TestEveryModel:
         loaded = LoadedModel(model, self.spec(name), (1, 2), Normalization())
         path = save_model(loaded, tmp_path / "m.pt")
         again = load_model(path)
-        x = torch.randn(1, 1, 48, 48)
+        x = torch.randn(1, 1, *spatial(name, (48, 48)))
         with torch.no_grad():
             assert torch.allclose(model(x), again.model(x))
         assert again.class_values == (1, 2) and again.spec == loaded.spec
@@ -86,7 +99,8 @@ def test_unknown_model_lists_names():
 
 def test_registry_descriptions():
     assert set(available_models()) == {
-        "unet", "unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus"
+        "unet", "unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus",
+        "unet3d", "unetplusplus3d",
     }  # fmt: skip
     assert all(len(d) > 20 for d in available_models().values())
     assert count_parameters(build_model(ModelSpec())) > 1_000_000

@@ -356,7 +356,9 @@ def test_predict_a_dask_layer_slice_by_slice(make_napari_viewer, qtbot, tmp_path
     np.testing.assert_allclose(probs[0] + probs[1], 1.0, atol=1e-5)
 
 
-def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(make_napari_viewer, qtbot, tmp_path):
+def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(
+    make_napari_viewer, qtbot, tmp_path
+):
     from napari_unetseg.core.checkpoint import load_model
     from napari_unetseg.core.config import ModelSpec
     from napari_unetseg.core.models import MODELS, parameter_count

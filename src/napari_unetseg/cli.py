@@ -31,12 +31,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         help="architecture: unet (default), unetplusplus, unet3plus, fcn8s, fcn16s, fcn32s, "
-        "deeplabv3plus (see `unetseg models`)",
+        "deeplabv3plus, unet3d, unetplusplus3d (see `unetseg models`)",
     )
     p.add_argument("--depth", type=int, help="down-sampling steps (default 4)")
     p.add_argument("--base-channels", type=int, help="width of the first level (default 32)")
     p.add_argument("--norm", help="batch, instance, group or none")
     p.add_argument("--upsample", help="bilinear or transpose (U-Net)")
+    p.add_argument(
+        "--anisotropy",
+        type=float,
+        help="3D models: z step over pixel size (e.g. 4); z is not pooled until voxels are ~cubic",
+    )
     p.add_argument(
         "--no-deep-supervision",
         dest="deep_supervision",
@@ -61,6 +66,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--steps", type=int, help="total optimisation steps (default 500)")
     p.add_argument("--patch-size", type=int, help="training patch side in pixels (default 128)")
+    p.add_argument("--patch-depth", type=int, help="3D models: training patch depth in slices (default 16)")
     p.add_argument("--batch-size", type=int, help="patches per step (default 8)")
     p.add_argument("--lr", dest="learning_rate", type=float, help="learning rate (default 1e-3)")
     p.add_argument("--steps-per-epoch", type=int, help="steps between model files (default 50)")
@@ -93,6 +99,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "(default 64, a quarter of tiles under 256)",
     )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--tile-depth", type=int, default=32, help="3D models: tile depth in slices (default 32)")
     p.add_argument("--blending", default="gaussian", help="gaussian or constant (default gaussian)")
     p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
@@ -230,6 +237,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "norm": args.norm,
         "upsample": args.upsample,
         "deep_supervision": args.deep_supervision,
+        "anisotropy": args.anisotropy,
     }
     train_options = {
         key: getattr(args, key)
@@ -237,6 +245,7 @@ def _run_train(args: argparse.Namespace) -> int:
             "label_mode",
             "steps",
             "patch_size",
+            "patch_depth",
             "batch_size",
             "learning_rate",
             "steps_per_epoch",
@@ -273,6 +282,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         tile_size=args.tile_size,
         overlap=args.overlap,
         batch_size=args.batch_size,
+        tile_depth=args.tile_depth,
         blending=args.blending,
         tta=args.tta,
         device=args.device,

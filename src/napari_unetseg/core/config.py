@@ -77,6 +77,10 @@ class ModelSpec(_ConfigMixin):
     head : int or None
         UNet++ only: predict from head ``L1..L{depth}`` with the deeper part pruned
         away; ``None`` uses the last head.
+    anisotropy : float
+        3D models only: the z step of the stacks over their pixel size (e.g. 4 for
+        1 um slices of 0.25 um pixels). z is not pooled in the first levels until the
+        voxels are about cubic (see :func:`~napari_unetseg.core.models.blocks.pool_sizes`).
     """
 
     name: str = "unet"
@@ -88,6 +92,7 @@ class ModelSpec(_ConfigMixin):
     upsample: str = "bilinear"
     deep_supervision: bool = True
     head: int | None = None
+    anisotropy: float = 1.0
 
     def __post_init__(self) -> None:
         _check_positive("in_channels", self.in_channels)
@@ -98,6 +103,7 @@ class ModelSpec(_ConfigMixin):
         _check_positive("base_channels", self.base_channels, 2)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("upsample", self.upsample, UPSAMPLES)
+        _check_positive("anisotropy", self.anisotropy, 0.01)
         if self.head is not None and not (1 <= self.head <= self.depth):
             raise UserInputError(f"head must be between 1 and depth={self.depth}, got {self.head}")
 
@@ -112,6 +118,7 @@ class TrainConfig(_ConfigMixin):
     ``class_balance``: median-frequency class weights in the loss; ``None`` = on for
     sparse labels (how much of each class was painted says nothing about the image)
     and off for dense ones (their class frequencies are the real prior).
+    ``patch_depth``: the z side (slices) of the training patches of 3D models.
     ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
     (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`), off by default: it
     helps scribbles on thin structures (ISBI membranes: weight 10 took Dice from 0.712
@@ -123,6 +130,7 @@ class TrainConfig(_ConfigMixin):
     label_mode: str = "sparse"
     steps: int = 500
     patch_size: int = 128
+    patch_depth: int = 16
     batch_size: int = 8
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -144,6 +152,7 @@ class TrainConfig(_ConfigMixin):
         _check_choice("label_mode", self.label_mode, LABEL_MODES)
         _check_positive("steps", self.steps)
         _check_positive("patch_size", self.patch_size, 16)
+        _check_positive("patch_depth", self.patch_depth, 2)
         _check_positive("batch_size", self.batch_size)
         _check_positive("learning_rate", self.learning_rate, 1e-12)
         _check_positive("steps_per_epoch", self.steps_per_epoch)
@@ -167,12 +176,14 @@ class PredictConfig(_ConfigMixin):
     (see :func:`~napari_unetseg.core.tiling.effective_tile`). Large tiles recompute
     less context: the default 1024 px with the default ``overlap`` of 64 px (a quarter
     of tiles under 256 px; a whole number = pixels, below 1 = a fraction of the tile)
-    predicts a 512x512 view in one tile.
+    predicts a 512x512 view in one tile. ``tile_depth``: the z side of the tiles of
+    3D models (in slices).
     """
 
     tile_size: int = 1024
     overlap: float | None = None
     batch_size: int = 4
+    tile_depth: int = 32
     blending: str = "gaussian"
     tta: bool = False
     device: str = "auto"
@@ -182,6 +193,7 @@ class PredictConfig(_ConfigMixin):
         _check_positive("tile_size", self.tile_size, 16)
         overlap_pixels(self.overlap, self.tile_size)  # raises UserInputError
         _check_positive("batch_size", self.batch_size)
+        _check_positive("tile_depth", self.tile_depth, 4)
         _check_choice("blending", self.blending, BLENDINGS)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -90,16 +90,16 @@ def encode_labels(labels: np.ndarray, class_values: Sequence[int], mode: str) ->
 
 
 class PatchSampler:
-    """Draw augmented-ready training batches from labelled slices, on ``device``.
+    """Draw augmented-ready training batches from labelled slices (or volumes), on ``device``.
 
     Parameters
     ----------
-    images : list of (C, Y, X) float32 arrays
-        Normalised slices.
-    targets : list of (Y, X) int64 arrays
+    images : list of (C, Y, X) or (C, Z, Y, X) float32 arrays
+        Normalised slices (2D models) or volumes (3D models).
+    targets : list of (Y, X) or (Z, Y, X) int64 arrays
         Encoded labels (``-1`` = ignore).
-    patch_size : int
-        Side of the square patches.
+    patch_size : int or tuple
+        Side of the square patches, or one side per spatial axis.
     num_classes : int
         Number of classes ``K``.
     labelled_fraction : float
@@ -113,7 +113,7 @@ class PatchSampler:
         self,
         images: list[np.ndarray],
         targets: list[np.ndarray],
-        patch_size: int,
+        patch_size: int | tuple[int, ...],
         num_classes: int,
         labelled_fraction: float,
         device: torch.device,
@@ -121,8 +121,9 @@ class PatchSampler:
     ) -> None:
         if not images:
             raise UserInputError("no labelled slices to train on")
-        self.patch = patch_size
-        self.pad = patch_size // 2 + patch_size // 4
+        dims = targets[0].ndim
+        self.patch = patch_size if isinstance(patch_size, tuple) else (patch_size,) * dims
+        self.pad = tuple(p // 2 + p // 4 for p in self.patch)
         self.labelled_fraction = labelled_fraction
         self.generator = generator
         self.images = [self._pad(img, "reflect").to(device) for img in images]
@@ -132,23 +133,24 @@ class PatchSampler:
         self.present = [k for k, c in enumerate(self.class_coords) if len(c)]
 
     def _pad(self, array: np.ndarray, mode: str) -> torch.Tensor:
-        width = ((0, 0), (self.pad, self.pad), (self.pad, self.pad))
+        width = ((0, 0), *((p, p) for p in self.pad))
         if mode == "reflect":
             return torch.from_numpy(np.pad(array, width, mode="reflect").astype(np.float32))
         return torch.from_numpy(np.pad(array, width, mode="constant", constant_values=IGNORE))
 
     def _class_coordinates(self, targets: list[np.ndarray], num_classes: int) -> list[torch.Tensor]:
+        dims = len(self.patch)
         per_class: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
         for index, target in enumerate(targets):
-            ys, xs = np.nonzero(target >= 0)
-            classes = target[ys, xs]
+            coords = np.nonzero(target >= 0)
+            classes = target[coords]
             for k in range(num_classes):
                 sel = classes == k
                 if sel.any():
-                    per_class[k].append(np.stack([np.full(sel.sum(), index), ys[sel], xs[sel]], 1))
+                    per_class[k].append(np.stack([np.full(sel.sum(), index), *(c[sel] for c in coords)], 1))
         out = []
         for k, parts in enumerate(per_class):
-            coords = np.concatenate(parts) if parts else np.zeros((0, 3), dtype=np.int64)
+            coords = np.concatenate(parts) if parts else np.zeros((0, 1 + dims), dtype=np.int64)
             if len(coords) > _MAX_COORDS_PER_CLASS:
                 rng = np.random.default_rng(k)
                 coords = coords[rng.choice(len(coords), _MAX_COORDS_PER_CLASS, replace=False)]
@@ -157,7 +159,8 @@ class PatchSampler:
 
     def _centres(self, batch_size: int) -> torch.Tensor:
         g = self.generator
-        centres = torch.empty((batch_size, 3), dtype=torch.int64)
+        dims = len(self.patch)
+        centres = torch.empty((batch_size, 1 + dims), dtype=torch.int64)
         labelled = torch.rand(batch_size, generator=g) < self.labelled_fraction
         for b in range(batch_size):
             if labelled[b]:
@@ -166,23 +169,26 @@ class PatchSampler:
                 centres[b] = coords[int(torch.randint(len(coords), (1,), generator=g))]
             else:
                 index = int(torch.randint(len(self.images), (1,), generator=g))
-                h, w = self.sizes[index].tolist()
-                y = int(torch.randint(h, (1,), generator=g))
-                x = int(torch.randint(w, (1,), generator=g))
-                centres[b] = torch.tensor([index, y, x])
-        jitter = torch.randint(-self.patch // 4, self.patch // 4 + 1, (batch_size, 2), generator=g)
-        centres[:, 1:] += jitter
+                position = [int(torch.randint(n, (1,), generator=g)) for n in self.sizes[index].tolist()]
+                centres[b] = torch.tensor([index, *position])
+        if len(set(self.patch)) == 1:  # square/cubic patches: one draw for all axes
+            p = self.patch[0]
+            centres[:, 1:] += torch.randint(-p // 4, p // 4 + 1, (batch_size, dims), generator=g)
+        else:
+            for axis, p in enumerate(self.patch, start=1):
+                centres[:, axis] += torch.randint(-p // 4, p // 4 + 1, (batch_size,), generator=g)
         return centres
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch ``(B, C, P, P)`` float images and ``(B, P, P)`` int64 targets."""
+        """A batch ``(B, C, *patch)`` of float images and ``(B, *patch)`` int64 targets."""
         images, targets = [], []
-        for index, y, x in self._centres(batch_size).tolist():
-            h, w = self.sizes[index].tolist()
-            top = min(max(y + self.pad - self.patch // 2, 0), h + 2 * self.pad - self.patch)
-            left = min(max(x + self.pad - self.patch // 2, 0), w + 2 * self.pad - self.patch)
-            images.append(self.images[index][:, top : top + self.patch, left : left + self.patch])
-            targets.append(self.targets[index][top : top + self.patch, left : left + self.patch])
+        for index, *centre in self._centres(batch_size).tolist():
+            window = []
+            for c, p, pad, n in zip(centre, self.patch, self.pad, self.sizes[index].tolist()):
+                start = min(max(c + pad - p // 2, 0), n + 2 * pad - p)
+                window.append(slice(start, start + p))
+            images.append(self.images[index][(slice(None), *window)])
+            targets.append(self.targets[index][tuple(window)])
         return torch.stack(images), torch.stack(targets)
 
 

@@ -17,7 +17,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold every ``Conv2d -> BatchNorm2d`` pair inside an ``nn.Sequential``, in place.
+    """Fold every ``Conv2d -> BatchNorm2d`` (or 3D) pair inside an ``nn.Sequential``, in place.
 
     The convolution gets the BatchNorm's scale and shift (eval statistics), the
     BatchNorm becomes ``nn.Identity``. Returns the number of pairs folded. Layers
@@ -30,8 +30,7 @@ def fold_batchnorm(model: nn.Module) -> int:
         for i in range(len(module) - 1):
             conv, norm = module[i], module[i + 1]
             if (
-                type(conv) is nn.Conv2d
-                and type(norm) is nn.BatchNorm2d
+                (type(conv), type(norm)) in ((nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d))
                 and norm.track_running_stats
                 and norm.running_mean is not None
             ):
@@ -52,5 +51,10 @@ def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     fold_batchnorm(fast)
     fast = fast.to(device)
     if uses_channels_last(device):
-        fast = fast.to(memory_format=torch.channels_last)
+        fast = fast.to(memory_format=channels_last_format(fast))
     return fast
+
+
+def channels_last_format(model: nn.Module) -> torch.memory_format:
+    """``channels_last`` for 2D networks, ``channels_last_3d`` for 3D ones."""
+    return torch.channels_last_3d if getattr(model, "spatial_dims", 2) == 3 else torch.channels_last

@@ -24,8 +24,8 @@ def masked_soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.
     if not bool(mask.any()):
         return logits.sum() * 0.0
     probs = torch.softmax(logits.float(), dim=1) * mask
-    onehot = F.one_hot(target.clamp(min=0), num_classes).permute(0, 3, 1, 2).float() * mask
-    dims = (0, 2, 3)
+    onehot = F.one_hot(target.clamp(min=0), num_classes).movedim(-1, 1).float() * mask
+    dims = (0, *range(2, logits.ndim))
     intersection = (probs * onehot).sum(dims)
     truth = onehot.sum(dims)
     dice = (2 * intersection + eps) / (probs.sum(dims) + truth + eps)

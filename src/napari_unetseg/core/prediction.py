@@ -64,6 +64,7 @@ def iter_tiled(
     device: str | torch.device = "auto",
     tta: bool = False,
     border: str = "reflect",
+    tile_depth: int = 32,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`predict_tiled`: yields ``(tiles_done, tiles_total)``."""
     dev = device if isinstance(device, torch.device) else resolve_device(device)
@@ -80,6 +81,7 @@ def iter_tiled(
             device=dev,
             tta=tta,
             border=border,
+            tile_depth=tile_depth,
         )
     )
 
@@ -96,34 +98,42 @@ def _iter_tiles(
     device: torch.device,
     tta: bool,
     border: str,
+    tile_depth: int = 32,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """:func:`iter_tiled` for a model already made ready by :func:`inference_copy`."""
+    dims = getattr(model, "spatial_dims", 2)
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
+    if image.ndim == dims:
         image = image[None]
-    if image.ndim != 3:
-        raise UserInputError(f"expected a (C, H, W) or (H, W) image, got shape {image.shape}")
-    overlap_px = tiling.overlap_pixels(overlap, tile_size)
+    if image.ndim != dims + 1:
+        expected = "(C, H, W) or (H, W)" if dims == 2 else "(C, Z, Y, X) or (Z, Y, X)"
+        raise UserInputError(f"expected a {expected} image, got shape {image.shape}")
+    requested = (tile_size,) * 2 if dims == 2 else (tile_depth, tile_size, tile_size)
+    overlaps = tiling.axis_overlaps(overlap, requested)
     dtype = resolve_precision(precision, device)
-    memory_format = torch.channels_last if uses_channels_last(device) else torch.contiguous_format
-    margin = overlap_px // 2 if border == "reflect" else 0
-    _, h, w = image.shape
-    tile = tiling.effective_tile((h, w), tile_size, margin, overlap_px)
+    memory_format = _memory_format(dims) if uses_channels_last(device) else torch.contiguous_format
+    margins = tuple(o // 2 for o in overlaps) if border == "reflect" else (0,) * dims
+    size = image.shape[1:]
+    multiples = (16,) * dims if dims == 2 else (1, 16, 16)
+    tile = tiling.effective_tile(size, requested, margins, overlaps, multiples)
     if border == "reflect":
-        padded, (top, left) = tiling.mirror_pad(image, margin, tile)
+        padded, offset = tiling.mirror_pad(image, margins, tile)
     else:
-        padded, (top, left) = _zero_pad(image, tile)
-    corners = tiling.tile_grid(padded.shape[1:], tile, overlap_px)
+        padded, offset = _zero_pad(image, tile)
+    corners = tiling.tile_grid(padded.shape[1:], tile, overlaps)
     weights = torch.from_numpy(tiling.blend_weights(tile, blending).copy()).to(device)
     source = torch.from_numpy(np.ascontiguousarray(padded)).to(device)
     scores = None
     weight_sum = torch.zeros(padded.shape[1:], device=device)
-    th, tw = tile
+
+    def window(corner: tuple[int, ...]) -> tuple[slice, ...]:
+        return tuple(slice(c, c + t) for c, t in zip(corner, tile))
+
     done = 0
     with torch.inference_mode():
         while done < len(corners):
             chunk = corners[done : done + batch_size]
-            batch = torch.stack([source[:, t : t + th, s : s + tw] for t, s in chunk])
+            batch = torch.stack([source[(slice(None), *window(c))] for c in chunk])
             batch = batch.contiguous(memory_format=memory_format)
             try:
                 with autocast(device, dtype):
@@ -134,21 +144,26 @@ def _iter_tiles(
                 continue
             if scores is None:
                 scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=device)
-            for (t, s), logits in zip(chunk, out):
-                scores[:, t : t + th, s : s + tw] += logits * weights
-                weight_sum[t : t + th, s : s + tw] += weights
+            for corner, logits in zip(chunk, out):
+                scores[(slice(None), *window(corner))] += logits * weights
+                weight_sum[window(corner)] += weights
             done += len(chunk)
             yield done, len(corners)
     result = scores / weight_sum
-    return result[:, top : top + h, left : left + w].cpu().numpy()
+    crop = tuple(slice(o, o + n) for o, n in zip(offset, size))
+    return result[(slice(None), *crop)].cpu().numpy()
 
 
-def _zero_pad(image: np.ndarray, tile: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    _, h, w = image.shape
-    ph, pw = max(0, tile[0] - h), max(0, tile[1] - w)
-    if not (ph or pw):
-        return image, (0, 0)
-    return np.pad(image, ((0, 0), (0, ph), (0, pw))), (0, 0)
+def _memory_format(dims: int) -> torch.memory_format:
+    return torch.channels_last if dims == 2 else torch.channels_last_3d
+
+
+def _zero_pad(image: np.ndarray, tile: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+    pads = [max(0, t - n) for t, n in zip(tile, image.shape[1:])]
+    offset = (0,) * len(pads)
+    if not any(pads):
+        return image, offset
+    return np.pad(image, ((0, 0), *((0, p) for p in pads))), offset
 
 
 def predict_tiled(
@@ -216,10 +231,11 @@ def iter_predict(
     labels_out=None,
     probabilities_out=None,
 ) -> Generator[PredictProgress, None, PredictionResult]:
-    """Predict a ``(N, C, Y, X)`` stack slice by slice with a model file's recipe.
+    """Predict a ``(N, C, Y, X)`` stack with a model file's recipe.
 
     The stack is normalised with its own percentiles (the recipe from the model file);
-    each slice is predicted with :func:`iter_tiled`. Yields :class:`PredictProgress`.
+    a 2D model predicts each slice with :func:`iter_tiled`, a 3D model the stack as one
+    ``(C, Z, Y, X)`` volume in 3D tiles. Yields :class:`PredictProgress`.
     ``slices`` predicts only those slice indices (normalised with the whole stack's
     percentiles all the same); the result then holds ``len(slices)`` slices.
 
@@ -227,7 +243,8 @@ def iter_predict(
     map, dask, zarr): one slice is read at a time. ``labels_out`` and
     ``probabilities_out`` take the results instead of new in-memory arrays: anything
     that accepts ``out[i] = slab`` (e.g. :class:`~napari_unetseg.core.io.TiffSliceWriter`),
-    so memory holds one slice's scores however big the stack.
+    so memory holds one slice's scores however big the stack (2D models; a 3D model
+    holds the volume and its scores).
     """
     config = config or PredictConfig()
     if stack.ndim != 4:
@@ -258,21 +275,42 @@ def iter_predict(
         precision=config.precision,
         device=device,
         tta=config.tta,
+        tile_depth=config.tile_depth,
+        border="reflect",
     )
-    for index, source in enumerate(indices):
-        image = loaded.normalization.apply(np.asarray(stack[source]), lo, hi)
-        gen = _iter_tiles(fast, image, config.tile_size, config.overlap, border="reflect", **options)
+    for first, volume, targets in _jobs(loaded, stack, indices, lo, hi, config.tile_depth):
+        gen = _iter_tiles(fast, volume, config.tile_size, config.overlap, **options)
         while True:
             try:
                 done, total = next(gen)
             except StopIteration as stop:
                 scores = stop.value
                 break
-            yield PredictProgress(done=done, total=total, slice_index=index, n_slices=n)
-        labels[index] = lut[scores.argmax(0)]
-        if probs is not None:
-            probs[index] = torch.softmax(torch.from_numpy(scores), 0).numpy()
+            yield PredictProgress(done=done, total=total, slice_index=targets[0][0], n_slices=n)
+        if volume.ndim == 3:  # one slice: (K, Y, X) scores
+            scores = scores[:, None]
+        for index, source in targets:
+            slab = scores[:, source - first]
+            labels[index] = lut[slab.argmax(0)]
+            if probs is not None:
+                probs[index] = torch.softmax(torch.from_numpy(slab), 0).numpy()
     return PredictionResult(labels=labels, probabilities=probs)
+
+
+def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int):
+    """What to run the network on: ``(first slice, normalised input, [(output index,
+    source slice)])``. 2D models: one slice at a time. 3D models: one volume
+    ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices with
+    half a z tile of context on each side."""
+    if getattr(loaded.model, "spatial_dims", 2) == 2:
+        for index, source in enumerate(indices):
+            yield source, loaded.normalization.apply(np.asarray(stack[source]), lo, hi), [(index, source)]
+        return
+    context = tile_depth // 2
+    first = max(0, min(indices) - context)
+    last = min(stack.shape[0], max(indices) + context + 1)
+    slab = loaded.normalization.apply(np.asarray(stack[first:last]), lo, hi)
+    yield first, np.moveaxis(slab, 1, 0), list(enumerate(indices))
 
 
 def predict_stack(

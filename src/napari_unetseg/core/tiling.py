@@ -1,6 +1,7 @@
 """Overlap-tile geometry: tile positions, blending weights, mirror padding.
 
-Small pure functions, shared by 2D prediction of any image size:
+Small pure functions, shared by prediction of any image size, 2D ``(C, Y, X)`` or 3D
+``(C, Z, Y, X)`` (every function works per spatial axis):
 
 * the image is mirror-padded by half the overlap on each side (the U-Net paper's
   overlap-tile strategy: border pixels get context, not zeros), and up to one tile;
@@ -13,6 +14,7 @@ Small pure functions, shared by 2D prediction of any image size:
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -51,6 +53,20 @@ def overlap_pixels(overlap: float | None, tile: int) -> int:
     return pixels
 
 
+def axis_overlaps(overlap: float | None, tiles: tuple[int, ...]) -> tuple[int, ...]:
+    """:func:`overlap_pixels` per axis. In 3D the z tiles are short: a fraction applies
+    to each axis alike, while an overlap in pixels (or the default) is capped at a
+    quarter of the z tile."""
+    xy = overlap_pixels(overlap, tiles[-1])
+    if len(tiles) == 2:
+        return (xy, xy)
+    if overlap is not None and overlap < 1:
+        z = overlap_pixels(overlap, tiles[0])
+    else:
+        z = min(xy, tiles[0] // 4)
+    return (z, xy, xy)
+
+
 def tile_starts(length: int, tile: int, overlap_px: int) -> list[int]:
     """Evenly spaced tile starts covering ``[0, length)`` with ``>= overlap_px`` overlap."""
     if length <= tile:
@@ -60,15 +76,17 @@ def tile_starts(length: int, tile: int, overlap_px: int) -> list[int]:
     return sorted({round(i * (length - tile) / (count - 1)) for i in range(count)})
 
 
-def tile_grid(shape: tuple[int, int], tile: tuple[int, int], overlap_px: int) -> list[tuple[int, int]]:
-    """All ``(top, left)`` tile corners for an image of ``shape``."""
-    tops = tile_starts(shape[0], tile[0], overlap_px)
-    lefts = tile_starts(shape[1], tile[1], overlap_px)
-    return [(t, s) for t in tops for s in lefts]
+def tile_grid(
+    shape: tuple[int, ...], tile: tuple[int, ...], overlap_px: int | tuple[int, ...]
+) -> list[tuple[int, ...]]:
+    """All tile corners (``(top, left)`` in 2D) for an image of spatial ``shape``."""
+    overlaps = overlap_px if isinstance(overlap_px, tuple) else (overlap_px,) * len(shape)
+    starts = [tile_starts(n, t, o) for n, t, o in zip(shape, tile, overlaps)]
+    return list(itertools.product(*starts))
 
 
 @functools.lru_cache(maxsize=16)
-def blend_weights(tile: tuple[int, int], mode: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+def blend_weights(tile: tuple[int, ...], mode: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
     """Blending weights for one tile, max 1 (cached: computed once per tile size).
 
     ``gaussian``: an isotropic gaussian with sigma = ``sigma_scale`` x tile side (as
@@ -83,7 +101,7 @@ def blend_weights(tile: tuple[int, int], mode: str = "gaussian", sigma_scale: fl
             centre = (size - 1) / 2
             sigma = sigma_scale * size
             axes.append(np.exp(-0.5 * ((np.arange(size) - centre) / sigma) ** 2))
-        weights = np.outer(axes[0], axes[1]).astype(np.float32)
+        weights = functools.reduce(np.multiply.outer, axes).astype(np.float32)
         weights /= weights.max()
         weights = np.maximum(weights, 1e-3)  # the floor MONAI uses: tile corners still count
     else:
@@ -93,28 +111,33 @@ def blend_weights(tile: tuple[int, int], mode: str = "gaussian", sigma_scale: fl
 
 
 def mirror_pad(
-    image: np.ndarray, margin: int, min_size: tuple[int, int]
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Mirror-pad a ``(C, H, W)`` image by ``margin`` and up to ``min_size``.
+    image: np.ndarray, margin: int | tuple[int, ...], min_size: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Mirror-pad a ``(C, *spatial)`` image by ``margin`` and up to ``min_size``.
 
-    Returns the padded image and the ``(top, left)`` offset of the original in it.
-    Padding wider than the image repeats the reflection (numpy's ``reflect``).
+    Returns the padded image and the offset of the original in it (``(top, left)``
+    in 2D). Padding wider than the image repeats the reflection (numpy's ``reflect``).
     """
-    _, h, w = image.shape
-    extra_h = max(0, min_size[0] - (h + 2 * margin))
-    extra_w = max(0, min_size[1] - (w + 2 * margin))
-    top, left = margin + extra_h // 2, margin + extra_w // 2
-    bottom, right = margin + extra_h - extra_h // 2, margin + extra_w - extra_w // 2
-    if not (top or bottom or left or right):
-        return image, (0, 0)
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    padded = np.pad(image, ((0, 0), (top, bottom), (left, right)), mode=mode)
-    return padded, (top, left)
+    sizes = image.shape[1:]
+    margins = margin if isinstance(margin, tuple) else (margin,) * len(sizes)
+    widths = []
+    for size, pad, target in zip(sizes, margins, min_size):
+        extra = max(0, target - (size + 2 * pad))
+        widths.append((pad + extra // 2, pad + extra - extra // 2))
+    offset = tuple(before for before, _ in widths)
+    if not any(before or after for before, after in widths):
+        return image, offset
+    mode = "reflect" if min(sizes) > 1 else "edge"
+    return np.pad(image, ((0, 0), *widths), mode=mode), offset
 
 
 def effective_tile(
-    image_hw: tuple[int, int], tile: int, margin: int, overlap_px: int = 0, multiple: int = 16
-) -> tuple[int, int]:
+    image_hw: tuple[int, ...],
+    tile: int | tuple[int, ...],
+    margin: int | tuple[int, ...],
+    overlap_px: int | tuple[int, ...] = 0,
+    multiple: int | tuple[int, ...] = 16,
+) -> tuple[int, ...]:
     """The tile side per axis: no larger than needed to cover the padded image evenly.
 
     The number of tiles along an axis is what ``tile`` with ``overlap_px`` needs; the
@@ -122,10 +145,17 @@ def effective_tile(
     no window sticking out further than the overlap asks for. An image smaller than
     one tile gets one tile of its (padded) size.
     """
+    n = len(image_hw)
+
+    def per_axis(value):
+        return value if isinstance(value, tuple) else (value,) * n
+
     out = []
-    for size in image_hw:
-        needed = size + 2 * margin
-        count = 1 if needed <= tile else math.ceil((needed - overlap_px) / (tile - overlap_px))
-        side = (needed - overlap_px) / count + overlap_px
-        out.append(min(tile, int(math.ceil(side / multiple) * multiple)))
-    return out[0], out[1]
+    for size, side_max, pad, ov, mult in zip(
+        image_hw, per_axis(tile), per_axis(margin), per_axis(overlap_px), per_axis(multiple)
+    ):
+        needed = size + 2 * pad
+        count = 1 if needed <= side_max else math.ceil((needed - ov) / (side_max - ov))
+        side = (needed - ov) / count + ov
+        out.append(min(side_max, int(math.ceil(side / mult) * mult)))
+    return tuple(out)

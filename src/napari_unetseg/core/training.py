@@ -35,12 +35,13 @@ from napari_unetseg.core.device import autocast, resolve_device, resolve_precisi
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_generator
 from napari_unetseg.core.history import write_history
+from napari_unetseg.core.inference import channels_last_format
 from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
 from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled, smaller_batch
-from napari_unetseg.core.transforms import random_dihedral, random_intensity
+from napari_unetseg.core.transforms import random_dihedral, random_intensity, random_z_flip
 
 PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
 
@@ -166,8 +167,10 @@ class Trainer:
                 state = {k: v for k, v in state.items() if not k.startswith(new_head)}
             load_matching_weights(self.model, state)
         self.model.to(self.device)
+        self.memory_format = channels_last_format(self.model)
         if self.device.type == "cpu":
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=self.memory_format)
+        self._check_3d(images)
 
         self.label_mode = mode
         self._prepare_data(images, labels, mode)
@@ -183,6 +186,17 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------
 
+    def _check_3d(self, images: Sequence[np.ndarray]) -> None:
+        if self.model.spatial_dims != 3:
+            return
+        if min(image.shape[0] for image in images) < 2:
+            raise UserInputError(
+                f"{self.spec.name} segments z-stacks: the training images have a single slice "
+                "(use a 2D model, or check the image axes)"
+            )
+        if self.config.smoothness_weight:
+            raise UserInputError("the smoothness term is for 2D models: set smoothness_weight to 0")
+
     def _check_size(self, image: np.ndarray, name: str) -> None:
         data_mod.check_image_size(image, f"training image {name}".strip())
         side = min(image.shape[-2:])
@@ -193,9 +207,12 @@ class Trainer:
             )
 
     def _prepare_data(self, images, labels, mode: str) -> None:
+        """Normalised, encoded training items: labelled slices (2D models) or whole
+        labelled stacks as ``(C, Z, Y, X)`` volumes (3D models, no validation split)."""
         train_x, train_y, self.val = [], [], []
         rng = np.random.default_rng(self.config.seed)
         slices = []
+        volumes = self.model.spatial_dims == 3
         for number, (image, label) in enumerate(zip(images, labels), start=1):
             lo, hi = self.normalization.percentiles(image)
             if np.all(hi <= lo):
@@ -203,12 +220,18 @@ class Trainer:
                     f"training image #{number} is constant (every pixel is {lo[0]:g}): nothing to learn "
                     "from; check the file and its --axes"
                 )
+            if volumes:
+                target = data_mod.encode_labels(np.asarray(label), self.class_values, mode)
+                if (target >= 0).any():
+                    slices.append((np.moveaxis(self.normalization.apply(image, lo, hi), 1, 0), target))
+                continue
             for i in range(image.shape[0]):
                 target = data_mod.encode_labels(np.asarray(label[i]), self.class_values, mode)
                 if (target >= 0).any():
                     slices.append((self.normalization.apply(image[i], lo, hi), target))
         n_val = 0
-        if len(slices) >= MIN_SLICES_FOR_VALIDATION and self.config.validation_fraction > 0:
+        enough = len(slices) >= MIN_SLICES_FOR_VALIDATION and not volumes
+        if enough and self.config.validation_fraction > 0:
             n_val = max(1, int(round(self.config.validation_fraction * len(slices))))
         val_index = set(rng.choice(len(slices), n_val, replace=False).tolist()) if n_val else set()
         for index, (x, y) in enumerate(slices):
@@ -218,10 +241,11 @@ class Trainer:
                 train_x.append(x)
                 train_y.append(y)
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        patch = self.config.patch_size
         self.sampler = data_mod.PatchSampler(
             train_x,
             train_y,
-            self.config.patch_size,
+            (self.config.patch_depth, patch, patch) if volumes else patch,
             len(self.class_values),
             self.config.labelled_sampling,
             self.device,
@@ -294,9 +318,11 @@ class Trainer:
         x, y = self.sampler.sample(batch_size)
         if self.config.augment:
             x, y = random_dihedral(x, y, self.generator)
+            if x.ndim == 5:
+                x, y = random_z_flip(x, y, self.generator)
             x = random_intensity(x, self.generator)
         if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
             heads = self.model.forward_heads(x)
         loss = sum(
@@ -376,17 +402,20 @@ class Trainer:
         return out
 
     def _predict_index(self, image: np.ndarray) -> np.ndarray:
+        """Class indices of a normalised ``(C, Y, X)`` slice (a 3D model sees it as a
+        one-slice volume: a rough preview)."""
         self.model.eval()
+        volume = self.model.spatial_dims == 3
         scores = predict_tiled(
             self.model,
-            image,
+            image[:, None] if volume else image,
             tile_size=PREVIEW.tile_size,
             overlap=PREVIEW.overlap,
             batch_size=PREVIEW.batch_size,
             device=self.device,
             precision=self.config.precision,
         )
-        return scores.argmax(0)
+        return scores[:, 0].argmax(0) if volume else scores.argmax(0)
 
     def predict_slice(self, image: np.ndarray) -> np.ndarray:
         """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice."""

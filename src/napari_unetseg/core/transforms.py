@@ -12,6 +12,7 @@ def random_dihedral(
 
     ``images`` is ``(B, C, P, P)``, ``targets`` ``(B, P, P)``; samples sharing a
     transform are processed together, so there are at most 8 tensor operations.
+    3D batches ``(B, C, Z, P, P)`` are turned in-plane (y, x) the same way.
     """
     choice = torch.randint(8, (images.shape[0],), generator=generator).to(images.device)
     out_images, out_targets = images.clone(), targets.clone()
@@ -35,6 +36,17 @@ def random_intensity(
     b = images.shape[0]
     factor = 1 + (torch.rand(b, generator=generator) * 2 - 1) * scale
     offset = (torch.rand(b, generator=generator) * 2 - 1) * shift
-    factor = factor.to(images.device).view(b, 1, 1, 1)
-    offset = offset.to(images.device).view(b, 1, 1, 1)
+    shape = (b,) + (1,) * (images.ndim - 1)
+    factor = factor.to(images.device).view(shape)
+    offset = offset.to(images.device).view(shape)
     return images * factor + offset
+
+
+def random_z_flip(
+    images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flip half of a 3D batch (``(B, C, Z, Y, X)``, ``(B, Z, Y, X)``) along z."""
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    images = torch.where(flip.view(-1, 1, 1, 1, 1), images.flip(2), images)
+    targets = torch.where(flip.view(-1, 1, 1, 1), targets.flip(1), targets)
+    return images, targets

@@ -126,7 +126,9 @@ class TrainWidget(LayerDock):
         except AttributeError:  # called while the widgets are being built
             width, depth = 16, 4
         spec = ModelSpec(depth=depth, base_channels=width)
-        return [(f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS]
+        return [
+            (f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS
+        ]
 
     def _update_size(self) -> None:
         """Refresh the sizes in the model list; enable the depth only where the

@@ -29,9 +29,10 @@ class ModelEntry:
     build: Callable[[ModelSpec], SegmentationModel]
     description: str
     options: tuple[str, ...] = ("base_channels", "norm")
+    spatial_dims: int = 2
 
 
-def _build_unet(spec: ModelSpec) -> UNet:
+def _build_unet(spec: ModelSpec, dims: int = 2) -> UNet:
     return UNet(
         spec.in_channels,
         spec.num_classes,
@@ -39,10 +40,12 @@ def _build_unet(spec: ModelSpec) -> UNet:
         base_channels=spec.base_channels,
         norm=spec.norm,
         upsample=spec.upsample,
+        spatial_dims=dims,
+        anisotropy=spec.anisotropy,
     )
 
 
-def _build_unetplusplus(spec: ModelSpec) -> UNetPlusPlus:
+def _build_unetplusplus(spec: ModelSpec, dims: int = 2) -> UNetPlusPlus:
     return UNetPlusPlus(
         spec.in_channels,
         spec.num_classes,
@@ -51,6 +54,8 @@ def _build_unetplusplus(spec: ModelSpec) -> UNetPlusPlus:
         norm=spec.norm,
         deep_supervision=spec.deep_supervision,
         head=spec.head,
+        spatial_dims=dims,
+        anisotropy=spec.anisotropy,
     )
 
 
@@ -100,6 +105,18 @@ MODELS: dict[str, ModelEntry] = {
     ),
     "fcn32s": ModelEntry(
         _fcn_builder("fcn32s"), "FCN-32s: VGG-16 fully convolutional, one 32x up-sampling (2015)"
+    ),
+    "unet3d": ModelEntry(
+        lambda spec: _build_unet(spec, 3),
+        "3D U-Net: volumes (Z, Y, X), anisotropic pooling for coarse z steps (2016)",
+        ("depth", "base_channels", "norm", "upsample", "anisotropy"),
+        spatial_dims=3,
+    ),
+    "unetplusplus3d": ModelEntry(
+        lambda spec: _build_unetplusplus(spec, 3),
+        "3D UNet++: volumes (Z, Y, X), nested skips, deep supervision, anisotropic pooling",
+        ("depth", "base_channels", "norm", "deep_supervision", "head", "anisotropy"),
+        spatial_dims=3,
     ),
     "deeplabv3plus": ModelEntry(
         _build_deeplab, "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)"
