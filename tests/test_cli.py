@@ -84,7 +84,10 @@ def test_models_lists_registry(cli):
     assert " M  " in proc.stdout  # sizes
 
 
-@pytest.mark.parametrize("model", ["unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus"])
+@pytest.mark.parametrize(
+    "model",
+    ["unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus", "unet3d", "unetplusplus3d"],
+)
 def test_every_architecture_trains_and_predicts_from_the_cli(files, tmp_path, model, capsys):
     """``unetseg train --model NAME`` then ``predict`` (in-process: same code, no start-up)."""
     from napari_unetseg.cli import main
@@ -104,19 +107,16 @@ def test_every_architecture_trains_and_predicts_from_the_cli(files, tmp_path, mo
         "--base-channels",
         "4",
     ]
-    assert main([*train, *small, "--depth", "2", "--device", "cpu"]) == 0
+    volumes = ["--anisotropy", "2", "--patch-depth", "2"] if model.endswith("3d") else []
+    assert main([*train, *small, *volumes, "--depth", "2", "--device", "cpu"]) == 0
     model_file = run / "model.pt"
     if model == "unetplusplus":  # prune to the first head and predict with the smaller file
         pruned_file = tmp_path / "model_L1.pt"
         assert main(["prune", "--model", str(model_file), "--head", "1", "--out", str(pruned_file)]) == 0
         assert pruned_file.stat().st_size < model_file.stat().st_size
         model_file = pruned_file
-    assert (
-        main(
-            ["predict", "--model", str(model_file), "--out", str(out), str(paths["image"]), "--device", "cpu"]
-        )
-        == 0
-    )
+    predict = ["predict", "--model", str(model_file), "--out", str(out), str(paths["image"])]
+    assert main([*predict, "--device", "cpu", "--tile-depth", "4"]) == 0
     labels = tifffile.imread(out / "image.tif")
     assert labels.shape == (3, 96, 96) and set(np.unique(labels)) <= {1, 2}
     capsys.readouterr()

@@ -392,3 +392,31 @@ def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(
     assert train.start() is not None
     wait_for(qtbot, train)
     assert load_model(tmp_path / "run" / "model.pt").spec.name == "deeplabv3plus"
+
+
+def test_a_3d_model_trains_from_the_dock_with_the_layer_z_step(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.checkpoint import load_model
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=6, size=48, painted_slices=3, seed=2)
+    image = viewer.add_image(sample.image, name="stack", scale=(2.0, 0.5, 0.5))  # z step 4x the pixel
+    strokes = viewer.add_labels(sample.strokes, name="strokes", scale=(2.0, 0.5, 0.5))
+    train = open_dock(viewer, "Train")
+    train._model.value = "unet3d"
+    train._image.value = [image]
+    train._labels_layer.value = strokes
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    train._steps.value = 3
+    train._run_dir.value = str(tmp_path / "run")
+    assert train.start() is not None
+    wait_for(qtbot, train)
+    loaded = load_model(tmp_path / "run" / "model.pt")
+    assert loaded.spec.name == "unet3d" and loaded.spec.anisotropy == 4.0
+    assert loaded.model.pools[0] == (1, 2, 2)  # slices kept apart at the first level
+
+    predict = open_dock(viewer, "Predict")
+    predict._images.value = [image]
+    predict._scope.value = "stack"
+    assert predict.predict() is not None
+    wait_for(qtbot, predict)
+    assert viewer.layers["stack prediction"].data.shape == sample.truth.shape

@@ -50,6 +50,14 @@ def _format_duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def z_step(layer) -> float:
+    """The z step of an image layer over its pixel size, from ``layer.scale`` (1 for 2D)."""
+    scale = [float(v) for v in layer.scale]
+    if len(scale) < 3 or scale[-1] <= 0 or scale[-3] <= 0:
+        return 1.0
+    return scale[-3] / scale[-1]
+
+
 class TrainWidget(LayerDock):
     """Pick image and labels, set the model and the run, then Start / Stop / Resume."""
 
@@ -199,6 +207,8 @@ class TrainWidget(LayerDock):
             raise UserInputError("nothing to resume: Start a run first")
         run_dir = self._run_path if resume else self._new_run_dir()
         spec, config = self._spec(), self._config()
+        if MODELS[spec.name].spatial_dims == 3:  # voxel shape from the layer's scale (z, y, x)
+            spec = spec.replace(anisotropy=z_step(images[0]))
         init = None if resume else self._optional_path(self._init.value)
         self._preview_source = (images, labels_layer)
 
