@@ -19,10 +19,10 @@ import pytest
 import tifffile
 import torch
 
-from napari_unetseg.core.config import PredictConfig, TrainConfig
+from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.sample import make_sample
-from napari_unetseg.core.workflows import evaluate_files, predict_files, train_from_files
+from napari_unetseg.core.workflows import evaluate_files, predict_files, prune_file, train_from_files
 
 TINY = {"depth": 2, "base_channels": 4}
 FAST = {"steps": 1, "patch_size": 32, "batch_size": 2, "device": "cpu"}
@@ -46,6 +46,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         "strokes": _tif(d / "strokes.tif", strokes, "ZYX"),
     }
     f["truth"] = _tif(d / "truth.tif", sample.truth, "ZYX")
+    f["single"] = _tif(d / "single.tif", sample.image[0], "YX")
+    f["single_strokes"] = _tif(d / "single_strokes.tif", strokes[0], "YX")
     f["narrow"] = _tif(d / "narrow.tif", strokes[:, :60], "ZYX")
     f["unpainted"] = _tif(d / "unpainted.tif", np.zeros_like(strokes), "ZYX")
     f["one_class"] = _tif(d / "one_class.tif", np.where(strokes == 2, 0, strokes), "ZYX")
@@ -199,6 +201,14 @@ CASES = [
          lambda f, o: _train(f, o, config_file=f["unknown_key_config"]), "stepz"),
     Case("missing input file", _swap(PREDICT, "{image}", "{out}/nope.tif"),
          lambda f, o: predict_files(f["model"], [o / "nope.tif"], o / "pred"), "does not exist"),
+    Case("3D model on a single image",
+         [*_swap(_swap(TRAIN, "{image}", "{single}"), "{strokes}", "{single_strokes}"), "--model", "unet3d"],
+         lambda f, o: _train(f, o, "single", "single_strokes", model={"name": "unet3d"}), "z-stacks"),
+    Case("zero anisotropy", [*TRAIN, "--anisotropy", "0"],
+         lambda f, o: ModelSpec(anisotropy=0), "anisotropy must be"),
+    Case("pruning a model that is not a UNet++",
+         ["prune", "--model", "{model}", "--head", "1", "--out", "{out}/pruned.pt"],
+         lambda f, o: prune_file(f["model"], 1, o / "pruned.pt"), "only UNet++"),
 ]  # fmt: skip
 
 
