@@ -106,6 +106,9 @@ MODELS: dict[str, ModelEntry] = {
     "fcn32s": ModelEntry(
         _fcn_builder("fcn32s"), "FCN-32s: VGG-16 fully convolutional, one 32x up-sampling (2015)"
     ),
+    "deeplabv3plus": ModelEntry(
+        _build_deeplab, "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)"
+    ),
     "unet3d": ModelEntry(
         lambda spec: _build_unet(spec, 3),
         "3D U-Net: volumes (Z, Y, X), anisotropic pooling for coarse z steps (2016)",
@@ -117,9 +120,6 @@ MODELS: dict[str, ModelEntry] = {
         "3D UNet++: volumes (Z, Y, X), nested skips, deep supervision, anisotropic pooling",
         ("depth", "base_channels", "norm", "deep_supervision", "head", "anisotropy"),
         spatial_dims=3,
-    ),
-    "deeplabv3plus": ModelEntry(
-        _build_deeplab, "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)"
     ),
 }
 
