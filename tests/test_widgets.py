@@ -420,3 +420,30 @@ def test_a_3d_model_trains_from_the_dock_with_the_layer_z_step(make_napari_viewe
     assert predict.predict() is not None
     wait_for(qtbot, predict)
     assert viewer.layers["stack prediction"].data.shape == sample.truth.shape
+
+
+def test_predict_from_a_pruned_unetplusplus_head(make_napari_viewer, qtbot, tmp_path):
+    from napari_unetseg.core.checkpoint import load_model, pruned, save_model
+    from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
+    from napari_unetseg.core.prediction import predict_stack
+    from napari_unetseg.core.training import train
+
+    sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=5)
+    spec = ModelSpec(name="unetplusplus", depth=3, base_channels=4)
+    config = TrainConfig(steps=2, patch_size=32, batch_size=2)
+    path = save_model(
+        train([sample.image[:, None]], [sample.strokes], spec, config).loaded, tmp_path / "m.pt"
+    )
+    viewer = make_napari_viewer()
+    image = viewer.add_image(sample.image, name="cells")
+    predict = predict_dock_with_file(viewer, path)
+    assert not predict._head.native.isHidden() and predict._head.choices == (0, 2, 1)
+    predict._head.value = 1
+    predict._images.value = [image]
+    predict._scope.value = "stack"
+    assert predict.predict() is not None
+    wait_for(qtbot, predict)
+    expected = predict_stack(pruned(load_model(path), 1), sample.image[:, None], PredictConfig()).labels
+    np.testing.assert_array_equal(viewer.layers["cells prediction"].data, expected)
+    predict._model_file.value = str(tiny_model_file(tmp_path / "unet.pt", sample))
+    assert predict._head.native.isHidden() and predict._head.value == 0  # a U-Net has one head

@@ -157,7 +157,7 @@ def pruned(loaded: LoadedModel, head: int) -> LoadedModel:
     head, so a model file saved from it predicts from that head and is smaller.
     """
     spec = loaded.spec
-    if spec.name != "unetplusplus":
+    if spec.name not in ("unetplusplus", "unetplusplus3d"):
         raise UserInputError(f"only UNet++ models have heads to prune to; this is a {spec.name}")
     current = spec.head or spec.depth
     if not spec.deep_supervision and head != current:

@@ -278,16 +278,18 @@ def iter_predict(
         tile_depth=config.tile_depth,
         border="reflect",
     )
-    for first, volume, targets in _jobs(loaded, stack, indices, lo, hi, config.tile_depth):
-        gen = _iter_tiles(fast, volume, config.tile_size, config.overlap, **options)
+    jobs = list(_jobs(loaded, stack, indices, lo, hi, config.tile_depth))  # lazy: reads nothing yet
+    for number, (first, volume, targets) in enumerate(jobs):
+        gen = _iter_tiles(fast, volume(), config.tile_size, config.overlap, **options)
         while True:
             try:
                 done, total = next(gen)
             except StopIteration as stop:
                 scores = stop.value
                 break
-            yield PredictProgress(done=done, total=total, slice_index=targets[0][0], n_slices=n)
-        if volume.ndim == 3:  # one slice: (K, Y, X) scores
+            # a 3D model runs one job (the volume): progress counts its tiles
+            yield PredictProgress(done=done, total=total, slice_index=number, n_slices=len(jobs))
+        if scores.ndim == 3:  # one slice: (K, Y, X) scores
             scores = scores[:, None]
         for index, source in targets:
             slab = scores[:, source - first]
@@ -298,19 +300,30 @@ def iter_predict(
 
 
 def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int):
-    """What to run the network on: ``(first slice, normalised input, [(output index,
+    """What to run the network on: ``(first slice, read normalised input, [(output index,
     source slice)])``. 2D models: one slice at a time. 3D models: one volume
     ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices with
-    half a z tile of context on each side."""
-    if getattr(loaded.model, "spatial_dims", 2) == 2:
+    half a z tile of context on each side. Inputs are read when called."""
+
+    volumes = getattr(loaded.model, "spatial_dims", 2) == 3
+
+    def read(first: int, last: int) -> Callable[[], np.ndarray]:
+        def load() -> np.ndarray:
+            if not volumes:
+                return loaded.normalization.apply(np.asarray(stack[first]), lo, hi)
+            slab = loaded.normalization.apply(np.asarray(stack[first:last]), lo, hi)
+            return np.moveaxis(slab, 1, 0)
+
+        return load
+
+    if not volumes:
         for index, source in enumerate(indices):
-            yield source, loaded.normalization.apply(np.asarray(stack[source]), lo, hi), [(index, source)]
+            yield source, read(source, source + 1), [(index, source)]
         return
     context = tile_depth // 2
     first = max(0, min(indices) - context)
     last = min(stack.shape[0], max(indices) + context + 1)
-    slab = loaded.normalization.apply(np.asarray(stack[first:last]), lo, hi)
-    yield first, np.moveaxis(slab, 1, 0), list(enumerate(indices))
+    yield first, read(first, last), list(enumerate(indices))
 
 
 def predict_stack(

@@ -51,6 +51,7 @@ class PredictWidget(LayerDock):
         self._source = ComboBox(label="Model", choices=SOURCES, value="session")
         self._model_file = FileEdit(label="Model file", mode="r", filter="*.pt", value="")
         self._model_info = Label(label="")
+        self._head = ComboBox(label="UNet++ head", choices=[("as trained", 0)], value=0, visible=False)
         self._images = image_select(napari_viewer, "Image(s)")
         self._scope = ComboBox(label="Predict", choices=SCOPES, value="stack")
         self._tile = SpinBox(label="Tile size", value=1024, min=32, max=4096, step=32)
@@ -67,7 +68,8 @@ class PredictWidget(LayerDock):
         super().__init__(
             napari_viewer,
             widgets=[
-                self._source, self._model_file, self._model_info, self._images, self._scope, self._tile,
+                self._source, self._model_file, self._model_info, self._head, self._images, self._scope,
+                self._tile,
                 self._overlap, self._tta, self._probabilities, self._run, self._cancel, self._progress,
                 self._status, self._annotations, self._to_annotations,
             ],
@@ -109,6 +111,7 @@ class PredictWidget(LayerDock):
 
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
+        self._show_heads(None)
         if self._source.value == "session" and self._session.model is None:
             self._model_info.value = "no model trained yet"
             return
@@ -124,6 +127,21 @@ class PredictWidget(LayerDock):
             f"{loaded.spec.name}, {loaded.spec.in_channels} channel(s), classes "
             f"{', '.join(map(str, loaded.class_values))}, step {loaded.step}"
         )
+        self._show_heads(loaded.spec)
+
+    def _show_heads(self, spec) -> None:
+        """A deeply supervised UNet++ can predict from a shallower head (pruned, faster)."""
+        if spec is None:
+            self._head.choices, self._head.value, self._head.visible = [("as trained", 0)], 0, False
+            return
+        current = spec.head or spec.depth
+        prunable = spec.name.startswith("unetplusplus") and spec.deep_supervision and current > 1
+        choices = [(f"L{current} (as trained)", 0)]
+        if prunable:
+            choices += [(f"L{level} (pruned: faster)", level) for level in range(current - 1, 0, -1)]
+        self._head.choices = choices
+        self._head.value = 0
+        self._head.visible = prunable
 
     # -- predict ---------------------------------------------------------------------------
 
@@ -159,7 +177,11 @@ class PredictWidget(LayerDock):
     def _make_job(self):
         from napari_unetseg.core.prediction import iter_predict
 
+        from napari_unetseg.core.checkpoint import pruned
+
         loaded = self._model()
+        if self._head.value:
+            loaded = pruned(loaded, self._head.value)
         config = PredictConfig(tile_size=self._tile.value, overlap=self._overlap.value, tta=self._tta.value)
         probabilities = self._probabilities.value
         tasks = []
