@@ -175,9 +175,8 @@ class PredictWidget(LayerDock):
         return self.worker
 
     def _make_job(self):
-        from napari_unetseg.core.prediction import iter_predict
-
         from napari_unetseg.core.checkpoint import pruned
+        from napari_unetseg.core.prediction import iter_predict
 
         loaded = self._model()
         if self._head.value:
