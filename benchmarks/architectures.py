@@ -13,6 +13,11 @@ same step budget; the prediction speeds are measured after all training, back to
   IoU as the mean over test images; patches 96, batch 16.
 
     python benchmarks/architectures.py [--datasets isbi dsb] [--steps 200] [--base 16]
+    python benchmarks/architectures.py --speed-only   # seconds per training step, MPix/s
+
+``--speed-only`` times every architecture back to back on an otherwise idle machine:
+seconds per training step (ISBI recipe, mean of 10 steps after 2 warm-up steps) and
+prediction MPix/s, without training to the end (weights do not change the speed).
 """
 
 from __future__ import annotations
@@ -68,6 +73,46 @@ def mpix_per_second(loaded: LoadedModel, repeats: int = 2) -> float:
         predict_stack(loaded, image, PredictConfig(device="cpu"))
         best = min(best, time.perf_counter() - start)
     return round(1024 * 1024 / best / 1e6, 3)
+
+
+def seconds_per_step(spec: ModelSpec, images, labels, recipe: dict, steps: int = 10) -> float:
+    """Mean wall time of ``steps`` training steps after two warm-up steps."""
+    from napari_unetseg.core.training import Trainer
+
+    config = TrainConfig(
+        label_mode="dense",
+        steps=steps + 2,
+        validation_fraction=0,
+        labelled_sampling=0.0,
+        device="cpu",
+        **recipe,
+    )
+    from napari_unetseg.core.events import StepEvent
+
+    run = Trainer(images, labels, spec, config).run()
+    times = [time.perf_counter() for event in run if isinstance(event, StepEvent)]
+    return round((times[-1] - times[1]) / (len(times) - 2), 3) if len(times) > 2 else float("nan")
+
+
+def speed_only(args) -> dict:
+    """Training seconds per step and prediction MPix/s of every model, back to back."""
+    from napari_unetseg.core.checkpoint import LoadedModel as Loaded
+    from napari_unetseg.core.models import build_model
+    from napari_unetseg.core.normalization import Normalization
+
+    (images, labels), _, _, recipe, _ = load_isbi()
+    out = {}
+    for name in args.models:
+        spec = ModelSpec(name=name, depth=4, base_channels=args.base)
+        entry = {"s_per_step": seconds_per_step(spec, images, labels, recipe)}
+        loaded = Loaded(build_model(spec).eval(), spec, (0, 1), Normalization())
+        entry["mpix_per_s_1024"] = mpix_per_second(loaded)
+        if name == "unetplusplus":
+            for head in range(1, spec.depth):
+                entry[f"mpix_per_s_1024_L{head}"] = mpix_per_second(pruned(loaded, head))
+        out[name] = entry
+        print(name, entry, flush=True)
+    return out
 
 
 def load_isbi():
@@ -150,9 +195,14 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed-only", action="store_true", help="time steps and prediction only")
     args = parser.parse_args()
     results = {"hardware": hardware(), "steps": args.steps, "base": args.base, "lr": args.lr}
     print(results["hardware"], flush=True)
+    if args.speed_only:
+        results["speed"] = speed_only(args)
+        print(save_results(results, "architectures_speed"))
+        return
     speed_models: dict[str, LoadedModel] = {}
     if not DATA.is_dir():
         sys.exit(f"data not found: {DATA}")
