@@ -177,10 +177,14 @@ def predict_tiled(
 ) -> np.ndarray:
     """Blended per-class scores ``(K, H, W)`` of ``model`` over a ``(C, H, W)``/``(H, W)`` image.
 
+    A 3D network (``model.spatial_dims == 3``) takes a ``(C, Z, Y, X)``/``(Z, Y, X)``
+    volume, tiled in 3D with ``tile_depth`` slices per tile, and returns ``(K, Z, Y, X)``.
+
     Parameters
     ----------
     model
-        Any module mapping ``(B, C, h, w)`` to ``(B, K, h, w)`` logits.
+        Any module mapping ``(B, C, h, w)`` to ``(B, K, h, w)`` logits (or the 3D
+        equivalent, with a ``spatial_dims = 3`` attribute).
     image
         The (already normalised) image.
     tile_size
@@ -196,7 +200,8 @@ def predict_tiled(
     **options
         ``blending='gaussian'|'constant'``, ``batch_size``, ``precision='auto'|'fp32'|
         'bf16'|'fp16'``, ``device='auto'|'cpu'|'cuda'|'mps'``, ``tta`` (average over
-        flips), ``border='reflect'|'constant'`` (mirror padding or zeros at the edges).
+        flips), ``border='reflect'|'constant'`` (mirror padding or zeros at the edges),
+        ``tile_depth`` (3D networks: z side of the tiles, default 32).
 
     Returns
     -------
