@@ -10,7 +10,7 @@ from napari_unetseg.core import tiling
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.models import build_model
-from napari_unetseg.core.prediction import predict_tiled
+from napari_unetseg.core.prediction import iter_tiled, predict_tiled
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(100, 64, 16), (64, 64, 16), (1000, 256, 64), (257, 256, 0)])
@@ -124,6 +124,17 @@ def test_prediction_does_not_switch_a_training_model_to_eval():
     model = _small_model().train()
     predict_tiled(model, np.zeros((40, 40), np.float32), 64, 16, device="cpu")
     assert model.training
+
+
+def test_an_abandoned_prediction_leaves_gradients_on_in_its_thread():
+    """GUI workers reuse pooled threads: a prediction stopped half way must not leave the
+    thread in inference mode, or the next training job there cannot backpropagate."""
+    image = np.zeros((200, 200), np.float32)
+    progress = iter_tiled(_small_model(), image, 64, 16, batch_size=1, device="cpu")
+    assert next(progress)[0] == 1
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    progress.close()
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 
 def _sliding_window_reference(model, image, roi, overlap):

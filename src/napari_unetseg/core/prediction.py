@@ -129,29 +129,36 @@ def _iter_tiles(
     def window(corner: tuple[int, ...]) -> tuple[slice, ...]:
         return tuple(slice(c, c + t) for c, t in zip(corner, tile))
 
+    # Inference mode is thread-local state: it is entered per tile batch and never held across
+    # a ``yield``, so a generator that is abandoned half way (a stopped GUI worker) cannot leave
+    # its pooled thread without gradients.
     done = 0
-    with torch.inference_mode():
-        while done < len(corners):
-            chunk = corners[done : done + batch_size]
+    while done < len(corners):
+        chunk = corners[done : done + batch_size]
+        with torch.inference_mode():
             batch = torch.stack([source[(slice(None), *window(c))] for c in chunk])
             batch = batch.contiguous(memory_format=memory_format)
             try:
                 with autocast(device, dtype):
                     out = _forward(model, batch, tta)
             except torch.OutOfMemoryError:
-                del batch
-                batch_size = smaller_batch(batch_size, device, "tile batch")
-                continue
-            if scores is None:
-                scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=device)
-            for corner, logits in zip(chunk, out):
-                scores[(slice(None), *window(corner))] += logits * weights
-                weight_sum[window(corner)] += weights
-            done += len(chunk)
-            yield done, len(corners)
-    result = scores / weight_sum
-    crop = tuple(slice(o, o + n) for o, n in zip(offset, size))
-    return result[(slice(None), *crop)].cpu().numpy()
+                out = None
+            if out is not None:
+                if scores is None:
+                    scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=device)
+                for corner, logits in zip(chunk, out):
+                    scores[(slice(None), *window(corner))] += logits * weights
+                    weight_sum[window(corner)] += weights
+        if out is None:
+            del batch
+            batch_size = smaller_batch(batch_size, device, "tile batch")
+            continue
+        done += len(chunk)
+        yield done, len(corners)
+    with torch.inference_mode():
+        result = scores / weight_sum
+        crop = tuple(slice(o, o + n) for o, n in zip(offset, size))
+        return result[(slice(None), *crop)].cpu().numpy()
 
 
 def _memory_format(dims: int) -> torch.memory_format:
