@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from napari_unetseg.core.config import ModelSpec
@@ -45,6 +46,15 @@ class LoadedModel:
     train_config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
+    logit_bias: tuple[float, ...] = ()
+
+    def adjust(self, scores: np.ndarray) -> np.ndarray:
+        """Add the class-prior correction (:mod:`~napari_unetseg.core.priors`) to
+        ``(K, ...)`` network scores; unchanged when the model has none."""
+        if not self.logit_bias:
+            return scores
+        bias = np.asarray(self.logit_bias, dtype=scores.dtype)
+        return scores + bias.reshape(-1, *([1] * (scores.ndim - 1)))
 
     def to_payload(self) -> dict[str, Any]:
         """The plain-data dict that goes into a model file."""
@@ -59,6 +69,7 @@ class LoadedModel:
             "train_config": dict(self.train_config),
             "history": list(self.history),
             "step": int(self.step),
+            "logit_bias": [float(b) for b in self.logit_bias],
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -127,10 +138,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             train_config=dict(payload.get("train_config", {})),
             history=list(payload.get("history", [])),
             step=int(payload.get("step", 0)),
+            logit_bias=tuple(float(b) for b in payload.get("logit_bias", ())),
         )
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise UserInputError(f"{path} is a damaged model file: {exc}") from exc
-    if len(loaded.class_values) != spec.num_classes:
+    n_bias = len(loaded.logit_bias)
+    if len(loaded.class_values) != spec.num_classes or n_bias not in (0, spec.num_classes):
         raise UserInputError(f"{path} is a damaged model file: class values do not match the head")
     return loaded
 

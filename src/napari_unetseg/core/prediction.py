@@ -304,7 +304,7 @@ def iter_predict(
         if scores.ndim == 3:  # one slice: (K, Y, X) scores
             scores = scores[:, None]
         for index, source in targets:
-            slab = scores[:, source - first]
+            slab = loaded.adjust(scores[:, source - first])  # class-prior correction, if any
             labels[index] = lut[slab.argmax(0)]
             if probs is not None:
                 probs[index] = torch.softmax(torch.from_numpy(slab), 0).numpy()

@@ -41,9 +41,11 @@ from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled, smaller_batch
+from napari_unetseg.core.priors import prior_shift_bias
 from napari_unetseg.core.transforms import random_dihedral, random_intensity, random_z_flip
 
 PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
+PRIOR_SLICES, PRIOR_CROP = 4, 512  # the class-prior estimate looks at this much of the training data
 
 MIN_SLICES_FOR_VALIDATION = 4
 
@@ -256,6 +258,11 @@ class Trainer:
             weights = data_mod.class_weights(train_y, len(self.class_values))
             self.class_weights = torch.from_numpy(weights).to(self.device)
         self.n_train_slices = len(train_x)
+        self.logit_bias: tuple[float, ...] = ()
+        self._prior_items: list[tuple[np.ndarray, np.ndarray]] = []
+        if self.config.prior_correction and mode == "sparse" and not volumes:
+            self._prior_items = _prior_sample(train_x, train_y)
+            self._train_prior = _effective_prior(train_y, len(self.class_values), self.class_weights)
 
     def _restore(self, state: dict) -> None:
         try:
@@ -365,13 +372,27 @@ class Trainer:
         except GeneratorExit:
             self._stop_requested = True
             if saved_at != self.step:
+                self._update_prior()
                 self._save()
             raise
         if saved_at != self.step:
             self._end_epoch(epoch_losses, time.perf_counter() - start)
         return TrainResult(self.loaded(), self.run_dir, stopped=self.step < cfg.steps)
 
+    def _update_prior(self) -> None:
+        """Re-estimate the class-prior correction on the unpainted training pixels."""
+        if not self._prior_items:
+            return
+        self.logit_bias = ()
+        posteriors = []
+        for x, y in self._prior_items:
+            scores = torch.from_numpy(self._scores(x))
+            posteriors.append(torch.softmax(scores, 0).numpy()[:, y == data_mod.IGNORE].T)
+        bias = prior_shift_bias(np.concatenate(posteriors), self._train_prior)
+        self.logit_bias = tuple(float(b) for b in bias)
+
     def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
+        self._update_prior()
         validation = self.validate() if self.val else None
         row = {
             "epoch": len(self.history) + 1,
@@ -402,8 +423,15 @@ class Trainer:
         return out
 
     def _predict_index(self, image: np.ndarray) -> np.ndarray:
-        """Class indices of a normalised ``(C, Y, X)`` slice (a 3D model sees it as a
-        one-slice volume: a rough preview)."""
+        """Class indices of a normalised ``(C, Y, X)`` slice, prior correction included."""
+        scores = self._scores(image)
+        if self.logit_bias:
+            scores = scores + np.asarray(self.logit_bias, scores.dtype)[:, None, None]
+        return scores.argmax(0)
+
+    def _scores(self, image: np.ndarray) -> np.ndarray:
+        """Network scores ``(K, Y, X)`` of a normalised ``(C, Y, X)`` slice (a 3D model sees
+        it as a one-slice volume: a rough preview)."""
         self.model.eval()
         volume = self.model.spatial_dims == 3
         scores = predict_tiled(
@@ -415,7 +443,7 @@ class Trainer:
             device=self.device,
             precision=self.config.precision,
         )
-        return scores[:, 0].argmax(0) if volume else scores.argmax(0)
+        return scores[:, 0] if volume else scores
 
     def predict_slice(self, image: np.ndarray) -> np.ndarray:
         """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice."""
@@ -435,6 +463,7 @@ class Trainer:
             train_config=self.config.to_dict(),
             history=list(self.history),
             step=self.step,
+            logit_bias=self.logit_bias,
         )
 
     def _config_record(self) -> dict:
@@ -463,6 +492,31 @@ class Trainer:
         )
         write_history(self.history, self.run_dir)
         return path
+
+
+def _effective_prior(targets: list[np.ndarray], num_classes: int, weights: torch.Tensor | None) -> np.ndarray:
+    """The class prior the loss trains the network with: painted frequencies, times the
+    class weights when there are some (median-frequency weights make it uniform over the
+    painted classes)."""
+    painted = np.concatenate([y[y >= 0] for y in targets])
+    prior = np.bincount(painted, minlength=num_classes)[:num_classes].astype(np.float64)
+    if weights is not None:
+        prior *= weights.cpu().numpy()
+    return prior / max(prior.sum(), 1e-12)
+
+
+def _prior_sample(images: list[np.ndarray], targets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to :data:`PRIOR_SLICES` evenly spaced slices, centre crops of at most
+    :data:`PRIOR_CROP` pixels a side: enough pixels for a prior, a bounded cost per save."""
+    picks = np.unique(np.linspace(0, len(images) - 1, min(PRIOR_SLICES, len(images))).round().astype(int))
+    sample = []
+    for i in picks:
+        h, w = targets[i].shape
+        top, left = max(0, (h - PRIOR_CROP) // 2), max(0, (w - PRIOR_CROP) // 2)
+        window = (slice(top, top + PRIOR_CROP), slice(left, left + PRIOR_CROP))
+        if (targets[i][window] == data_mod.IGNORE).any():
+            sample.append((images[i][(slice(None), *window)], targets[i][window]))
+    return sample
 
 
 def train(*args, on_event=None, **kwargs) -> TrainResult:

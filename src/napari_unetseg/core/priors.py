@@ -1,0 +1,75 @@
+"""Class-prior correction for sparse labels.
+
+Scribbles say what each class looks like, not how much of the image it covers: on the
+ISBI 2012 benchmark two thirds of the painted pixels are membrane while a fifth of the
+image is, and with class weights the loss sees every painted class equally often. A
+network trained on such strokes learns that training prior and calls too many pixels of
+the rare class (thick membranes, swollen nuclei).
+
+The fix is the classic prior-shift adjustment of Saerens, Latinne and Decaestecker,
+"Adjusting the outputs of a classifier to new a priori probabilities: a simple
+procedure", Neural Computation 14 (2002): estimate the class frequencies of the
+*unpainted* pixels by expectation-maximisation over the network's own posteriors, then
+add ``log(new prior / training prior)`` to each class's logit. Nothing is retrained; the
+offsets are stored in the model file and applied at prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_BIAS = 5.0  # |log prior ratio| kept below this: e^5 ~ 150x
+
+
+def estimate_prior(
+    posteriors: np.ndarray, train_prior: np.ndarray, iterations: int = 200, tol: float = 1e-7
+) -> np.ndarray:
+    """The class prior of a set of unlabelled samples, by EM (Saerens et al. 2002).
+
+    Parameters
+    ----------
+    posteriors
+        ``(N, K)`` class probabilities the classifier gives the unlabelled samples.
+    train_prior
+        ``(K,)`` class frequencies the classifier was trained with.
+    iterations, tol
+        At most ``iterations`` EM steps; stop when the prior moves less than ``tol``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K,)`` estimated class prior of the unlabelled samples (sums to 1).
+    """
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    train_prior = np.asarray(train_prior, dtype=np.float64)
+    prior = train_prior.copy()
+    for _ in range(iterations):
+        adjusted = posteriors * (prior / train_prior)
+        adjusted /= np.maximum(adjusted.sum(axis=1, keepdims=True), 1e-300)
+        new = adjusted.mean(axis=0)
+        done = np.abs(new - prior).max() < tol
+        prior = new
+        if done:
+            break
+    return prior
+
+
+def prior_shift_bias(posteriors: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
+    """Logit offsets ``log(estimated prior / train prior)`` per class, centred on 0 and
+    clipped to +-:data:`MAX_BIAS` (a class the EM drives to zero must not vanish).
+    A class nobody painted keeps a zero offset."""
+    train_prior = np.asarray(train_prior, dtype=np.float64)
+    painted = train_prior > 0
+    if painted.sum() < 2:
+        return np.zeros_like(train_prior)
+    bias = np.zeros_like(train_prior)
+    bias[painted] = _painted_bias(np.asarray(posteriors)[:, painted], train_prior[painted])
+    return bias
+
+
+def _painted_bias(posteriors: np.ndarray, train_prior: np.ndarray) -> np.ndarray:
+    train_prior = train_prior / train_prior.sum()
+    prior = estimate_prior(posteriors, train_prior)
+    bias = np.log(np.maximum(prior, 1e-12)) - np.log(train_prior)
+    bias -= bias.mean()
+    return np.clip(bias, -MAX_BIAS, MAX_BIAS)
