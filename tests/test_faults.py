@@ -93,6 +93,7 @@ class _OutOfMemoryAbove(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, limit: int) -> None:
         super().__init__()
         self.model, self.limit, self.sizes = model, limit, []
+        self.spatial_dims = model.spatial_dims
 
     def __deepcopy__(self, memo):  # prediction runs on a copy: let it log into the same list
         twin = _OutOfMemoryAbove(copy.deepcopy(self.model, memo), self.limit)
