@@ -1,13 +1,15 @@
 """Sparse scribbles vs dense labels on ISBI 2012 EM membranes (class 1 = membrane).
 
-Trains the same U-Net (base 16, depth 4) for the same number of CPU steps on
+Trains the same network (U-Net base 16, depth 4 unless ``--model``/``--base`` say
+otherwise) for the same number of CPU steps on
   scribbles  thin strokes on 3 training slices (<= 2 % of their pixels), sparse mode
   (a)        the dense labels of the same 3 slices
   (b)        the dense labels of all 24 training slices
 and, on the same scribbles, (c) scikit-image's trainable segmentation (random forest on
 multiscale features: the ilastik recipe). Reports membrane Dice on test slices 24-29.
 
-    python benchmarks/isbi_sparse.py [--steps 400] [--arms scribbles a b c]
+    python benchmarks/isbi_sparse.py [--steps 400] [--arms scribbles a b c] [--model unetplusplus]
+        [--set KEY=VALUE ...] [--tta] [--save-models]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, hardware, save_results  # noqa: E402
 from scribbles import draw_scribbles  # noqa: E402
 
+from napari_unetseg.core.checkpoint import save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
 from napari_unetseg.core.training import train  # noqa: E402
@@ -38,8 +41,8 @@ def membrane_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(2 * (p & t).sum() / (p.sum() + t.sum()))
 
 
-def unet_arm(images, labels, mode, steps, seed, overrides) -> tuple[float, float, np.ndarray]:
-    spec = ModelSpec(name="unet", depth=4, base_channels=16)
+def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="unet", base=16):
+    spec = ModelSpec(name=model, depth=4, base_channels=base)
     config = TrainConfig(
         label_mode=mode,
         steps=steps,
@@ -53,8 +56,8 @@ def unet_arm(images, labels, mode, steps, seed, overrides) -> tuple[float, float
     start = time.perf_counter()
     loaded = train([images[:, None]], [labels], spec, config).loaded
     seconds = time.perf_counter() - start
-    pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512)).labels
-    return membrane_dice(pred, LABELS[TEST]), seconds, pred
+    pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512, tta=tta)).labels
+    return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded
 
 
 def forest_arm(scribbles) -> tuple[float, float]:
@@ -91,6 +94,10 @@ def main() -> None:
         help="TrainConfig overrides for the U-Net arms, e.g. class_balance=false",
     )
     parser.add_argument("--name", default="isbi_sparse", help="results file name")
+    parser.add_argument("--model", default="unet", help="architecture of the network arms")
+    parser.add_argument("--base", type=int, default=16, help="base width of the network arms")
+    parser.add_argument("--tta", action="store_true", help="flip test-time augmentation for the U-Net arms")
+    parser.add_argument("--save-models", action="store_true", help="keep each U-Net arm's model file")
     parser.add_argument("--strokes", type=int, default=8, help="strokes per class and slice")
     parser.add_argument("--membrane-length", type=int, default=80, help="membrane stroke length (px)")
     parser.add_argument("--interior-length", type=int, default=60, help="interior stroke length (px)")
@@ -111,23 +118,34 @@ def main() -> None:
         "overrides": overrides,
         "hardware": hardware(),
         "steps": args.steps,
+        "tta": args.tta,
+        "model": args.model,
+        "base": args.base,
         "slices": SLICES,
         "scribble_fraction": float((scribbles > 0).mean()),
         "scribble_pixels": {"membrane": int((scribbles == 1).sum()), "interior": int((scribbles == 2).sum())},
     }
     print(f"{results['hardware']}\nscribbles cover {results['scribble_fraction']:.2%} of slices {SLICES}")
+
+    def network_arm(images, labels, mode):
+        return lambda: unet_arm(
+            images, labels, mode, args.steps, args.seed, overrides, args.tta, args.model, args.base
+        )
+
     arms = {
-        "scribbles": lambda: unet_arm(IMAGES[SLICES], scribbles, "sparse", args.steps, args.seed, overrides),
-        "a": lambda: unet_arm(IMAGES[SLICES], LABELS[SLICES], "dense", args.steps, args.seed, overrides),
-        "b": lambda: unet_arm(IMAGES[TRAIN], LABELS[TRAIN], "dense", args.steps, args.seed, overrides),
+        "scribbles": network_arm(IMAGES[SLICES], scribbles, "sparse"),
+        "a": network_arm(IMAGES[SLICES], LABELS[SLICES], "dense"),
+        "b": network_arm(IMAGES[TRAIN], LABELS[TRAIN], "dense"),
     }
     for arm in args.arms:
         if arm == "c":
             dice, seconds = forest_arm(scribbles)
         else:
-            dice, seconds, pred = arms[arm]()
+            dice, seconds, pred, loaded = arms[arm]()
             RESULTS.mkdir(exist_ok=True)
             tifffile.imwrite(RESULTS / f"{args.name}_{arm}.tif", pred)  # for looking at
+            if args.save_models:
+                save_model(loaded, RESULTS / f"{args.name}_{arm}.pt")
         results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
         print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
     if "scribbles" in results and "a" in results:
