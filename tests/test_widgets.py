@@ -356,6 +356,34 @@ def test_predict_a_dask_layer_slice_by_slice(make_napari_viewer, qtbot, tmp_path
     np.testing.assert_allclose(probs[0] + probs[1], 1.0, atol=1e-5)
 
 
+def test_big_outputs_live_in_temporary_files_and_match_in_memory_ones(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """Above MEMMAP_BYTES the prediction and probability layers are memory-mapped
+    temporary files (not resident memory), with the same values as in memory."""
+    from napari_unetseg.widgets import predict as predict_module
+
+    sample = make_sample(n_slices=3, size=64, painted_slices=2, seed=5)
+    model_path = tiny_model_file(tmp_path / "model.pt", sample, steps=3)
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="small")
+    viewer.add_image(sample.image.copy(), name="big")
+    predict = predict_dock_with_file(viewer, model_path)
+    predict._probabilities.value = True
+    for name, limit in (("small", 1 << 30), ("big", 0)):
+        monkeypatch.setattr(predict_module, "MEMMAP_BYTES", limit)
+        predict._images.value = [viewer.layers[name]]
+        predict.predict()
+        wait_for(qtbot, predict)
+    small, big = viewer.layers["small prediction"].data, viewer.layers["big prediction"].data
+    assert not isinstance(small, np.memmap) and isinstance(big, np.memmap)
+    assert big.any() and np.array_equal(small, big)
+    for value in (1, 2):
+        memory, mapped = (viewer.layers[f"{n} p(class {value})"].data for n in ("small", "big"))
+        assert isinstance(mapped.base, np.memmap) or isinstance(mapped, np.memmap)
+        np.testing.assert_array_equal(memory, mapped)
+
+
 def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(
     make_napari_viewer, qtbot, tmp_path
 ):

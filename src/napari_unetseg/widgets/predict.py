@@ -8,6 +8,8 @@ otherwise a new layer is added: nothing of the user's is ever overwritten.
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -34,7 +36,19 @@ from napari_unetseg.widgets._layers import (
 from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
 
 SOURCES = [("model just trained", "session"), ("model file", "file")]
+MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
+
+
+def new_output_array(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed array for a prediction output: in memory when small, memory-mapped to an
+    anonymous temporary file (deleted when the array is) above :data:`MEMMAP_BYTES`, so
+    that a big stack's labels and probabilities cost page cache, not resident memory."""
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape)) * dtype.itemsize <= MEMMAP_BYTES:
+        return np.zeros(shape, dtype)
+    with tempfile.TemporaryFile(prefix="unetseg-") as backing:  # the mapping outlives the handle
+        return np.memmap(backing, dtype=dtype, mode="w+", shape=shape)
 
 
 def _mark_edited(layer):
@@ -176,7 +190,7 @@ class PredictWidget(LayerDock):
 
     def _make_job(self):
         from napari_unetseg.core.checkpoint import pruned
-        from napari_unetseg.core.prediction import iter_predict
+        from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
         loaded = self._model()
         if self._head.value:
@@ -195,8 +209,10 @@ class PredictWidget(LayerDock):
                 self._task = (number + 1, len(tasks))
                 # probabilities go straight into the array the layer will show: one copy
                 out = _ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
+                rows = stack.shape[0] if slices is None else len(slices)
+                labels = new_output_array((rows, *stack.shape[2:]), labels_dtype(loaded.class_values))
                 result = yield from iter_predict(
-                    loaded, stack, config, probabilities, slices, probabilities_out=out
+                    loaded, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
                 )
                 results.append((group, slices, result))
             return loaded, results
@@ -244,7 +260,7 @@ class PredictWidget(LayerDock):
         if layer is not None:
             return layer
         layer = self._viewer.add_labels(
-            np.zeros(shape, dtype=dtype), name=name, metadata=dict(metadata), **matching_geometry(source)
+            new_output_array(shape, dtype), name=name, metadata=dict(metadata), **matching_geometry(source)
         )
         layer.events.paint.connect(_mark_edited(layer))
         return layer
@@ -311,7 +327,7 @@ class _ClassFirst:
 
     def __init__(self, stack_shape: tuple[int, ...], classes: int, slices) -> None:
         n, _, h, w = stack_shape
-        self.array = np.zeros((classes, n, h, w), np.float32)
+        self.array = new_output_array((classes, n, h, w), np.float32)
         self.targets = list(range(n)) if slices is None else list(slices)
 
     def __setitem__(self, row: int, slab: np.ndarray) -> None:
