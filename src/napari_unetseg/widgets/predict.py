@@ -36,14 +36,16 @@ from napari_unetseg.widgets._layers import (
 from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
 
 SOURCES = [("model just trained", "session"), ("model file", "file")]
-MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
+MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
 
 
 def new_output_array(shape: tuple[int, ...], dtype) -> np.ndarray:
     """A zeroed array for a prediction output: in memory when small, memory-mapped to an
     anonymous temporary file (deleted when the array is) above :data:`MEMMAP_BYTES`, so
-    that a big stack's labels and probabilities cost page cache, not resident memory."""
+    that a big stack's labels and probabilities cost page cache, not resident memory.
+    The file goes to the system temporary folder (``TMPDIR``): where that is a RAM-backed
+    tmpfs, point ``TMPDIR`` at a disk."""
     dtype = np.dtype(dtype)
     if int(np.prod(shape)) * dtype.itemsize <= MEMMAP_BYTES:
         return np.zeros(shape, dtype)
