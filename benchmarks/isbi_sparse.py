@@ -100,6 +100,12 @@ def main() -> None:
     parser.add_argument("--save-models", action="store_true", help="keep each U-Net arm's model file")
     parser.add_argument("--strokes", type=int, default=8, help="strokes per class and slice")
     parser.add_argument("--membrane-length", type=int, default=80, help="membrane stroke length (px)")
+    parser.add_argument(
+        "--whole-stack",
+        action="store_true",
+        help="scribbles arm: train on all 24 training slices with the strokes on 3 of them "
+        "(the others unpainted, as in a napari Labels layer over the whole stack)",
+    )
     parser.add_argument("--interior-length", type=int, default=60, help="interior stroke length (px)")
     args = parser.parse_args()
     folder = DATA / "isbi2012_em_membranes"
@@ -119,6 +125,7 @@ def main() -> None:
         "hardware": hardware(),
         "steps": args.steps,
         "tta": args.tta,
+        "whole_stack": args.whole_stack,
         "model": args.model,
         "base": args.base,
         "slices": SLICES,
@@ -132,8 +139,14 @@ def main() -> None:
             images, labels, mode, args.steps, args.seed, overrides, args.tta, args.model, args.base
         )
 
+    if args.whole_stack:
+        painted = np.zeros(LABELS[TRAIN].shape, scribbles.dtype)
+        painted[SLICES] = scribbles
+        scribble_arm = network_arm(IMAGES[TRAIN], painted, "sparse")
+    else:
+        scribble_arm = network_arm(IMAGES[SLICES], scribbles, "sparse")
     arms = {
-        "scribbles": network_arm(IMAGES[SLICES], scribbles, "sparse"),
+        "scribbles": scribble_arm,
         "a": network_arm(IMAGES[SLICES], LABELS[SLICES], "dense"),
         "b": network_arm(IMAGES[TRAIN], LABELS[TRAIN], "dense"),
     }

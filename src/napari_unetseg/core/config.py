@@ -118,6 +118,9 @@ class TrainConfig(_ConfigMixin):
     ``class_balance``: median-frequency class weights in the loss; ``None`` = on for
     sparse labels (how much of each class was painted says nothing about the image)
     and off for dense ones (their class frequencies are the real prior).
+    ``augment``: random flips/rot90s and contrast/brightness jitter of every batch.
+    ``deform``: also a random rotation, scaling and elastic warp of 2D batches
+    (:func:`~napari_unetseg.core.transforms.random_deformation`).
     ``patch_depth``: the z side (slices) of the training patches of 3D models.
     ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
     (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`), off by default: it
@@ -145,6 +148,7 @@ class TrainConfig(_ConfigMixin):
     device: str = "auto"
     precision: str = "auto"
     augment: bool = True
+    deform: bool = False
     dice_weight: float = 1.0
     class_balance: bool | None = None
     labelled_sampling: float = 0.9

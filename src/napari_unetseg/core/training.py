@@ -42,7 +42,12 @@ from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled, smaller_batch
 from napari_unetseg.core.priors import prior_shift_bias
-from napari_unetseg.core.transforms import random_dihedral, random_intensity, random_z_flip
+from napari_unetseg.core.transforms import (
+    random_deformation,
+    random_dihedral,
+    random_intensity,
+    random_z_flip,
+)
 
 PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
 PRIOR_SLICES, PRIOR_CROP = 4, 512  # the class-prior estimate looks at this much of the training data
@@ -328,6 +333,8 @@ class Trainer:
             if x.ndim == 5:
                 x, y = random_z_flip(x, y, self.generator)
             x = random_intensity(x, self.generator)
+            if self.config.deform:
+                x, y = random_deformation(x, y, self.generator)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def random_dihedral(
@@ -50,3 +51,40 @@ def random_z_flip(
     images = torch.where(flip.view(-1, 1, 1, 1, 1), images.flip(2), images)
     targets = torch.where(flip.view(-1, 1, 1, 1), targets.flip(1), targets)
     return images, targets
+
+
+def random_deformation(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+    max_scale: float = 0.2,
+    elastic_pixels: float = 8.0,
+    grid_points: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random rotation, scaling and smooth elastic warp of a 2D batch, as in the U-Net paper.
+
+    Each sample gets its own rotation (any angle), isotropic scale in
+    ``[1 - max_scale, 1 + max_scale]`` and a smooth displacement field: random offsets
+    (standard deviation ``elastic_pixels``) on a ``grid_points`` x ``grid_points`` grid,
+    up-sampled bicubically. Images are resampled bilinearly, targets (class indices,
+    ``IGNORE`` included) by nearest neighbour; outside the patch both are mirrored.
+    ``images`` is ``(B, C, P, P)``, ``targets`` ``(B, P, P)``; 3D batches are returned
+    unchanged.
+    """
+    if images.ndim != 4:
+        return images, targets
+    b, _, h, w = images.shape
+    angle = torch.rand(b, generator=generator) * 2 * torch.pi
+    scale = 1 + (torch.rand(b, generator=generator) * 2 - 1) * max_scale
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)
+    coarse = torch.randn(b, 2, grid_points, grid_points, generator=generator) * elastic_pixels
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    field = field.permute(0, 2, 3, 1) * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> [-1, 1] units
+    grid = (grid + field).to(device=images.device, dtype=images.dtype)
+    options = {"padding_mode": "reflection", "align_corners": False}
+    warped = F.grid_sample(images, grid, mode="bilinear", **options)
+    labels = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest", **options)
+    return warped, labels[:, 0].round().to(targets.dtype)

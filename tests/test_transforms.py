@@ -1,0 +1,82 @@
+"""Batch augmentations: geometry moves images and labels together, labels stay labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from conftest import blobs
+
+from napari_unetseg.core.data import IGNORE
+from napari_unetseg.core.transforms import random_deformation, random_dihedral
+
+
+def _rings(size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images that are their own labels: concentric bands 0/1/2 and an unpainted corner."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2 + 7, xx - size / 2 + 3)
+    labels = (r // 12 % 3).astype(np.int64)
+    images = torch.from_numpy(labels.astype(np.float32))[None, None].repeat(6, 1, 1, 1)
+    targets = torch.from_numpy(labels)[None].repeat(6, 1, 1)
+    targets[:, :10, :10] = IGNORE
+    return images, targets
+
+
+def test_deformation_moves_images_and_labels_together():
+    images, targets = _rings()
+    warped, labels = random_deformation(images, targets, torch.Generator().manual_seed(0))
+    assert warped.shape == images.shape and labels.shape == targets.shape
+    assert labels.dtype == targets.dtype
+    assert set(labels.unique().tolist()) <= {IGNORE, 0, 1, 2}
+    # it really deforms: every sample differs from the input and from the others
+    assert all((labels[i] != targets[i]).float().mean() > 0.2 for i in range(6))
+    assert (labels[0] != labels[1]).float().mean() > 0.2
+    # ... and labels follow the image: where the bilinear image is a clean level, it is the label
+    painted = labels != IGNORE
+    clean = (warped[:, 0] - warped[:, 0].round()).abs() < 1e-4
+    agree = warped[:, 0].round().long() == labels
+    assert agree[painted & clean].float().mean() > 0.98
+    assert (painted & clean).float().mean() > 0.5
+
+
+def test_deformation_is_seeded_and_leaves_3d_batches_alone():
+    images, targets = _rings()
+    a = random_deformation(images, targets, torch.Generator().manual_seed(1))
+    b = random_deformation(images, targets, torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    volume, vol_targets = torch.rand(2, 1, 4, 32, 32), torch.zeros(2, 4, 32, 32, dtype=torch.long)
+    same = random_deformation(volume, vol_targets, torch.Generator().manual_seed(1))
+    assert same[0] is volume and same[1] is vol_targets
+
+
+def test_dihedral_keeps_pairs_aligned():
+    images, targets = _rings()
+    turned, labels = random_dihedral(images, targets, torch.Generator().manual_seed(0))
+    painted = labels != IGNORE
+    assert torch.equal(turned[:, 0].long()[painted], labels[painted])
+    assert not torch.equal(labels, targets)
+
+
+def test_training_with_deformation_learns():
+    from napari_unetseg.core.config import ModelSpec, TrainConfig
+    from napari_unetseg.core.events import StepEvent
+    from napari_unetseg.core.prediction import predict_stack
+    from napari_unetseg.core.training import train
+
+    image, labels = blobs(n=2, size=64)
+    config = TrainConfig(
+        steps=80,
+        patch_size=32,
+        batch_size=4,
+        steps_per_epoch=40,
+        device="cpu",
+        precision="fp32",
+        learning_rate=5e-3,
+        deform=True,
+        label_mode="dense",
+    )
+    events = []
+    result = train([image], [labels], ModelSpec(depth=2, base_channels=8), config, on_event=events.append)
+    losses = [e.loss for e in events if isinstance(e, StepEvent)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    pred = predict_stack(result.loaded, image).labels
+    assert (pred == labels).mean() > 0.9
