@@ -83,6 +83,17 @@ def test_sparse_training_ignores_unpainted_and_predicts_in_annotation_numbering(
     assert fg > 0.5, fg  # well above chance from strokes on ~1% of the pixels
 
 
+def test_training_with_deformation_learns():
+    image, labels = blobs(n=2, size=64)
+    events = []
+    config = cfg(steps=80, steps_per_epoch=40, deform=True, label_mode="dense")
+    result = train([image], [labels], SPEC, config, on_event=events.append)
+    losses = [e.loss for e in events if isinstance(e, StepEvent)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    pred = predict_stack(result.loaded, image).labels
+    assert (pred == labels).mean() > 0.9
+
+
 def test_seeded_runs_are_reproducible_on_cpu():
     image, labels = blobs()
     a = train([image], [labels], SPEC, cfg(seed=3)).loaded.model.state_dict()
