@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from napari_unetseg.core.losses import edge_aware_smoothness, masked_soft_dice, segmentation_loss
+from napari_unetseg.core.losses import (
+    edge_aware_smoothness,
+    masked_soft_dice,
+    segmentation_loss,
+    transform_consistency,
+)
+from napari_unetseg.core.transforms import dihedral
 
 
 def test_unlabelled_pixels_do_not_change_the_loss():
@@ -58,3 +64,16 @@ def test_smoothness_prefers_boundaries_on_image_edges():
     constant = torch.zeros(1, 2, 16, 16)
     constant[:, 0] = 10.0
     assert edge_aware_smoothness(constant, image) < 1e-4  # one label everywhere costs nothing
+
+
+def test_consistency_is_zero_only_for_equivariant_views_and_teaches_the_second():
+    torch.manual_seed(0)
+    first = torch.randn(2, 3, 12, 12, requires_grad=True)
+    for k in range(1, 8):
+        assert transform_consistency(first, dihedral(first, k), k) < 1e-10  # the turned view agrees
+    second = torch.randn(2, 3, 12, 12, requires_grad=True)
+    loss = transform_consistency(first, second, 3)
+    assert loss > 0.05
+    loss.backward()
+    assert first.grad is None  # the first view is the (detached) teacher
+    assert second.grad.abs().max() > 0

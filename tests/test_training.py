@@ -94,6 +94,16 @@ def test_training_with_deformation_learns():
     assert (pred == labels).mean() > 0.9
 
 
+def test_training_with_transform_consistency_learns_from_strokes():
+    image, labels = blobs(n=2, size=64)
+    strokes = np.zeros_like(labels)
+    strokes[:, ::8] = labels[:, ::8]  # every 8th row painted (1 = background, 2 = blob)
+    config = cfg(steps=80, steps_per_epoch=40, consistency_weight=3.0)
+    result = train([image], [strokes], SPEC, config)
+    pred = predict_stack(result.loaded, image).labels
+    assert (pred == labels).mean() > 0.9
+
+
 def test_seeded_runs_are_reproducible_on_cpu():
     image, labels = blobs()
     a = train([image], [labels], SPEC, cfg(seed=3)).loaded.model.state_dict()

@@ -128,6 +128,9 @@ class TrainConfig(_ConfigMixin):
     to 0.748) but merges nearby blobs such as nuclei (synthetic sample: 0.735 to 0.41),
     see docs/benchmarks.md. ``smoothness_sigma``: the intensity difference
     (normalised image) at which neighbours count as across an edge.
+    ``consistency_weight``: weight of a flip/rot90 consistency term on all pixels
+    (:func:`~napari_unetseg.core.losses.transform_consistency`); off by default; each
+    step then runs the network on two views of the batch.
     ``prior_correction``: for sparse labels on 2D models, estimate the class frequencies
     of the unpainted pixels at every save and correct the network's scores for them
     (:mod:`~napari_unetseg.core.priors`): painted strokes over-represent thin classes,
@@ -154,6 +157,7 @@ class TrainConfig(_ConfigMixin):
     labelled_sampling: float = 0.9
     smoothness_weight: float = 0.0
     smoothness_sigma: float = 0.05
+    consistency_weight: float = 0.0
     prior_correction: bool = True
     percentile_low: float = 1.0
     percentile_high: float = 99.8
@@ -174,6 +178,7 @@ class TrainConfig(_ConfigMixin):
             raise UserInputError("need 0 <= percentile_low < percentile_high <= 100")
         _check_positive("smoothness_weight", self.smoothness_weight, 0)
         _check_positive("smoothness_sigma", self.smoothness_sigma, 1e-6)
+        _check_positive("consistency_weight", self.consistency_weight, 0)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_unetseg.core.data import IGNORE
+from napari_unetseg.core.transforms import dihedral
 
 
 def masked_cross_entropy(
@@ -74,3 +75,16 @@ def edge_aware_smoothness(
             total = total + (weight * (1 - agree)).mean()
             count += 1
     return total / count
+
+
+def transform_consistency(logits: torch.Tensor, logits_turned: torch.Tensor, k: int) -> torch.Tensor:
+    """Disagreement between two views of the same patches, over *all* pixels.
+
+    ``logits_turned`` was predicted from ``dihedral(x, k)`` (plus intensity jitter),
+    ``logits`` from ``x``. The class probabilities of the first view, turned the same
+    way and detached, are the target of the second: mean over pixels of the squared
+    difference summed over classes (the Pi-model / mean-teacher consistency of
+    Laine & Aila 2017 and Tarvainen & Valpola 2017, with the network as its own teacher).
+    """
+    target = dihedral(torch.softmax(logits.float(), dim=1).detach(), k)
+    return (torch.softmax(logits_turned.float(), dim=1) - target).square().sum(1).mean()

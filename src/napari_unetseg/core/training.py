@@ -37,12 +37,13 @@ from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_
 from napari_unetseg.core.history import write_history
 from napari_unetseg.core.inference import channels_last_format
 from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
-from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss
+from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss, transform_consistency
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.prediction import predict_tiled, smaller_batch
 from napari_unetseg.core.priors import prior_shift_bias
 from napari_unetseg.core.transforms import (
+    dihedral,
     random_deformation,
     random_dihedral,
     random_intensity,
@@ -335,13 +336,24 @@ class Trainer:
             x = random_intensity(x, self.generator)
             if self.config.deform:
                 x, y = random_deformation(x, y, self.generator)
+        turn = 0
+        if self.config.consistency_weight:  # a second, turned and jittered view of the batch
+            turn = int(torch.randint(1, 8, (1,), generator=self.generator))
+            x = torch.cat([x, random_intensity(dihedral(x, turn), self.generator)])
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
             heads = self.model.forward_heads(x)
+        if turn:
+            b = y.shape[0]
+            consistency = transform_consistency(heads[-1][:b], heads[-1][b:], turn)
+            heads, x = [h[:b] for h in heads], x[:b]
         loss = sum(
             segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
         ) / len(heads)
+        if turn:  # ramped up over the first quarter: the early network is no teacher yet
+            ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
+            loss = loss + ramp * self.config.consistency_weight * consistency
         if self.config.smoothness_weight:
             loss = loss + self.config.smoothness_weight * edge_aware_smoothness(
                 heads[-1], x, sigma=self.config.smoothness_sigma

@@ -17,17 +17,18 @@ def random_dihedral(
     """
     choice = torch.randint(8, (images.shape[0],), generator=generator).to(images.device)
     out_images, out_targets = images.clone(), targets.clone()
-    for k in range(8):
+    for k in range(1, 8):
         sel = choice == k
-        if k == 0 or not bool(sel.any()):
-            continue
-        img, tgt = images[sel], targets[sel]
-        if k >= 4:
-            img, tgt = img.flip(-1), tgt.flip(-1)
-        img = torch.rot90(img, k % 4, dims=(-2, -1))
-        tgt = torch.rot90(tgt, k % 4, dims=(-2, -1))
-        out_images[sel], out_targets[sel] = img, tgt
+        if bool(sel.any()):
+            out_images[sel], out_targets[sel] = dihedral(images[sel], k), dihedral(targets[sel], k)
     return out_images, out_targets
+
+
+def dihedral(tensor: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0-7) flip/rot90 of the square over the last two axes (0 = identity)."""
+    if k >= 4:
+        tensor = tensor.flip(-1)
+    return torch.rot90(tensor, k % 4, dims=(-2, -1))
 
 
 def random_intensity(
