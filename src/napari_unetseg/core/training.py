@@ -344,16 +344,21 @@ class Trainer:
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
             heads = self.model.forward_heads(x)
-        if turn:
-            b = y.shape[0]
-            consistency = transform_consistency(heads[-1][:b], heads[-1][b:], turn)
-            heads, x = [h[:b] for h in heads], x[:b]
-        loss = sum(
-            segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads
-        ) / len(heads)
+        consistency = 0.0
         if turn:  # ramped up over the first quarter: the early network is no teacher yet
+            b = y.shape[0]
             ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
-            loss = loss + ramp * self.config.consistency_weight * consistency
+            consistency = (
+                ramp
+                * self.config.consistency_weight
+                * transform_consistency(heads[-1][:b], heads[-1][b:], turn)
+            )
+            heads, x = [h[:b] for h in heads], x[:b]
+        loss = (
+            sum(segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads)
+            / len(heads)
+            + consistency
+        )
         if self.config.smoothness_weight:
             loss = loss + self.config.smoothness_weight * edge_aware_smoothness(
                 heads[-1], x, sigma=self.config.smoothness_sigma
