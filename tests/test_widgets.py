@@ -475,3 +475,32 @@ def test_predict_from_a_pruned_unetplusplus_head(make_napari_viewer, qtbot, tmp_
     np.testing.assert_array_equal(viewer.layers["cells prediction"].data, expected)
     predict._model_file.value = str(tiny_model_file(tmp_path / "unet.pt", sample))
     assert predict._head.native.isHidden() and predict._head.value == 0  # a U-Net has one head
+
+
+def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
+    make_napari_viewer, qtbot, tmp_path
+):
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.widgets.train import CONSISTENCY_WEIGHT
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=3, size=48, painted_slices=1, seed=5)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    train = open_dock(viewer, "Train")
+    assert train._unpainted.enabled and not train._unpainted.value  # off by default
+    train._unpainted.value = True
+    train._mode.value = "dense"
+    assert not train._unpainted.enabled and train._config().consistency_weight == 0
+    train._mode.value = "sparse"
+    assert train._unpainted.enabled and train._config().consistency_weight == CONSISTENCY_WEIGHT
+
+    train._image.value = [image]
+    train._labels_layer.value = strokes
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    train._steps.value = 3
+    train._run_dir.value = str(tmp_path / "run")
+    assert train.start() is not None
+    wait_for(qtbot, train)
+    loaded = load_model(tmp_path / "run" / "model.pt")
+    assert loaded.train_config["consistency_weight"] == CONSISTENCY_WEIGHT and loaded.step == 3
