@@ -84,7 +84,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the scribbles (and seeds training)")
+    parser.add_argument("--train-seed", type=int, help="seeds training instead of --seed")
     parser.add_argument("--arms", nargs="+", default=["scribbles", "a", "b", "c"])
     parser.add_argument(
         "--set",
@@ -119,11 +120,14 @@ def main() -> None:
             for i in SLICES
         ]
     )
+    train_seed = args.seed if args.train_seed is None else args.train_seed
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     results = {
         "overrides": overrides,
         "hardware": hardware(),
         "steps": args.steps,
+        "seed": args.seed,
+        "train_seed": train_seed,
         "tta": args.tta,
         "whole_stack": args.whole_stack,
         "model": args.model,
@@ -136,7 +140,7 @@ def main() -> None:
 
     def network_arm(images, labels, mode):
         return lambda: unet_arm(
-            images, labels, mode, args.steps, args.seed, overrides, args.tta, args.model, args.base
+            images, labels, mode, args.steps, train_seed, overrides, args.tta, args.model, args.base
         )
 
     if args.whole_stack:
