@@ -104,22 +104,6 @@ def test_training_with_transform_consistency_learns_from_strokes():
     assert (pred == labels).mean() > 0.9
 
 
-def test_unpainted_slices_join_as_context_only_with_the_consistency_term():
-    image, labels = blobs(n=5, size=64)
-    strokes = np.zeros_like(labels)
-    strokes[1, ::8] = labels[1, ::8]  # one painted slice of five
-    plain = Trainer([image], [strokes], SPEC, cfg(steps=1))
-    assert len(plain.sampler.images) == 1
-    semi = Trainer([image], [strokes], SPEC, cfg(steps=1, consistency_weight=1.0))
-    assert len(semi.sampler.images) == 5
-    assert all((t == -1).all() for t in semi.sampler.targets[1:])  # context: nothing painted
-    assert torch.allclose(semi.sampler.images[0], plain.sampler.images[0])  # same painted slice
-    assert len(semi._prior_items) > len(plain._prior_items)  # the prior sees the unpainted slices
-    dense_cfg = cfg(steps=1, consistency_weight=1.0, label_mode="dense", validation_fraction=0)
-    dense = Trainer([image], [labels], SPEC, dense_cfg)
-    assert len(dense.sampler.images) == 5  # dense: every slice is labelled, none is context
-
-
 def test_seeded_runs_are_reproducible_on_cpu():
     image, labels = blobs()
     a = train([image], [labels], SPEC, cfg(seed=3)).loaded.model.state_dict()

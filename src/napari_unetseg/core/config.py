@@ -131,8 +131,7 @@ class TrainConfig(_ConfigMixin):
     ``consistency_weight``: weight of a flip/rot90 consistency term on all pixels
     (:func:`~napari_unetseg.core.losses.transform_consistency`), for sparse labels; off
     by default; each step then runs the network on two views of the batch (ISBI
-    scribbles: weight 10 took Dice from 0.742 to 0.775; dense labels lose by it);
-    with it on, unpainted slices of the training stacks join as unlabelled context.
+    scribbles: weight 10 took Dice from 0.742 to 0.775; dense labels lose by it).
     ``prior_correction``: for sparse labels on 2D models, estimate the class frequencies
     of the unpainted pixels at every save and correct the network's scores for them
     (:mod:`~napari_unetseg.core.priors`): painted strokes over-represent thin classes,

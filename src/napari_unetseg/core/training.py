@@ -6,8 +6,7 @@
 
 Stacks are ``(N, C, Y, X)`` images and ``(N, Y, X)`` labels; every labelled slice is a
 training slice, and when there are enough of them a fraction is held out for
-validation (Dice on their labelled pixels after every epoch). Unpainted slices are
-skipped, unless the consistency term is on (sparse labels): then they are context.
+validation (Dice on their labelled pixels after every epoch).
 """
 
 from __future__ import annotations
@@ -55,9 +54,6 @@ PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
 PRIOR_SLICES, PRIOR_CROP = 4, 512  # the class-prior estimate looks at this much of the training data
 
 MIN_SLICES_FOR_VALIDATION = 4
-# With the consistency term on (sparse labels), unpainted slices of the training stacks
-# join the training slices as unlabelled context, up to this many pixels in all.
-CONTEXT_PIXELS = 2**24
 
 
 @dataclass
@@ -223,7 +219,7 @@ class Trainer:
         labelled stacks as ``(C, Z, Y, X)`` volumes (3D models, no validation split)."""
         train_x, train_y, self.val = [], [], []
         rng = np.random.default_rng(self.config.seed)
-        slices, unpainted = [], []
+        slices = []
         volumes = self.model.spatial_dims == 3
         for number, (image, label) in enumerate(zip(images, labels), start=1):
             lo, hi = self.normalization.percentiles(image)
@@ -241,8 +237,6 @@ class Trainer:
                 target = data_mod.encode_labels(np.asarray(label[i]), self.class_values, mode)
                 if (target >= 0).any():
                     slices.append((self.normalization.apply(image[i], lo, hi), target))
-                else:
-                    unpainted.append((image, label, i, lo, hi))
         n_val = 0
         enough = len(slices) >= MIN_SLICES_FOR_VALIDATION and not volumes
         if enough and self.config.validation_fraction > 0:
@@ -254,10 +248,6 @@ class Trainer:
             else:
                 train_x.append(x)
                 train_y.append(y)
-        if mode == "sparse" and self.config.consistency_weight:
-            for image, label, i, lo, hi in _context_picks(unpainted):
-                train_x.append(self.normalization.apply(image[i], lo, hi))
-                train_y.append(np.full(label[i].shape, data_mod.IGNORE, dtype=np.int64))
         self.generator = torch.Generator().manual_seed(self.config.seed)
         patch = self.config.patch_size
         self.sampler = data_mod.PatchSampler(
@@ -537,16 +527,6 @@ def _effective_prior(targets: list[np.ndarray], num_classes: int, weights: torch
     if weights is not None:
         prior *= weights.cpu().numpy()
     return prior / max(prior.sum(), 1e-12)
-
-
-def _context_picks(unpainted: list) -> list:
-    """Up to :data:`CONTEXT_PIXELS` worth of evenly spaced unpainted slices."""
-    if not unpainted:
-        return []
-    slice_pixels = int(np.prod(unpainted[0][0].shape[-2:]))
-    count = max(1, min(len(unpainted), CONTEXT_PIXELS // slice_pixels))
-    picks = np.unique(np.linspace(0, len(unpainted) - 1, count).round().astype(int))
-    return [unpainted[p] for p in picks]
 
 
 def _prior_sample(images: list[np.ndarray], targets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -46,8 +46,8 @@ PREVIEW_LAYER = "training preview"
 CONSISTENCY_WEIGHT = 10.0  # the best weight on ISBI scribbles (docs/benchmarks.md)
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped or turned copy "
-    "of every patch, on all pixels, including the unpainted slices of the stack. Helps when "
-    "a few strokes must teach thin structures; each step costs about twice as much."
+    "of every patch, on all pixels of the painted slices, painted or not. Meant for "
+    "a few strokes on thin structures; each step costs about twice as much."
 )
 
 
