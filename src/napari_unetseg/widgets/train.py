@@ -43,7 +43,7 @@ from napari_unetseg.widgets._run import Outcome, report, show_info, start_worker
 
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
 PREVIEW_LAYER = "training preview"
-CONSISTENCY_WEIGHT = 10.0  # the best weight on ISBI scribbles (docs/benchmarks.md)
+CONSISTENCY_WEIGHT = 10.0  # the better of 3 and 10 on ISBI scribbles (docs/benchmarks.md)
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped or turned copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
