@@ -42,6 +42,19 @@ def predict_dock_with_file(viewer, model_path):
     return predict
 
 
+def train_from_dock(qtbot, train, image, labels, run_dir, steps=3):
+    """Run the Train dock on ``image``/``labels`` for ``steps`` into ``run_dir``; the saved model."""
+    from napari_unetseg.core.checkpoint import load_model
+
+    train._image.value = [image]
+    train._labels_layer.value = labels
+    train._steps.value = steps
+    train._run_dir.value = str(run_dir)
+    assert train.start() is not None
+    wait_for(qtbot, train)
+    return load_model(run_dir / "model.pt")
+
+
 @pytest.fixture
 def warnings_shown(monkeypatch):
     """Collect the messages the docks show as notifications."""
@@ -387,7 +400,6 @@ def test_big_outputs_live_in_temporary_files_and_match_in_memory_ones(
 def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(
     make_napari_viewer, qtbot, tmp_path
 ):
-    from napari_unetseg.core.checkpoint import load_model
     from napari_unetseg.core.config import ModelSpec
     from napari_unetseg.core.models import MODELS, parameter_count
 
@@ -413,17 +425,11 @@ def test_train_dock_lists_every_architecture_with_its_size_and_trains_one(
     assert train._depth.enabled and "UNet 3+" in train._model.tooltip
 
     train._model.value = "deeplabv3plus"
-    train._image.value = [image]
-    train._labels_layer.value = strokes
-    train._patch.value, train._batch.value, train._steps.value = 32, 2, 3
-    train._run_dir.value = str(tmp_path / "run")
-    assert train.start() is not None
-    wait_for(qtbot, train)
-    assert load_model(tmp_path / "run" / "model.pt").spec.name == "deeplabv3plus"
+    train._patch.value, train._batch.value = 32, 2
+    assert train_from_dock(qtbot, train, image, strokes, tmp_path / "run").spec.name == "deeplabv3plus"
 
 
 def test_a_3d_model_trains_from_the_dock_with_the_layer_z_step(make_napari_viewer, qtbot, tmp_path):
-    from napari_unetseg.core.checkpoint import load_model
 
     viewer = make_napari_viewer()
     sample = make_sample(n_slices=6, size=48, painted_slices=3, seed=2)
@@ -431,14 +437,8 @@ def test_a_3d_model_trains_from_the_dock_with_the_layer_z_step(make_napari_viewe
     strokes = viewer.add_labels(sample.strokes, name="strokes", scale=(2.0, 0.5, 0.5))
     train = open_dock(viewer, "Train")
     train._model.value = "unet3d"
-    train._image.value = [image]
-    train._labels_layer.value = strokes
     train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
-    train._steps.value = 3
-    train._run_dir.value = str(tmp_path / "run")
-    assert train.start() is not None
-    wait_for(qtbot, train)
-    loaded = load_model(tmp_path / "run" / "model.pt")
+    loaded = train_from_dock(qtbot, train, image, strokes, tmp_path / "run")
     assert loaded.spec.name == "unet3d" and loaded.spec.anisotropy == 4.0
     assert loaded.model.pools[0] == (1, 2, 2)  # slices kept apart at the first level
 
@@ -480,7 +480,6 @@ def test_predict_from_a_pruned_unetplusplus_head(make_napari_viewer, qtbot, tmp_
 def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
     make_napari_viewer, qtbot, tmp_path
 ):
-    from napari_unetseg.core.checkpoint import load_model
     from napari_unetseg.widgets.train import CONSISTENCY_WEIGHT
 
     viewer = make_napari_viewer()
@@ -495,12 +494,6 @@ def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
     train._mode.value = "sparse"
     assert train._unpainted.enabled and train._config().consistency_weight == CONSISTENCY_WEIGHT
 
-    train._image.value = [image]
-    train._labels_layer.value = strokes
     train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
-    train._steps.value = 3
-    train._run_dir.value = str(tmp_path / "run")
-    assert train.start() is not None
-    wait_for(qtbot, train)
-    loaded = load_model(tmp_path / "run" / "model.pt")
+    loaded = train_from_dock(qtbot, train, image, strokes, tmp_path / "run")
     assert loaded.train_config["consistency_weight"] == CONSISTENCY_WEIGHT and loaded.step == 3
