@@ -10,7 +10,7 @@ from napari_unetseg.core.losses import (
     segmentation_loss,
     transform_consistency,
 )
-from napari_unetseg.core.transforms import dihedral
+from napari_unetseg.core.transforms import dihedral, random_zoom_grid, warp
 
 
 def test_unlabelled_pixels_do_not_change_the_loss():
@@ -77,3 +77,16 @@ def test_consistency_is_zero_only_for_equivariant_views_and_teaches_the_second()
     loss.backward()
     assert first.grad is None  # the first view is the (detached) teacher
     assert second.grad.abs().max() > 0
+
+
+def test_consistency_with_a_zoom_compares_the_views_resampled_the_same_way():
+    torch.manual_seed(0)
+    coarse = torch.randn(2, 3, 4, 4) * 3
+    first = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bicubic", align_corners=False)
+    grid = random_zoom_grid(2, 32, 32, 2.0, torch.Generator().manual_seed(1))
+    matched = transform_consistency(first, warp(dihedral(first, 5), grid), 5, grid)
+    unzoomed = transform_consistency(first, dihedral(first, 5), 5, grid)
+    assert matched < 0.02 * unzoomed  # only the resampling of logits vs probabilities differs
+    identity = random_zoom_grid(2, 32, 32, 1.0, torch.Generator())
+    plain = transform_consistency(first, dihedral(first, 5), 5)
+    assert torch.allclose(transform_consistency(first, dihedral(first, 5), 5, identity), plain, atol=1e-6)

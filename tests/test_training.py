@@ -98,10 +98,13 @@ def test_training_with_transform_consistency_learns_from_strokes():
     image, labels = blobs(n=2, size=64)
     strokes = np.zeros_like(labels)
     strokes[:, ::8] = labels[:, ::8]  # every 8th row painted (1 = background, 2 = blob)
-    config = cfg(steps=80, steps_per_epoch=40, consistency_weight=3.0)
+    config = cfg(steps=80, steps_per_epoch=40, consistency_weight=3.0)  # second view zoomed by up to 2x
+    assert config.consistency_zoom == 2.0
     result = train([image], [strokes], SPEC, config)
     pred = predict_stack(result.loaded, image).labels
     assert (pred == labels).mean() > 0.9
+    with pytest.raises(UserInputError, match="consistency_zoom must be"):
+        cfg(consistency_zoom=0.5)
 
 
 def test_seeded_runs_are_reproducible_on_cpu():

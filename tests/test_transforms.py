@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core.data import IGNORE
-from napari_unetseg.core.transforms import random_deformation, random_dihedral
+from napari_unetseg.core.transforms import random_deformation, random_dihedral, random_zoom_grid, warp
 
 
 def _rings(size: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +53,24 @@ def test_dihedral_keeps_pairs_aligned():
     painted = labels != IGNORE
     assert torch.equal(turned[:, 0].long()[painted], labels[painted])
     assert not torch.equal(labels, targets)
+
+
+def test_zoom_grid_scales_about_the_centre_within_its_range():
+    disk = torch.zeros(1, 1, 64, 64)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r2 = (yy - 31.5).square() + (xx - 31.5).square()
+    disk[0, 0] = (r2 < 12**2).float()  # 448 px
+    centre = (r2 < 24**2).float()
+    same = warp(disk, random_zoom_grid(1, 64, 64, 1.0, torch.Generator().manual_seed(0)))
+    assert torch.allclose(same, disk, atol=1e-5)  # max_zoom 1: the identity
+    areas = []
+    for seed in range(40):
+        grid = random_zoom_grid(1, 64, 64, 2.0, torch.Generator().manual_seed(seed))
+        zoom = float(grid[0, 0, -1, 0] / same.new_tensor(63 / 64))  # x of the right edge: the factor
+        area = float((warp(disk, grid) * centre).sum())  # zoomed out, mirror copies lie outside
+        assert 0.5 - 1e-4 <= zoom <= 2.0 + 1e-4
+        assert abs(area - float(disk.sum()) / zoom**2) < 0.05 * float(disk.sum()) / zoom**2 + 5
+        areas.append(area)
+    assert min(areas) < 0.5 * float(disk.sum()) < 2 * float(disk.sum()) < max(areas)  # both ways
+    a = random_zoom_grid(3, 16, 16, 2.0, torch.Generator().manual_seed(5))
+    assert torch.equal(a, random_zoom_grid(3, 16, 16, 2.0, torch.Generator().manual_seed(5)))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_unetseg.core.data import IGNORE
-from napari_unetseg.core.transforms import dihedral
+from napari_unetseg.core.transforms import dihedral, warp
 
 
 def masked_cross_entropy(
@@ -77,14 +77,20 @@ def edge_aware_smoothness(
     return total / count
 
 
-def transform_consistency(logits: torch.Tensor, logits_turned: torch.Tensor, k: int) -> torch.Tensor:
+def transform_consistency(
+    logits: torch.Tensor, logits_turned: torch.Tensor, k: int, grid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Disagreement between two views of the same patches, over *all* pixels.
 
     ``logits_turned`` was predicted from ``dihedral(x, k)`` (plus intensity jitter),
-    ``logits`` from ``x``. The class probabilities of the first view, turned the same
-    way and detached, are the target of the second: mean over pixels of the squared
-    difference summed over classes (the Pi-model / mean-teacher consistency of
-    Laine & Aila 2017 and Tarvainen & Valpola 2017, with the network as its own teacher).
+    resampled on ``grid`` when one is given (:func:`~napari_unetseg.core.transforms.warp`,
+    a random zoom), ``logits`` from ``x``. The class probabilities of the first view,
+    turned and resampled the same way and detached, are the target of the second: mean
+    over pixels of the squared difference summed over classes (the Pi-model /
+    mean-teacher consistency of Laine & Aila 2017 and Tarvainen & Valpola 2017, with
+    the network as its own teacher).
     """
     target = dihedral(torch.softmax(logits.float(), dim=1).detach(), k)
+    if grid is not None:
+        target = warp(target, grid)
     return (torch.softmax(logits_turned.float(), dim=1) - target).square().sum(1).mean()

@@ -48,6 +48,8 @@ from napari_unetseg.core.transforms import (
     random_dihedral,
     random_intensity,
     random_z_flip,
+    random_zoom_grid,
+    warp,
 )
 
 PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
@@ -336,10 +338,15 @@ class Trainer:
             x = random_intensity(x, self.generator)
             if self.config.deform:
                 x, y = random_deformation(x, y, self.generator)
-        turn = 0
-        if self.config.consistency_weight:  # a second, turned and jittered view of the batch
+        turn, grid = 0, None
+        if self.config.consistency_weight:  # a second, turned, zoomed and jittered view of the batch
             turn = int(torch.randint(1, 8, (1,), generator=self.generator))
-            x = torch.cat([x, random_intensity(dihedral(x, turn), self.generator)])
+            second = random_intensity(dihedral(x, turn), self.generator)
+            if self.config.consistency_zoom > 1 and x.ndim == 4:
+                b, _, h, w = x.shape
+                grid = random_zoom_grid(b, h, w, self.config.consistency_zoom, self.generator)
+                second = warp(second, grid)
+            x = torch.cat([x, second])
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
@@ -351,7 +358,7 @@ class Trainer:
             consistency = (
                 ramp
                 * self.config.consistency_weight
-                * transform_consistency(heads[-1][:b], heads[-1][b:], turn)
+                * transform_consistency(heads[-1][:b], heads[-1][b:], turn, grid)
             )
             heads, x = [h[:b] for h in heads], x[:b]
         loss = (

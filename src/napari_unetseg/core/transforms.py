@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -42,6 +44,28 @@ def random_intensity(
     factor = factor.to(images.device).view(shape)
     offset = offset.to(images.device).view(shape)
     return images * factor + offset
+
+
+def random_zoom_grid(
+    batch: int, height: int, width: int, max_zoom: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Sampling grids for :func:`warp` that zoom each sample about the patch centre.
+
+    The factor is log-uniform in ``[1 / max_zoom, max_zoom]``: above 1 the grid reaches
+    beyond the patch and its content comes out smaller (zoomed out), below 1 larger.
+    Returns ``(batch, height, width, 2)`` in ``grid_sample``'s [-1, 1] units;
+    ``max_zoom == 1`` gives the identity.
+    """
+    log_zoom = (torch.rand(batch, generator=generator) * 2 - 1) * math.log(max_zoom)
+    theta = torch.zeros(batch, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.exp(log_zoom)
+    return F.affine_grid(theta, [batch, 1, height, width], align_corners=False)
+
+
+def warp(tensor: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Resample a ``(B, C, Y, X)`` batch bilinearly on ``grid``, mirrored outside the patch."""
+    grid = grid.to(device=tensor.device, dtype=tensor.dtype)
+    return F.grid_sample(tensor, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def random_z_flip(

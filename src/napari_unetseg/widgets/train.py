@@ -45,7 +45,7 @@ LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = backg
 PREVIEW_LAYER = "training preview"
 CONSISTENCY_WEIGHT = 10.0  # the better of 3 and 10 on ISBI scribbles (docs/benchmarks.md)
 UNPAINTED_TIP = (
-    "Sparse labels: also ask the network to give the same answer on a flipped or turned copy "
+    "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
     "a few strokes on thin structures; each step costs about twice as much."
 )
