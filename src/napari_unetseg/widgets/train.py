@@ -47,7 +47,7 @@ CONSISTENCY_WEIGHT = 10.0  # the better of 3 and 10 on ISBI scribbles (docs/benc
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
-    "a few strokes on thin structures; each step costs about twice as much."
+    "a few strokes; each step costs about twice as much."
 )
 
 
