@@ -89,7 +89,7 @@ def main() -> None:
     train._image.value = [image]
     train._labels_layer.value = annotations
     train._steps.value = 300
-    train._unpainted.value = True  # the setting meant for thin structures
+    train._unpainted.value = True  # a few strokes: learn from the unpainted pixels too
     viewer.dims.set_current_step(0, 4)  # an unpainted slice: the preview shows generalisation
     train.start()
     wait(app, lambda: train._progress.value >= 200 and "training preview" in viewer.layers)

@@ -110,6 +110,6 @@ def random_deformation(
     field = field.permute(0, 2, 3, 1) * torch.tensor([2.0 / w, 2.0 / h])  # pixels -> [-1, 1] units
     grid = (grid + field).to(device=images.device, dtype=images.dtype)
     options = {"padding_mode": "reflection", "align_corners": False}
-    warped = F.grid_sample(images, grid, mode="bilinear", **options)
+    warped = warp(images, grid)
     labels = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest", **options)
     return warped, labels[:, 0].round().to(targets.dtype)
