@@ -77,6 +77,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     run = d / "run"
     train_from_files([f["image"]], [f["strokes"]], run, model_options=TINY, train_options=FAST)
     f["run"], f["model"] = run, run / "model.pt"
+    other = d / "other_run"  # classes 1 and 3 instead of 1 and 2
+    train_from_files([f["image"]], [f["new_class"]], other, model_options=TINY, train_options=FAST)
+    f["other_classes_model"] = other / "model.pt"
     f["truncated_model"] = d / "truncated.pt"
     f["truncated_model"].write_bytes(f["model"].read_bytes()[:2000])
     newer = torch.load(f["model"], weights_only=True)
@@ -168,6 +171,9 @@ CASES = [
          lambda f, o: _predict(f, o, model="newer_model"), "upgrade napari-unetseg"),
     Case("not a model file", _swap(PREDICT, "{model}", "{image}"),
          lambda f, o: _predict(f, o, model="image"), "not a napari-unetseg model file"),
+    Case("ensemble of models with different classes", [*PREDICT, "--model", "{other_classes_model}"],
+         lambda f, o: predict_files([f["model"], f["other_classes_model"]], [f["image"]], o / "pred"),
+         "an ensemble needs models trained on the same classes"),
     Case("zero steps", [*TRAIN, "--steps", "0"],
          lambda f, o: _train(f, o, train={"steps": 0}), "steps must be"),
     Case("negative steps", [*TRAIN, "--steps", "-5"],

@@ -88,7 +88,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         description="Tiled prediction: writes OUT_DIR/<input name>.tif label images.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
-    p.add_argument("--model", required=True, metavar="MODEL_FILE", help="model.pt (or its run folder)")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        metavar="MODEL_FILE",
+        help="model.pt (or its run folder); repeat --model for an ensemble that averages "
+        "the models' probabilities",
+    )
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--axes", help="axes of the inputs (default: from metadata)")
     p.add_argument("--tile-size", type=int, default=1024, help="largest tile side in pixels (default 1024)")

@@ -235,7 +235,7 @@ def labels_dtype(class_values: tuple[int, ...]) -> np.dtype:
 
 
 def iter_predict(
-    loaded: LoadedModel,
+    loaded: LoadedModel | Sequence[LoadedModel],
     stack: np.ndarray,
     config: PredictConfig | None = None,
     probabilities: bool = False,
@@ -251,6 +251,11 @@ def iter_predict(
     ``slices`` predicts only those slice indices (normalised with the whole stack's
     percentiles all the same); the result then holds ``len(slices)`` slices.
 
+    Several models (an ensemble: e.g. one recipe trained with different seeds, which
+    must share their classes and input channels) each predict with their own recipe
+    and their class probabilities are averaged; the labels are the most probable class
+    of the average.
+
     The stack may be anything that gives a numpy slice when indexed (numpy, a memory
     map, dask, zarr): one slice is read at a time. ``labels_out`` and
     ``probabilities_out`` take the results instead of new in-memory arrays: anything
@@ -259,18 +264,19 @@ def iter_predict(
     holds the volume and its scores).
     """
     config = config or PredictConfig()
+    models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
+    check_ensemble(models)
+    lead = models[0]
     if stack.ndim != 4:
         raise UserInputError(f"expected a (N, C, Y, X) stack, got shape {stack.shape}")
     check_image_size(stack)
-    if stack.shape[1] != loaded.spec.in_channels:
+    if stack.shape[1] != lead.spec.in_channels:
         raise UserInputError(
-            f"the image has {stack.shape[1]} channel(s) but the model expects "
-            f"{loaded.spec.in_channels}: check the image axes (--axes) or use a model trained on such images"
+            f"the image has {stack.shape[1]} channel(s) but the model expects {lead.spec.in_channels}: "
+            "check the image axes (--axes) or use a model trained on such images"
         )
     device = resolve_device(config.device)
-    fast = inference_copy(loaded.model, device)
-    lo, hi = loaded.normalization.percentiles(stack)
-    lut = np.asarray(loaded.class_values, dtype=labels_dtype(loaded.class_values))
+    lut = np.asarray(lead.class_values, dtype=labels_dtype(lead.class_values))
     indices = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
     if any(not 0 <= i < stack.shape[0] for i in indices):
         raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
@@ -290,33 +296,67 @@ def iter_predict(
         tile_depth=config.tile_depth,
         border="reflect",
     )
-    jobs = list(_jobs(loaded, stack, indices, lo, hi, config.tile_depth))  # lazy: reads nothing yet
-    for number, (first, volume, targets) in enumerate(jobs):
-        gen = _iter_tiles(fast, volume(), config.tile_size, config.overlap, **options)
-        while True:
-            try:
-                done, total = next(gen)
-            except StopIteration as stop:
-                scores = stop.value
-                break
-            # a 3D model runs one job (the volume): progress counts its tiles
-            yield PredictProgress(done=done, total=total, slice_index=number, n_slices=len(jobs))
-        if scores.ndim == 3:  # one slice: (K, Y, X) scores
-            scores = scores[:, None]
+    # per model: its inference copy and its jobs (lazy: no slice is read yet)
+    runs = [(m, inference_copy(m.model, device), _jobs(m, stack, indices, config.tile_depth)) for m in models]
+    n_jobs = len(runs[0][2])
+    for number in range(n_jobs):
+        mean = None  # class probabilities averaged over the models, (K, Z, Y, X)
+        for rank, (model, fast, jobs) in enumerate(runs):
+            first, volume, targets = jobs[number]
+            gen = _iter_tiles(fast, volume(), config.tile_size, config.overlap, **options)
+            while True:
+                try:
+                    done, total = next(gen)
+                except StopIteration as stop:
+                    scores = stop.value
+                    break
+                # a 3D model runs one job (the volume): progress counts its tiles; an
+                # ensemble counts the tiles of all its models
+                yield PredictProgress(
+                    done=rank * total + done, total=len(runs) * total, slice_index=number, n_slices=n_jobs
+                )
+            if scores.ndim == 3:  # one slice: (K, Y, X) scores
+                scores = scores[:, None]
+            scores = model.adjust(scores)  # class-prior correction, if any
+            share = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(runs)
+            mean = share if mean is None else mean + share
         for index, source in targets:
-            slab = loaded.adjust(scores[:, source - first])  # class-prior correction, if any
+            slab = mean[:, source - first]
             labels[index] = lut[slab.argmax(0)]
             if probs is not None:
-                probs[index] = torch.softmax(torch.from_numpy(slab), 0).numpy()
+                probs[index] = slab
     return PredictionResult(labels=labels, probabilities=probs)
 
 
-def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int):
-    """What to run the network on: ``(first slice, read normalised input, [(output index,
-    source slice)])``. 2D models: one slice at a time. 3D models: one volume
-    ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices with
-    half a z tile of context on each side. Inputs are read when called."""
+def check_ensemble(models: Sequence[LoadedModel]) -> None:
+    """Refuse an empty list, or models that cannot be averaged (different classes,
+    input channels or 2D/3D)."""
+    if not models:
+        raise UserInputError("no model to predict with")
+    first = models[0]
+    dims = getattr(first.model, "spatial_dims", 2)
+    for other in models[1:]:
+        if tuple(other.class_values) != tuple(first.class_values):
+            raise UserInputError(
+                f"the models predict different classes ({list(first.class_values)} and "
+                f"{list(other.class_values)}): an ensemble needs models trained on the same classes"
+            )
+        if other.spec.in_channels != first.spec.in_channels:
+            raise UserInputError(
+                f"the models take different channel counts ({first.spec.in_channels} and "
+                f"{other.spec.in_channels}): an ensemble needs models trained on the same kind of image"
+            )
+        if getattr(other.model, "spatial_dims", 2) != dims:
+            raise UserInputError("an ensemble cannot mix 2D and 3D models")
 
+
+def _jobs(loaded: LoadedModel, stack, indices: list[int], tile_depth: int) -> list:
+    """What to run the network on: a list of ``(first slice, read normalised input,
+    [(output index, source slice)])``. 2D models: one slice at a time. 3D models: one
+    volume ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices
+    with half a z tile of context on each side. Inputs are read when called, normalised
+    with ``loaded``'s recipe and the whole stack's percentiles."""
+    lo, hi = loaded.normalization.percentiles(stack)
     volumes = getattr(loaded.model, "spatial_dims", 2) == 3
 
     def read(first: int, last: int) -> Callable[[], np.ndarray]:
@@ -329,17 +369,15 @@ def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: in
         return load
 
     if not volumes:
-        for index, source in enumerate(indices):
-            yield source, read(source, source + 1), [(index, source)]
-        return
+        return [(source, read(source, source + 1), [(index, source)]) for index, source in enumerate(indices)]
     context = tile_depth // 2
     first = max(0, min(indices) - context)
     last = min(stack.shape[0], max(indices) + context + 1)
-    yield first, read(first, last), list(enumerate(indices))
+    return [(first, read(first, last), list(enumerate(indices)))]
 
 
 def predict_stack(
-    loaded: LoadedModel,
+    loaded: LoadedModel | Sequence[LoadedModel],
     stack: np.ndarray,
     config: PredictConfig | None = None,
     probabilities: bool = False,

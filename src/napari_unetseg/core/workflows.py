@@ -140,7 +140,7 @@ def output_paths(
 
 
 def predict_files(
-    model_path: str | Path,
+    model_path: str | Path | Sequence[str | Path],
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     config: PredictConfig | None = None,
@@ -152,12 +152,14 @@ def predict_files(
 ) -> list[Path]:
     """``unetseg predict``: one label TIFF per input, written atomically; returns the paths.
 
+    Several model files predict as an ensemble (their probabilities are averaged,
+    :func:`~napari_unetseg.core.prediction.iter_predict`); ``head`` prunes each of them.
     ``on_event`` receives ``("file", index, path)`` before each input and the
     :class:`PredictProgress` events while it is predicted.
     """
     from napari_unetseg.core.checkpoint import load_model, pruned
     from napari_unetseg.core.device import resolve_device
-    from napari_unetseg.core.prediction import iter_predict, labels_dtype
+    from napari_unetseg.core.prediction import check_ensemble, iter_predict, labels_dtype
 
     config = config or PredictConfig()
     out_dir = check_output_folder(out_dir)
@@ -170,9 +172,12 @@ def predict_files(
             for path in (label_path, prob_path):
                 if path is not None and path.exists():
                     raise UserInputError(f"{path} already exists: choose another --out or pass --overwrite")
-    loaded = load_model(model_path, resolve_device(config.device))
+    paths = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
+    models = [load_model(path, resolve_device(config.device)) for path in paths]
     if head is not None:
-        loaded = pruned(loaded, head)
+        models = [pruned(loaded, head) for loaded in models]
+    check_ensemble(models)
+    class_values = models[0].class_values
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes, lazy=True)
@@ -180,13 +185,13 @@ def predict_files(
         if on_event:
             on_event(("file", index, Path(path)))
         # the writers create out_dir and their files on the first finished slice
-        dtype = labels_dtype(loaded.class_values)
+        dtype = labels_dtype(class_values)
         outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype)}
         if prob_path is not None:
-            classes = len(loaded.class_values)
+            classes = len(class_values)
             outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
         try:
-            run_generator(iter_predict(loaded, stack, config, probabilities, **outputs), on_event)
+            run_generator(iter_predict(models, stack, config, probabilities, **outputs), on_event)
         except BaseException:
             for writer in outputs.values():
                 writer.discard()

@@ -1,0 +1,54 @@
+"""Membrane Dice of ISBI scribble models alone and as an ensemble (test slices 24-29).
+
+Takes model files saved by ``isbi_sparse.py --save-models`` (e.g. one draw of strokes
+trained with several ``--train-seed``s) and scores each one and their ensemble, which
+averages the members' class probabilities (``unetseg predict --model A --model B ...``).
+
+    python benchmarks/isbi_ensemble.py results/a_scribbles.pt results/b_scribbles.pt ... [--name N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import tifffile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import DATA, hardware, save_results  # noqa: E402
+from isbi_predictions import scores  # noqa: E402
+
+from napari_unetseg.core.checkpoint import load_model  # noqa: E402
+from napari_unetseg.core.config import PredictConfig  # noqa: E402
+from napari_unetseg.core.prediction import predict_stack  # noqa: E402
+
+TEST = slice(24, 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--name", default="isbi_ensemble", help="results file name")
+    args = parser.parse_args()
+    folder = DATA / "isbi2012_em_membranes"
+    if not folder.is_dir():
+        sys.exit(f"data not found: {folder}")
+    images = tifffile.imread(folder / "images.tif")[TEST][:, None]
+    truth = tifffile.imread(folder / "labels.tif")[TEST] == 1
+    print(hardware())
+    members = [load_model(path) for path in args.models]
+    config = PredictConfig(tile_size=512)
+    results = {}
+    for path, member in [*zip(args.models, members), ("ensemble", members)]:
+        labels = predict_stack(member, images, config).labels
+        line = scores(labels == 1, truth)
+        results[str(path)] = line
+        print(f"{Path(path).name}: {line}", flush=True)
+    save_results({"hardware": hardware(), "results": results}, args.name)
+
+
+if __name__ == "__main__":
+    main()
