@@ -13,17 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import tifffile
-
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
-from isbi_predictions import scores  # noqa: E402
+from common import hardware, save_results  # noqa: E402
+from isbi_predictions import isbi_test_slices, scores  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import PredictConfig  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
-
-TEST = slice(24, 30)
 
 
 def main() -> None:
@@ -33,12 +29,9 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--name", default="isbi_ensemble", help="results file name")
     args = parser.parse_args()
-    folder = DATA / "isbi2012_em_membranes"
-    if not folder.is_dir():
-        sys.exit(f"data not found: {folder}")
-    images = tifffile.imread(folder / "images.tif")[TEST][:, None]
-    truth = tifffile.imread(folder / "labels.tif")[TEST] == 1
-    print(hardware())
+    images, truth = isbi_test_slices()
+    machine = hardware()
+    print(machine)
     members = [load_model(path) for path in args.models]
     config = PredictConfig(tile_size=512)
     results = {}
@@ -47,7 +40,7 @@ def main() -> None:
         line = scores(labels == 1, truth)
         results[str(path)] = line
         print(f"{Path(path).name}: {line}", flush=True)
-    save_results({"hardware": hardware(), "results": results}, args.name)
+    save_results({"hardware": machine, "results": results}, args.name)
 
 
 if __name__ == "__main__":

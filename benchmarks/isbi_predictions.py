@@ -21,6 +21,16 @@ from common import DATA  # noqa: E402
 TEST = slice(24, 30)
 
 
+def isbi_test_slices() -> tuple[np.ndarray, np.ndarray]:
+    """The ISBI test slices 24-29: images ``(6, 1, Y, X)`` and their membrane masks
+    (exits with a message when the data is absent)."""
+    folder = DATA / "isbi2012_em_membranes"
+    if not folder.is_dir():
+        sys.exit(f"data not found: {folder}")
+    images = tifffile.imread(folder / "images.tif")[TEST][:, None]
+    return images, tifffile.imread(folder / "labels.tif")[TEST] == 1
+
+
 def scores(membrane: np.ndarray, truth: np.ndarray) -> str:
     hit = (membrane & truth).sum()
     dice = 2 * hit / (membrane.sum() + truth.sum())
@@ -37,10 +47,7 @@ def main() -> None:
     parser.add_argument("predictions", nargs="+", type=Path)
     parser.add_argument("--vote", action="store_true", help="also score the majority vote of the predictions")
     args = parser.parse_args()
-    folder = DATA / "isbi2012_em_membranes"
-    if not folder.is_dir():
-        sys.exit(f"data not found: {folder}")
-    truth = tifffile.imread(folder / "labels.tif")[TEST] == 1
+    _, truth = isbi_test_slices()
     print(f"truth: membrane fraction {truth.mean():.3f}")
     votes = []
     for path in args.predictions:

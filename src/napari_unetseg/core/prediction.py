@@ -296,11 +296,23 @@ def iter_predict(
         tile_depth=config.tile_depth,
         border="reflect",
     )
-    # per model: its inference copy and its jobs (lazy: no slice is read yet)
-    runs = [(m, inference_copy(m.model, device), _jobs(m, stack, indices, config.tile_depth)) for m in models]
+    # per model: its inference copy and its jobs (lazy: no slice is read yet); members with
+    # the same normalisation recipe share its percentiles (which read up to 64 slices)
+    recipes = dict.fromkeys(m.normalization for m in models)
+    bounds = {recipe: recipe.percentiles(stack) for recipe in recipes}
+    runs = [
+        (
+            m,
+            inference_copy(m.model, device),
+            _jobs(m, stack, indices, *bounds[m.normalization], config.tile_depth),
+        )
+        for m in models
+    ]
     n_jobs = len(runs[0][2])
     for number in range(n_jobs):
-        mean = None  # class probabilities averaged over the models, (K, Z, Y, X)
+        # (K, Z, Y, X): the members' averaged class probabilities; one model's corrected
+        # logits when no probabilities are asked for (same argmax, no softmax to pay for)
+        combined = None
         for rank, (model, fast, jobs) in enumerate(runs):
             first, volume, targets = jobs[number]
             gen = _iter_tiles(fast, volume(), config.tile_size, config.overlap, **options)
@@ -318,10 +330,11 @@ def iter_predict(
             if scores.ndim == 3:  # one slice: (K, Y, X) scores
                 scores = scores[:, None]
             scores = model.adjust(scores)  # class-prior correction, if any
-            share = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(runs)
-            mean = share if mean is None else mean + share
+            if len(runs) > 1 or probs is not None:
+                scores = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(runs)
+            combined = scores if combined is None else combined + scores
         for index, source in targets:
-            slab = mean[:, source - first]
+            slab = combined[:, source - first]
             labels[index] = lut[slab.argmax(0)]
             if probs is not None:
                 probs[index] = slab
@@ -350,13 +363,12 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
             raise UserInputError("an ensemble cannot mix 2D and 3D models")
 
 
-def _jobs(loaded: LoadedModel, stack, indices: list[int], tile_depth: int) -> list:
+def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int) -> list:
     """What to run the network on: a list of ``(first slice, read normalised input,
     [(output index, source slice)])``. 2D models: one slice at a time. 3D models: one
     volume ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices
     with half a z tile of context on each side. Inputs are read when called, normalised
-    with ``loaded``'s recipe and the whole stack's percentiles."""
-    lo, hi = loaded.normalization.percentiles(stack)
+    with ``loaded``'s recipe and the whole stack's percentiles ``lo``, ``hi``."""
     volumes = getattr(loaded.model, "spatial_dims", 2) == 3
 
     def read(first: int, last: int) -> Callable[[], np.ndarray]:
