@@ -4,7 +4,7 @@ Takes model files saved by ``isbi_sparse.py --save-models`` (e.g. one draw of st
 trained with several ``--train-seed``s) and scores each one and their ensemble, which
 averages the members' class probabilities (``unetseg predict --model A --model B ...``).
 
-    python benchmarks/isbi_ensemble.py results/a_scribbles.pt results/b_scribbles.pt ... [--name N]
+    python benchmarks/isbi_ensemble.py results/a_scribbles.pt results/b_scribbles.pt ... [--tta] [--name N]
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ def main() -> None:
     )
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--name", default="isbi_ensemble", help="results file name")
+    parser.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     args = parser.parse_args()
     images, truth = isbi_test_slices()
     machine = hardware()
     print(machine)
     members = [load_model(path) for path in args.models]
-    config = PredictConfig(tile_size=512)
+    config = PredictConfig(tile_size=512, tta=args.tta)
     results = {}
     for path, member in [*zip(args.models, members), ("ensemble", members)]:
         labels = predict_stack(member, images, config).labels
         line = scores(labels == 1, truth)
         results[str(path)] = line
         print(f"{Path(path).name}: {line}", flush=True)
-    save_results({"hardware": machine, "results": results}, args.name)
+    save_results({"hardware": machine, "tta": args.tta, "results": results}, args.name)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -22,14 +24,14 @@ def wait_for(qtbot, widget, timeout=240_000):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
 
 
-def tiny_model_file(path, sample, channels=1, steps=1):
+def tiny_model_file(path, sample, channels=1, steps=1, **overrides):
     """Train a tiny U-Net for a few steps on ``sample`` and save it to ``path``."""
     from napari_unetseg.core.checkpoint import save_model
     from napari_unetseg.core.config import ModelSpec, TrainConfig
     from napari_unetseg.core.training import train
 
     images = np.repeat(sample.image[:, None], channels, axis=1)
-    config = TrainConfig(steps=steps, patch_size=32, batch_size=2)
+    config = TrainConfig(steps=steps, patch_size=32, batch_size=2, **overrides)
     result = train([images], [sample.strokes], ModelSpec(base_channels=8, depth=2), config)
     return save_model(result.loaded, path)
 
@@ -475,6 +477,45 @@ def test_predict_from_a_pruned_unetplusplus_head(make_napari_viewer, qtbot, tmp_
     np.testing.assert_array_equal(viewer.layers["cells prediction"].data, expected)
     predict._model_file.value = str(tiny_model_file(tmp_path / "unet.pt", sample))
     assert predict._head.native.isHidden() and predict._head.value == 0  # a U-Net has one head
+
+
+def test_predict_with_an_ensemble_of_model_files(make_napari_viewer, qtbot, tmp_path, warnings_shown):
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.config import PredictConfig
+    from napari_unetseg.core.prediction import predict_stack
+
+    sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=5)
+    # without the class-prior correction, whose shift saturates these tiny models' outputs
+    paths = [
+        tiny_model_file(tmp_path / f"m{seed}.pt", sample, steps=3, seed=seed, prior_correction=False)
+        for seed in (0, 1)
+    ]
+    viewer = make_napari_viewer()
+    image = viewer.add_image(sample.image, name="cells")
+    predict = predict_dock_with_file(viewer, paths[0])
+    predict._model_file.value = paths  # several files chosen in the dialog
+    assert predict._model_info.value.startswith("ensemble of 2 models")
+    predict._images.value = [image]
+    predict._probabilities.value = True
+    assert predict.predict() is not None
+    wait_for(qtbot, predict)
+    members = [load_model(path) for path in paths]
+    stack = sample.image[:, None]
+    expected = predict_stack(members, stack, PredictConfig(), probabilities=True)
+    single = predict_stack(members[0], stack, PredictConfig(), probabilities=True)
+    np.testing.assert_array_equal(viewer.layers["cells prediction"].data, expected.labels)
+    shown = viewer.layers["cells p(class 2)"].data  # (N, Y, X)
+    np.testing.assert_allclose(shown, expected.probabilities[:, 1], atol=1e-6)
+    assert np.abs(shown - single.probabilities[:, 1]).max() > 1e-3  # the second member counts
+
+    strokes = sample.strokes.copy()
+    strokes[strokes == 2] = 3  # another class numbering
+    other_path = tiny_model_file(tmp_path / "other.pt", dataclasses.replace(sample, strokes=strokes))
+    predict._model_file.value = [paths[0], other_path]
+    assert "different classes" in predict._model_info.value
+    assert predict.predict() is None
+    assert "different classes" in warnings_shown[-1]
+    assert len(viewer.layers) == 4  # the image, the prediction and its two probability layers
 
 
 def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(

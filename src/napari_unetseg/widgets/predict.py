@@ -9,6 +9,7 @@ otherwise a new layer is added: nothing of the user's is ever overwritten.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
@@ -35,7 +36,7 @@ from napari_unetseg.widgets._layers import (
 )
 from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
 
-SOURCES = [("model just trained", "session"), ("model file", "file")]
+SOURCES = [("model just trained", "session"), ("model file(s)", "file")]
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
 MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
 
@@ -65,7 +66,8 @@ class PredictWidget(LayerDock):
 
     def __init__(self, napari_viewer) -> None:
         self._source = ComboBox(label="Model", choices=SOURCES, value="session")
-        self._model_file = FileEdit(label="Model file", mode="r", filter="*.pt", value="")
+        # one file, or several (an ensemble: their class probabilities are averaged)
+        self._model_file = FileEdit(label="Model file(s)", mode="rm", filter="*.pt", value="")
         self._model_info = Label(label="")
         self._head = ComboBox(label="UNet++ head", choices=[("as trained", 0)], value=0, visible=False)
         self._images = image_select(napari_viewer, "Image(s)")
@@ -113,17 +115,28 @@ class PredictWidget(LayerDock):
 
     # -- model ------------------------------------------------------------------------
 
-    def _model(self):
+    def _model_paths(self) -> list[str]:
+        value = self._model_file.value
+        paths = [value] if isinstance(value, (str, Path)) else list(value or ())
+        return [str(path) for path in paths if str(path) not in ("", ".")]
+
+    def _models(self) -> list:
+        """The chosen model, or the members of an ensemble of model files (checked)."""
         from napari_unetseg.core.checkpoint import load_model
+        from napari_unetseg.core.prediction import check_ensemble
 
         if self._source.value == "session":
             if self._session.model is None:
-                raise UserInputError("no model trained in this session yet: train one or choose 'model file'")
-            return self._session.model
-        path = str(self._model_file.value)
-        if path in ("", "."):
-            raise UserInputError("choose a model file (.pt)")
-        return load_model(path)
+                raise UserInputError(
+                    "no model trained in this session yet: train one or choose 'model file(s)'"
+                )
+            return [self._session.model]
+        paths = self._model_paths()
+        if not paths:
+            raise UserInputError("choose a model file (.pt), or several for an ensemble")
+        models = [load_model(path) for path in paths]
+        check_ensemble(models)
+        return models
 
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
@@ -131,14 +144,22 @@ class PredictWidget(LayerDock):
         if self._source.value == "session" and self._session.model is None:
             self._model_info.value = "no model trained yet"
             return
-        if self._source.value == "file" and str(self._model_file.value) in ("", "."):
+        if self._source.value == "file" and not self._model_paths():
             self._model_info.value = ""
             return
         try:
-            loaded = self._model()
+            models = self._models()
         except UserInputError as exc:
             self._model_info.value = str(exc)
             return
+        loaded = models[0]
+        if len(models) > 1:
+            names = ", ".join(sorted({member.spec.name for member in models}))
+            self._model_info.value = (
+                f"ensemble of {len(models)} models ({names}), {loaded.spec.in_channels} channel(s), "
+                f"classes {', '.join(map(str, loaded.class_values))}: probabilities averaged"
+            )
+            return  # pruning is offered for a single model only
         self._model_info.value = (
             f"{loaded.spec.name}, {loaded.spec.in_channels} channel(s), classes "
             f"{', '.join(map(str, loaded.class_values))}, step {loaded.step}"
@@ -194,9 +215,11 @@ class PredictWidget(LayerDock):
         from napari_unetseg.core.checkpoint import pruned
         from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
-        loaded = self._model()
-        if self._head.value:
-            loaded = pruned(loaded, self._head.value)
+        models = self._models()
+        if self._head.value and len(models) == 1:
+            models = [pruned(models[0], self._head.value)]
+        loaded = models[0]  # the members share classes and channels (checked)
+        model = models if len(models) > 1 else loaded
         config = PredictConfig(tile_size=self._tile.value, overlap=self._overlap.value, tta=self._tta.value)
         probabilities = self._probabilities.value
         tasks = []
@@ -214,7 +237,7 @@ class PredictWidget(LayerDock):
                 rows = stack.shape[0] if slices is None else len(slices)
                 labels = new_output_array((rows, *stack.shape[2:]), labels_dtype(loaded.class_values))
                 result = yield from iter_predict(
-                    loaded, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
+                    model, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
                 )
                 results.append((group, slices, result))
             return loaded, results
