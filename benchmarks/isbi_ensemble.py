@@ -3,6 +3,7 @@
 Takes model files saved by ``isbi_sparse.py --save-models`` (e.g. one draw of strokes
 trained with several ``--train-seed``s) and scores each one and their ensemble, which
 averages the members' class probabilities (``unetseg predict --model A --model B ...``).
+Each member's line ends with its final training loss (the mean over its last epoch).
 
     python benchmarks/isbi_ensemble.py results/a_scribbles.pt results/b_scribbles.pt ... [--tta] [--name N]
 """
@@ -39,6 +40,8 @@ def main() -> None:
     for path, member in [*zip(args.models, members), ("ensemble", members)]:
         labels = predict_stack(member, images, config).labels
         line = scores(labels == 1, truth)
+        if path != "ensemble" and member.history:  # needs no labels: flags runs that fit badly
+            line += f"  final training loss {member.history[-1]['train_loss']:.3f}"
         results[str(path)] = line
         print(f"{Path(path).name}: {line}", flush=True)
     save_results({"hardware": machine, "tta": args.tta, "results": results}, args.name)
