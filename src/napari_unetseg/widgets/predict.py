@@ -9,7 +9,6 @@ otherwise a new layer is added: nothing of the user's is ever overwritten.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import (
@@ -116,9 +115,7 @@ class PredictWidget(LayerDock):
     # -- model ------------------------------------------------------------------------
 
     def _model_paths(self) -> list[str]:
-        value = self._model_file.value
-        paths = [value] if isinstance(value, (str, Path)) else list(value or ())
-        return [str(path) for path in paths if str(path) not in ("", ".")]
+        return [str(path) for path in self._model_file.value]  # "rm" mode: always a tuple
 
     def _models(self) -> list:
         """The chosen model, or the members of an ensemble of model files (checked)."""
@@ -219,7 +216,6 @@ class PredictWidget(LayerDock):
         if self._head.value and len(models) == 1:
             models = [pruned(models[0], self._head.value)]
         loaded = models[0]  # the members share classes and channels (checked)
-        model = models if len(models) > 1 else loaded
         config = PredictConfig(tile_size=self._tile.value, overlap=self._overlap.value, tta=self._tta.value)
         probabilities = self._probabilities.value
         tasks = []
@@ -237,7 +233,7 @@ class PredictWidget(LayerDock):
                 rows = stack.shape[0] if slices is None else len(slices)
                 labels = new_output_array((rows, *stack.shape[2:]), labels_dtype(loaded.class_values))
                 result = yield from iter_predict(
-                    model, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
+                    models, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
                 )
                 results.append((group, slices, result))
             return loaded, results
