@@ -29,6 +29,7 @@ from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # noqa: E402
+from napari_unetseg.core.events import StepEvent  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
 from napari_unetseg.core.training import train  # noqa: E402
 
@@ -53,11 +54,22 @@ def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="une
         validation_fraction=0,
         **overrides,
     )
+    losses = []  # every step's training loss
+
+    def record(event) -> None:
+        if isinstance(event, StepEvent):
+            losses.append(event.loss)
+
     start = time.perf_counter()
-    loaded = train([images[:, None]], [labels], spec, config).loaded
+    loaded = train([images[:, None]], [labels], spec, config, on_event=record).loaded
     seconds = time.perf_counter() - start
     pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512, tta=tta)).labels
-    return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded
+    return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded, losses
+
+
+def window_means(values: list[float], window: int = 50) -> list[float]:
+    """Mean of each run of ``window`` consecutive values (the loss curve, smoothed)."""
+    return [round(float(np.mean(values[i : i + window])), 4) for i in range(0, len(values), window)]
 
 
 def forest_arm(scribbles) -> tuple[float, float]:
@@ -158,12 +170,14 @@ def main() -> None:
         if arm == "c":
             dice, seconds = forest_arm(scribbles)
         else:
-            dice, seconds, pred, loaded = arms[arm]()
+            dice, seconds, pred, loaded, losses = arms[arm]()
             RESULTS.mkdir(exist_ok=True)
             tifffile.imwrite(RESULTS / f"{args.name}_{arm}.tif", pred)  # for looking at
             if args.save_models:
                 save_model(loaded, RESULTS / f"{args.name}_{arm}.pt")
         results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
+        if arm != "c":
+            results[arm]["loss_per_50_steps"] = window_means(losses)
         print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
     if "scribbles" in results and "a" in results:
         results["ratio_vs_a"] = round(
