@@ -538,3 +538,26 @@ def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
     train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
     loaded = train_from_dock(qtbot, train, image, strokes, tmp_path / "run")
     assert loaded.train_config["consistency_weight"] == CONSISTENCY_WEIGHT and loaded.step == 3
+
+
+def test_the_seed_reaches_the_run_and_another_seed_gives_another_model(make_napari_viewer, qtbot, tmp_path):
+    import torch
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=2, size=48, painted_slices=1, seed=6)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    train = open_dock(viewer, "Train")
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    assert train._seed.value == 0 and "ensemble" in train._seed.tooltip
+    runs = {}
+    for name, seed in [("first", 0), ("again", 0), ("other", 1)]:
+        train._seed.value = seed
+        runs[name] = train_from_dock(qtbot, train, image, strokes, tmp_path / name)
+        assert runs[name].train_config["seed"] == seed
+
+    def weights(loaded):
+        return torch.cat([p.flatten() for p in loaded.model.state_dict().values() if p.is_floating_point()])
+
+    assert torch.equal(weights(runs["first"]), weights(runs["again"]))  # seeded: reproducible on CPU
+    assert not torch.allclose(weights(runs["first"]), weights(runs["other"]))

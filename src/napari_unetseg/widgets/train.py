@@ -49,6 +49,11 @@ UNPAINTED_TIP = (
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
     "a few strokes; each step costs about twice as much."
 )
+SEED_TIP = (
+    "The same seed on the same labels gives the same run. Another seed starts from other "
+    "initial weights and draws other patches and flips: train two or three and predict with "
+    "all of their model files (an ensemble), so that one unlucky run cannot spoil the result."
+)
 
 
 def _format_duration(seconds: float) -> str:
@@ -80,6 +85,8 @@ class TrainWidget(LayerDock):
         self._batch = SpinBox(label="Batch size", value=8, min=1, max=512)
         self._lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
         self._lr.native.setDecimals(6)
+        self._seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self._seed.tooltip = SEED_TIP
         self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
         self._unpainted = CheckBox(label="Learn from unpainted pixels", value=False)
@@ -105,8 +112,9 @@ class TrainWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._image, self._labels_layer, self._mode, self._model, self._width, self._depth,
-                self._size, self._patch, self._steps, self._batch, self._lr, self._unpainted, self._init,
-                self._run_dir, self._preview, self._device, buttons, self._progress, self._status, self._save,
+                self._size, self._patch, self._steps, self._batch, self._lr, self._seed, self._unpainted,
+                self._init, self._run_dir, self._preview, self._device, buttons, self._progress, self._status,
+                self._save,
             ],
         )  # fmt: skip
         self.native.layout().addWidget(self.loss_plot)
@@ -173,6 +181,7 @@ class TrainWidget(LayerDock):
             patch_size=self._patch.value,
             batch_size=self._batch.value,
             learning_rate=self._lr.value,
+            seed=self._seed.value,
             consistency_weight=CONSISTENCY_WEIGHT if unpainted else 0.0,
             steps_per_epoch=max(1, min(50, self._steps.value // 4)),
         )
