@@ -29,9 +29,9 @@ from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # noqa: E402
-from napari_unetseg.core.events import StepEvent  # noqa: E402
+from napari_unetseg.core.events import StepEvent, run_generator  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
-from napari_unetseg.core.training import train  # noqa: E402
+from napari_unetseg.core.training import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN, TEST, SLICES = list(range(24)), list(range(24, 30)), [2, 10, 18]
@@ -42,7 +42,9 @@ def membrane_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(2 * (p & t).sum() / (p.sum() + t.sum()))
 
 
-def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="unet", base=16):
+def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="unet", base=16, stop_after=None):
+    """Train one network arm; its membrane Dice (``None`` when stopped early), time,
+    prediction, model and per-step losses."""
     spec = ModelSpec(name=model, depth=4, base_channels=base)
     config = TrainConfig(
         label_mode=mode,
@@ -55,14 +57,19 @@ def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="une
         **overrides,
     )
     losses = []  # every step's training loss
+    trainer = Trainer([images[:, None]], [labels], spec, config)
 
     def record(event) -> None:
         if isinstance(event, StepEvent):
             losses.append(event.loss)
+            if event.step == stop_after:
+                trainer.request_stop()  # the start of the run, with the full run's schedule
 
     start = time.perf_counter()
-    loaded = train([images[:, None]], [labels], spec, config, on_event=record).loaded
+    loaded = run_generator(trainer.run(), record).loaded
     seconds = time.perf_counter() - start
+    if stop_after is not None:
+        return None, seconds, None, loaded, losses
     pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512, tta=tta)).labels
     return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded, losses
 
@@ -111,6 +118,11 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=16, help="base width of the network arms")
     parser.add_argument("--tta", action="store_true", help="flip test-time augmentation for the U-Net arms")
     parser.add_argument("--save-models", action="store_true", help="keep each U-Net arm's model file")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        help="stop the network arms after this many of the --steps (their loss curve only, no Dice)",
+    )
     parser.add_argument("--strokes", type=int, default=8, help="strokes per class and slice")
     parser.add_argument("--membrane-length", type=int, default=80, help="membrane stroke length (px)")
     parser.add_argument(
@@ -151,9 +163,8 @@ def main() -> None:
     print(f"{results['hardware']}\nscribbles cover {results['scribble_fraction']:.2%} of slices {SLICES}")
 
     def network_arm(images, labels, mode):
-        return lambda: unet_arm(
-            images, labels, mode, args.steps, train_seed, overrides, args.tta, args.model, args.base
-        )
+        options = dict(tta=args.tta, model=args.model, base=args.base, stop_after=args.stop_after)
+        return lambda: unet_arm(images, labels, mode, args.steps, train_seed, overrides, **options)
 
     if args.whole_stack:
         painted = np.zeros(LABELS[TRAIN].shape, scribbles.dtype)
@@ -171,6 +182,15 @@ def main() -> None:
             dice, seconds = forest_arm(scribbles)
         else:
             dice, seconds, pred, loaded, losses = arms[arm]()
+            if dice is None:  # --stop-after: the loss curve only
+                curve = window_means(losses)
+                results[arm] = {
+                    "stopped_after": len(losses),
+                    "seconds": round(seconds, 1),
+                    "loss_per_50_steps": curve,
+                }
+                print(f"{arm:>10}: stopped after {len(losses)} steps, loss per 50 steps {curve}", flush=True)
+                continue
             RESULTS.mkdir(exist_ok=True)
             tifffile.imwrite(RESULTS / f"{args.name}_{arm}.tif", pred)  # for looking at
             if args.save_models:
