@@ -236,6 +236,24 @@ def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
         (["evaluate", "--prediction", "{small}", "--truth", "{strokes}"], "differs from ground truth"),
         (["evaluate", "--prediction", "{strokes}", "--truth", "{missing}"], "does not exist"),
         (["train", "--images", "{small}", "--labels", "{strokes}", "--out", "{tmp}/r"], "does not match"),
+        (
+            [
+                "train",
+                "--images",
+                "{image}",
+                "--labels",
+                "{strokes}",
+                "--out",
+                "{tmp}/r",
+                "--tries",
+                "2",
+                "--steps",
+                "4",
+                "--try-steps",
+                "4",
+            ],
+            "must be fewer than steps",
+        ),
     ],
 )
 def test_bad_input_exit_2_one_line(cli, files, trained, tmp_path, args, message):
@@ -245,6 +263,21 @@ def test_bad_input_exit_2_one_line(cli, files, trained, tmp_path, args, message)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_train_with_tries_keeps_one_seed_and_says_which(files, tmp_path, capsys):
+    from napari_unetseg.cli import main
+
+    _, paths = files
+    run = tmp_path / "run"
+    args = ["train", "--images", str(paths["image"]), "--labels", str(paths["strokes"]), "--out", str(run)]
+    small = ["--steps", "8", "--tries", "2", "--patch-size", "64", "--batch-size", "2", "--depth", "2"]
+    assert main([*args, *small, "--base-channels", "4", "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "try 1/2: seed 0, 2 steps" in err and "try 2/2: seed 1, 2 steps" in err
+    kept = json.loads((run / "config.json").read_text())["tries"]["kept"]
+    assert f"kept seed {kept} (mean loss over steps 2-2: seed 0: " in err
+    assert json.loads((run / "history.json").read_text())[-1]["step"] == 8
 
 
 def test_demo_end_to_end(cli, tmp_path):

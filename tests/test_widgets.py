@@ -561,3 +561,33 @@ def test_the_seed_reaches_the_run_and_another_seed_gives_another_model(make_napa
 
     assert torch.equal(weights(runs["first"]), weights(runs["again"]))  # seeded: reproducible on CPU
     assert not torch.allclose(weights(runs["first"]), weights(runs["other"]))
+
+
+def test_tries_from_the_dock_draw_one_curve_per_seed_and_keep_the_lowest(
+    make_napari_viewer, qtbot, tmp_path, warnings_shown
+):
+    import json
+
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=2, size=48, painted_slices=1, seed=6)
+    image = viewer.add_image(sample.image, name="cells")
+    strokes = viewer.add_labels(sample.strokes, name="strokes")
+    train = open_dock(viewer, "Train")
+    train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
+    train._tries.value, train._seed.value = 2, 5
+    loaded = train_from_dock(qtbot, train, image, strokes, tmp_path / "run", steps=8)
+    record = json.loads((tmp_path / "run" / "config.json").read_text())["tries"]
+    assert set(record["losses"]) == {"5", "6"} and loaded.train_config["seed"] == record["kept"]
+    series = train.loss_plot.series
+    assert list(series) == ["seed 5", "seed 6"]
+    kept, dropped = f"seed {record['kept']}", f"seed {11 - record['kept']}"
+    assert series[kept][0] == list(range(1, 9)) and series[dropped][0] == [1, 2]  # 2 steps a try
+    assert train._status.value.startswith("Finished at step 8")
+
+    train._tries.value = 1  # a plain run has its single curve again
+    train_from_dock(qtbot, train, image, strokes, tmp_path / "plain", steps=3)
+    assert list(train.loss_plot.series) == ["train"] and len(train.loss_plot.series["train"][0]) == 3
+
+    train._tries.value, train._steps.value, train._run_dir.value = 2, 1, str(tmp_path / "none")
+    assert train.start() is None and "must be fewer than steps" in warnings_shown[-1]  # a notification
+    assert not (tmp_path / "none").exists() and train.worker is None

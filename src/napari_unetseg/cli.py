@@ -74,6 +74,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--precision", help="auto, fp32, bf16 or fp16 (default auto)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument(
+        "--tries",
+        type=int,
+        help="start this many runs (seeds SEED, SEED+1, ...) and keep the one whose training loss "
+        "is lowest after --try-steps (default 1)",
+    )
+    p.add_argument("--try-steps", type=int, help="steps of each try (default: a quarter of --steps)")
     p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument("--config", metavar="FILE", help="JSON/TOML file with [model] and [train] sections")
@@ -188,13 +195,24 @@ def _progress(total: int | None = None, unit: str = "step"):
 
 def _train_printer():
     """An ``on_event`` callback: a progress bar over steps, a line per epoch."""
-    from napari_unetseg.core.events import EpochEvent, StepEvent
+    from napari_unetseg.core.events import ChoiceEvent, EpochEvent, StepEvent, TryEvent
 
     bar = None
 
     def on_event(event) -> None:
         nonlocal bar
-        if isinstance(event, StepEvent):
+        if isinstance(event, (TryEvent, ChoiceEvent)) and bar is not None:
+            bar.close()
+            bar = None
+        if isinstance(event, TryEvent):
+            print(f"try {event.index}/{event.tries}: seed {event.seed}, {event.steps} steps", file=sys.stderr)
+        elif isinstance(event, ChoiceEvent):
+            losses = ", ".join(f"seed {seed}: {loss:.4f}" for seed, loss in event.losses.items())
+            print(
+                f"kept seed {event.seed} (mean loss over steps {event.first}-{event.last}: {losses})",
+                file=sys.stderr,
+            )
+        elif isinstance(event, StepEvent):
             if bar is None:
                 bar = _progress(event.total_steps)
                 bar.update(event.step - 1)
@@ -260,6 +278,8 @@ def _run_train(args: argparse.Namespace) -> int:
             "device",
             "precision",
             "seed",
+            "tries",
+            "try_steps",
         )
     }
     result = train_from_files(

@@ -142,6 +142,13 @@ class TrainConfig(_ConfigMixin):
     (:mod:`~napari_unetseg.core.priors`): painted strokes over-represent thin classes,
     which otherwise come out too thick (synthetic nuclei: Dice 0.735 to 0.929; ISBI
     membranes: 0.712 to 0.735).
+    ``tries``: start this many runs with seeds ``seed``, ``seed + 1``, ...; after
+    ``try_steps`` steps (default: a quarter of ``steps``) keep the one whose training loss
+    over the second half of those steps is lowest and train it to the end
+    (:class:`~napari_unetseg.core.training.BestOfTries`). Runs on a few strokes can fail
+    with one seed and work with another, and the failed ones fit the strokes worse from
+    early on (ISBI scribbles, docs/benchmarks.md). Costs ``tries - 1`` times
+    ``try_steps`` extra steps.
     """
 
     label_mode: str = "sparse"
@@ -168,6 +175,8 @@ class TrainConfig(_ConfigMixin):
     prior_correction: bool = True
     percentile_low: float = 1.0
     percentile_high: float = 99.8
+    tries: int = 1
+    try_steps: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice("label_mode", self.label_mode, LABEL_MODES)
@@ -189,6 +198,19 @@ class TrainConfig(_ConfigMixin):
         _check_positive("consistency_zoom", self.consistency_zoom, 1)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
+        if isinstance(self.tries, bool) or not isinstance(self.tries, int) or self.tries < 1:
+            raise UserInputError(f"tries must be a whole number >= 1, got {self.tries!r}")
+        if self.try_steps is not None:
+            _check_positive("try_steps", self.try_steps)
+        if self.tries > 1 and self.first_steps() >= self.steps:
+            raise UserInputError(
+                f"try_steps ({self.first_steps()}) must be fewer than steps ({self.steps}): "
+                "the tries are the start of the run"
+            )
+
+    def first_steps(self) -> int:
+        """How many steps each of the ``tries`` runs before one is kept."""
+        return self.try_steps if self.try_steps is not None else max(1, self.steps // 4)
 
 
 @dataclass(frozen=True)

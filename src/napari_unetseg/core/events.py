@@ -45,6 +45,28 @@ class PreviewEvent:
 
 
 @dataclass(frozen=True)
+class TryEvent:
+    """One of several tries (``TrainConfig.tries``) starts: the events that follow, up to
+    the next ``TryEvent`` or :class:`ChoiceEvent`, are its steps."""
+
+    index: int
+    tries: int
+    seed: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class ChoiceEvent:
+    """The tries are done: the run with ``seed`` goes on. ``losses`` maps every try's seed
+    to its mean training loss over steps ``first``..``last``; the lowest was kept."""
+
+    seed: int
+    losses: dict[int, float]
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
 class PredictProgress:
     """Progress of a prediction: tiles of the current slice done out of its total."""
 

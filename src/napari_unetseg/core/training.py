@@ -33,7 +33,14 @@ from napari_unetseg.core.checkpoint import (
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, run_generator
+from napari_unetseg.core.events import (
+    ChoiceEvent,
+    EpochEvent,
+    PreviewEvent,
+    StepEvent,
+    TryEvent,
+    run_generator,
+)
 from napari_unetseg.core.history import write_history
 from napari_unetseg.core.inference import channels_last_format
 from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
@@ -131,6 +138,7 @@ class Trainer:
         self._last_preview = -math.inf
         self.history: list[dict] = []
         self.step = 0
+        self.tries_record: dict | None = None  # set by BestOfTries on the run it keeps
         if len(images) != len(labels) or not images:
             raise UserInputError(
                 f"need one label image per image, got {len(images)} images and {len(labels)} labels"
@@ -141,11 +149,8 @@ class Trainer:
         if len(channels) > 1:
             raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
 
-        if self.run_dir is not None and not resume and not overwrite and (self.run_dir / "model.pt").exists():
-            raise UserInputError(
-                f"{self.run_dir} already holds a model: resume it (--resume), "
-                "choose another run folder (--out), or overwrite it (--overwrite)"
-            )
+        if not resume and not overwrite:
+            _check_new_run_dir(self.run_dir)
         resume_state = None
         known: tuple[int, ...] = ()
         base: LoadedModel | None = None
@@ -155,6 +160,9 @@ class Trainer:
             base = load_model(self.run_dir / "model.pt")
             resume_state = load_torch_safely(self.run_dir / "resume.pt")
             known = base.class_values
+            seed = base.train_config.get("seed")  # the run's own (the seed kept by tries, say)
+            if isinstance(seed, int) and seed != config.seed:
+                self.config = config = config.replace(seed=seed)
         elif init_model is not None:
             base = load_model(init_model)
             known = base.class_values
@@ -381,9 +389,7 @@ class Trainer:
         """Train to ``config.steps``, yielding an event after every step."""
         cfg = self.config
         if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            record = json.dumps(self._config_record(), indent=2).encode()
-            write_bytes_atomic(self.run_dir / "config.json", record)
+            self._write_config()
         start = time.perf_counter()
         epoch_losses: list[float] = []
         saved_at = -1
@@ -498,12 +504,26 @@ class Trainer:
         )
 
     def _config_record(self) -> dict:
-        return {
+        record = {
             "model": self.spec.to_dict(),
             "train": self.config.to_dict(),
             "class_values": list(self.class_values),
             "label_mode": self.label_mode,
         }
+        if self.tries_record is not None:
+            record["tries"] = self.tries_record
+        return record
+
+    def _write_config(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.run_dir / "config.json", json.dumps(self._config_record(), indent=2).encode())
+
+    def adopt_run_dir(self, run_dir: str | Path) -> Path | None:
+        """Save this run (config, model, resume state, history) in ``run_dir`` now and at
+        every later save (a run that started in memory, such as a try of :class:`BestOfTries`)."""
+        self.run_dir = Path(run_dir)
+        self._write_config()
+        return self._save()
 
     def _save(self) -> Path | None:
         if self.run_dir is None:
@@ -523,6 +543,14 @@ class Trainer:
         )
         write_history(self.history, self.run_dir)
         return path
+
+
+def _check_new_run_dir(run_dir: Path | None) -> None:
+    if run_dir is not None and (run_dir / "model.pt").exists():
+        raise UserInputError(
+            f"{run_dir} already holds a model: resume it (--resume), "
+            "choose another run folder (--out), or overwrite it (--overwrite)"
+        )
 
 
 def _effective_prior(targets: list[np.ndarray], num_classes: int, weights: torch.Tensor | None) -> np.ndarray:
@@ -550,6 +578,130 @@ def _prior_sample(images: list[np.ndarray], targets: list[np.ndarray]) -> list[t
     return sample
 
 
+class BestOfTries:
+    """Several starts of one run (``TrainConfig.tries``); the one that fits best goes on.
+
+    Try ``k`` is the run with seed ``config.seed + k``. Each runs ``config.first_steps()``
+    steps, one after the other, and waits; the try with the lowest mean training loss over
+    the second half of those steps (no validation labels needed) then trains to
+    ``config.steps`` and is the only one saved to ``run_dir``. A kept try is exactly the
+    run of its seed alone: each try owns its sampler, and the global torch random state
+    is put back when it goes on. Two tries are held in memory at most.
+
+    Same interface as :class:`Trainer` (``run``, ``request_stop``, ``set_preview``,
+    ``preview_interval_s``); the events gain a :class:`TryEvent` before each try and a
+    :class:`ChoiceEvent` when one is kept. Stopping during the tries keeps the try that
+    is running (saved to ``run_dir`` as a stopped run, which can be resumed).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        spec: ModelSpec | None = None,
+        config: TrainConfig | None = None,
+        run_dir: str | Path | None = None,
+        init_model: str | Path | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.config = config = config or TrainConfig()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if not overwrite:
+            _check_new_run_dir(self.run_dir)
+        self._build = lambda k: Trainer(
+            images, labels, spec, config.replace(seed=config.seed + k, tries=1), init_model=init_model
+        )
+        self._first = self._build(0)  # bad input fails here, before anything runs
+        self.current: Trainer | None = None
+        self.preview_interval_s: float | None = None
+        self._preview: tuple[np.ndarray | None, object] = (None, None)
+        self._stop_requested = False
+
+    def request_stop(self) -> None:
+        """Ask the running try (or the kept run) to save and stop after the current step."""
+        self._stop_requested = True
+        if self.current is not None:
+            self.current.request_stop()
+
+    def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
+        """As :meth:`Trainer.set_preview`, for whichever try is running."""
+        self._preview = (image, key)
+        if self.current is not None:
+            self.current.set_preview(image, key)
+
+    def _start(self, trainer: Trainer) -> Trainer:
+        self.current = trainer
+        trainer.preview_interval_s = self.preview_interval_s
+        trainer.set_preview(*self._preview)
+        if self._stop_requested:
+            trainer.request_stop()
+        return trainer
+
+    def run(self) -> Generator:
+        """Run the tries, then the kept one to the end; returns its :class:`TrainResult`."""
+        cfg, steps = self.config, self.config.first_steps()
+        first = steps // 2 + 1  # the loss over the second half of the tries picks the run
+        best = None  # (loss, seed, trainer, events, torch random state)
+        losses: dict[int, float] = {}
+        for k in range(cfg.tries):
+            if self._stop_requested and best is not None:
+                break  # stopped between two tries: go on with the best so far, which stops
+            seed = cfg.seed + k
+            trainer = self._start(self._first if k == 0 else self._build(k))
+            self._first = None
+            yield TryEvent(k + 1, cfg.tries, seed, steps)
+            events, step_losses = trainer.run(), []
+            while len(step_losses) < steps:
+                try:
+                    event = next(events)
+                except StopIteration as stop:  # stopped by the user: keep this try
+                    trainer.tries_record = {"stopped_during_try": k + 1, "losses": losses}
+                    if self.run_dir is not None:
+                        trainer.adopt_run_dir(self.run_dir)
+                    return TrainResult(stop.value.loaded, self.run_dir, stopped=True)
+                if isinstance(event, StepEvent):
+                    step_losses.append(event.loss)
+                yield event
+            losses[seed] = float(np.mean(step_losses[first - 1 :]))
+            candidate = (losses[seed], seed, trainer, events, _random_state())
+            if best is None or candidate[0] < best[0]:
+                best, candidate = candidate, best
+            if candidate is not None:
+                candidate[3].close()  # the worse of the two is dropped
+        _, seed, trainer, events, state = best
+        _set_random_state(state)
+        trainer.tries_record = {"losses": losses, "kept": seed, "steps": [first, steps]}
+        self.current = trainer
+        if self._stop_requested:
+            trainer.request_stop()
+        yield ChoiceEvent(seed, dict(losses), first, steps)
+        if self.run_dir is not None:
+            trainer.adopt_run_dir(self.run_dir)
+        return (yield from events)
+
+
+def _random_state() -> tuple:
+    """The global torch random state (CPU, and CUDA when there is one)."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def _set_random_state(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def make_trainer(
+    images, labels, spec=None, config=None, run_dir=None, init_model=None, resume=False, overwrite=False
+):
+    """A :class:`BestOfTries` when ``config.tries > 1`` on a new run, else a :class:`Trainer`
+    (a resumed run goes on with the seed that was kept)."""
+    config = config or TrainConfig()
+    if config.tries > 1 and not resume:
+        return BestOfTries(images, labels, spec, config, run_dir, init_model, overwrite)
+    return Trainer(images, labels, spec, config, run_dir, init_model, resume, overwrite)
+
+
 def train(*args, on_event=None, **kwargs) -> TrainResult:
-    """Build a :class:`Trainer` and run it to the end; ``on_event`` sees every event."""
-    return run_generator(Trainer(*args, **kwargs).run(), on_event)
+    """Build a trainer (:func:`make_trainer`) and run it to the end; ``on_event`` sees every event."""
+    return run_generator(make_trainer(*args, **kwargs).run(), on_event)

@@ -101,7 +101,7 @@ def train_from_files(
     on_event: EventCallback = None,
 ):
     """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult."""
-    from napari_unetseg.core.training import Trainer
+    from napari_unetseg.core.training import make_trainer
 
     if resume is not None and init is not None:
         raise UserInputError("give either --resume (continue a run) or --init (fine-tune), not both")
@@ -113,7 +113,7 @@ def train_from_files(
     check_output_folder(run_dir, "--resume" if resume is not None else "--out")
     spec, config = build_train_configs(model_options or {}, train_options or {}, config_file, resume)
     image_stacks, label_stacks = read_training_pairs(images, labels, axes, label_axes)
-    trainer = Trainer(
+    trainer = make_trainer(
         image_stacks,
         label_stacks,
         spec,

@@ -45,6 +45,11 @@ class CurvePlot(QWidget):
         self.series[name] = ([p[0] for p in points], [p[1] for p in points], color)
         self.update()
 
+    def remove_all(self) -> None:
+        """Drop every series (and its legend entry)."""
+        self.series = {}
+        self.update()
+
     def clear(self) -> None:
         for name, (_, _, color) in list(self.series.items()):
             self.series[name] = ([], [], color)

@@ -27,7 +27,7 @@ from magicgui.widgets import (
 from napari_unetseg.core.config import ModelSpec, TrainConfig
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
+from napari_unetseg.core.events import ChoiceEvent, EpochEvent, PreviewEvent, StepEvent, TryEvent
 from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
@@ -54,6 +54,13 @@ SEED_TIP = (
     "initial weights and draws other patches and flips: train two or three and predict with "
     "all of their model files (an ensemble), so that one unlucky run cannot spoil the result."
 )
+TRIES_TIP = (
+    "Start this many runs (seeds Seed, Seed+1, ...) for a quarter of the steps each, keep the "
+    "one whose loss is lowest and train it to the end; the others are dropped. Runs on a few "
+    "strokes can fail with one seed, and the failed ones fit the strokes worse from early on. "
+    "Costs a quarter of the steps per extra try."
+)
+LOSS_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 
 
 def _format_duration(seconds: float) -> str:
@@ -87,6 +94,8 @@ class TrainWidget(LayerDock):
         self._lr.native.setDecimals(6)
         self._seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self._seed.tooltip = SEED_TIP
+        self._tries = SpinBox(label="Tries", value=1, min=1, max=len(LOSS_COLOURS))
+        self._tries.tooltip = TRIES_TIP
         self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
         self._unpainted = CheckBox(label="Learn from unpainted pixels", value=False)
@@ -101,7 +110,7 @@ class TrainWidget(LayerDock):
         self._status = Label(value="Paint a few strokes per class, then Start.")
         self._status.native.setWordWrap(True)
         self.loss_plot = CurvePlot("loss")
-        self.loss_plot.add_series("train", "#ff7f0e")
+        self.loss_plot.add_series("train", LOSS_COLOURS[0])
         self.dice_plot = CurvePlot("validation Dice (held-out painted slices)", y_range=(0.0, 1.0))
         self.dice_plot.add_series("mean", "#1f77b4")
         self.dice_plot.setVisible(False)  # shown once there is validation data
@@ -112,9 +121,9 @@ class TrainWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._image, self._labels_layer, self._mode, self._model, self._width, self._depth,
-                self._size, self._patch, self._steps, self._batch, self._lr, self._seed, self._unpainted,
-                self._init, self._run_dir, self._preview, self._device, buttons, self._progress, self._status,
-                self._save,
+                self._size, self._patch, self._steps, self._batch, self._lr, self._seed, self._tries,
+                self._unpainted, self._init, self._run_dir, self._preview, self._device, buttons,
+                self._progress, self._status, self._save,
             ],
         )  # fmt: skip
         self.native.layout().addWidget(self.loss_plot)
@@ -125,7 +134,10 @@ class TrainWidget(LayerDock):
         self._run_path: Path | None = None
         self._result = None
         self._loss_ema: float | None = None
-        self._first_step: int | None = None
+        self._origin: tuple[int, float] | None = None  # (step, elapsed_s) of the first step seen
+        self._rate: float | None = None  # seconds per step
+        self._series = "train"  # the loss-curve series of the run (or try) that is training
+        self._try: TryEvent | None = None
         self._preview_source = None
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
@@ -182,6 +194,7 @@ class TrainWidget(LayerDock):
             batch_size=self._batch.value,
             learning_rate=self._lr.value,
             seed=self._seed.value,
+            tries=self._tries.value,
             consistency_weight=CONSISTENCY_WEIGHT if unpainted else 0.0,
             steps_per_epoch=max(1, min(50, self._steps.value // 4)),
         )
@@ -209,10 +222,11 @@ class TrainWidget(LayerDock):
         if job is None:
             return None
         if not resume:
-            self.loss_plot.clear()
+            self.loss_plot.remove_all()
+            self.loss_plot.add_series("train", LOSS_COLOURS[0])
+            self._series, self._try = "train", None
             self.dice_plot.clear()
-        self._loss_ema = None
-        self._first_step = None
+        self._loss_ema = self._origin = self._rate = None
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
         self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
@@ -237,9 +251,9 @@ class TrainWidget(LayerDock):
         self._preview_source = (images, labels_layer)
 
         def job():
-            from napari_unetseg.core.training import Trainer
+            from napari_unetseg.core.training import make_trainer
 
-            trainer = Trainer(
+            trainer = make_trainer(
                 [stack], [labels], spec, config, run_dir=run_dir, init_model=init, resume=resume
             )
             trainer.preview_interval_s = 3.0
@@ -275,6 +289,15 @@ class TrainWidget(LayerDock):
     def _on_event(self, event) -> None:
         if isinstance(event, StepEvent):
             self._on_step(event)
+        elif isinstance(event, TryEvent):
+            self._on_try(event)
+        elif isinstance(event, ChoiceEvent):  # the kept try goes on with its own curve
+            self._series, self._try, self._origin = f"seed {event.seed}", None, None
+            self._loss_ema = self.loss_plot.series[self._series][1][-1]
+            losses = ", ".join(f"seed {seed} {loss:.3f}" for seed, loss in event.losses.items())
+            self._status.value = (
+                f"Kept seed {event.seed} (loss over steps {event.first}-{event.last}: {losses})."
+            )
         elif isinstance(event, EpochEvent):
             if event.validation:
                 self.dice_plot.setVisible(True)
@@ -282,19 +305,33 @@ class TrainWidget(LayerDock):
         elif isinstance(event, PreviewEvent):
             self._show_preview(event)
 
+    def _on_try(self, event: TryEvent) -> None:
+        """A try starts: its own loss curve, EMA and rate."""
+        if self._series == "train" and not self.loss_plot.series["train"][0]:
+            self.loss_plot.remove_all()  # the tries replace the single curve
+        self._series, self._try = f"seed {event.seed}", event
+        self.loss_plot.add_series(self._series, LOSS_COLOURS[(event.index - 1) % len(LOSS_COLOURS)])
+        self._loss_ema = self._origin = None
+
     def _on_step(self, event: StepEvent) -> None:
         ema = event.loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * event.loss
         self._loss_ema = ema
-        self.loss_plot.append("train", event.step, ema)
+        self.loss_plot.append(self._series, event.step, ema)
         self._progress.max = event.total_steps
         self._progress.value = event.step
-        if self._first_step is None:
-            self._first_step = event.step - 1
-        rate = event.elapsed_s / max(1, event.step - self._first_step)
-        left = rate * (event.total_steps - event.step)
-        self._status.value = (
-            f"step {event.step}/{event.total_steps} · loss {event.loss:.3f} · {_format_duration(left)} left"
-        )
+        if self._origin is None:  # a kept try's clock includes the other tries: measure from here
+            self._origin = (event.step, event.elapsed_s)
+        elif event.step > self._origin[0]:
+            self._rate = (event.elapsed_s - self._origin[1]) / (event.step - self._origin[0])
+        left_steps, text = event.total_steps - event.step, f"step {event.step}/{event.total_steps}"
+        if self._try is not None:  # this try's rest, the tries to come, then the kept run's rest
+            t = self._try
+            left_steps += (t.tries - t.index) * t.steps
+            text = f"try {t.index}/{t.tries} (seed {t.seed}) · {text}"
+        text += f" · loss {event.loss:.3f}"
+        if self._rate is not None:
+            text += f" · {_format_duration(self._rate * left_steps)} left"
+        self._status.value = text
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
