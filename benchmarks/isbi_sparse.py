@@ -29,9 +29,9 @@ from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig  # noqa: E402
-from napari_unetseg.core.events import StepEvent, run_generator  # noqa: E402
+from napari_unetseg.core.events import ChoiceEvent, StepEvent, TryEvent, run_generator  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
-from napari_unetseg.core.training import Trainer  # noqa: E402
+from napari_unetseg.core.training import make_trainer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TRAIN, TEST, SLICES = list(range(24)), list(range(24, 30)), [2, 10, 18]
@@ -44,7 +44,8 @@ def membrane_dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="unet", base=16, stop_after=None):
     """Train one network arm; its membrane Dice (``None`` when stopped early), time,
-    prediction, model and per-step losses."""
+    prediction, model, per-step losses (with ``--set tries=N``: the kept try's) and the
+    tries' :class:`ChoiceEvent` (``None`` without tries)."""
     spec = ModelSpec(name=model, depth=4, base_channels=base)
     config = TrainConfig(
         label_mode=mode,
@@ -56,22 +57,28 @@ def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="une
         validation_fraction=0,
         **overrides,
     )
-    losses = []  # every step's training loss
-    trainer = Trainer([images[:, None]], [labels], spec, config)
+    curves = {None: []}  # every step's training loss, per try's seed (None: no tries)
+    state = {"seed": None, "choice": None}
+    trainer = make_trainer([images[:, None]], [labels], spec, config)
 
     def record(event) -> None:
         if isinstance(event, StepEvent):
-            losses.append(event.loss)
+            curves[state["seed"]].append(event.loss)
             if event.step == stop_after:
                 trainer.request_stop()  # the start of the run, with the full run's schedule
+        elif isinstance(event, TryEvent):
+            state["seed"], curves[event.seed] = event.seed, []
+        elif isinstance(event, ChoiceEvent):
+            state["seed"], state["choice"] = event.seed, event
 
     start = time.perf_counter()
     loaded = run_generator(trainer.run(), record).loaded
     seconds = time.perf_counter() - start
+    losses = curves[state["seed"]]
     if stop_after is not None:
-        return None, seconds, None, loaded, losses
+        return None, seconds, None, loaded, losses, state["choice"]
     pred = predict_stack(loaded, IMAGES[TEST][:, None], PredictConfig(tile_size=512, tta=tta)).labels
-    return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded, losses
+    return membrane_dice(pred, LABELS[TEST]), seconds, pred, loaded, losses, state["choice"]
 
 
 def window_means(values: list[float], window: int = 50) -> list[float]:
@@ -181,7 +188,7 @@ def main() -> None:
         if arm == "c":
             dice, seconds = forest_arm(scribbles)
         else:
-            dice, seconds, pred, loaded, losses = arms[arm]()
+            dice, seconds, pred, loaded, losses, choice = arms[arm]()
             if dice is None:  # --stop-after: the loss curve only
                 curve = window_means(losses)
                 results[arm] = {
@@ -198,6 +205,13 @@ def main() -> None:
         results[arm] = {"membrane_dice": round(dice, 4), "seconds": round(seconds, 1)}
         if arm != "c":
             results[arm]["loss_per_50_steps"] = window_means(losses)
+            if choice is not None:
+                results[arm]["tries"] = {
+                    "kept": choice.seed,
+                    "losses": choice.losses,
+                    "steps": [choice.first, choice.last],
+                }
+                print(f"{arm:>10}: kept seed {choice.seed} of the tries, losses {choice.losses}", flush=True)
         print(f"{arm:>10}: membrane Dice {dice:.4f}  ({seconds:.0f} s)", flush=True)
     if "scribbles" in results and "a" in results:
         results["ratio_vs_a"] = round(
