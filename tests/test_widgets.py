@@ -569,7 +569,7 @@ def test_tries_from_the_dock_draw_one_curve_per_seed_and_keep_the_lowest(
     import json
 
     viewer = make_napari_viewer()
-    sample = make_sample(n_slices=2, size=48, painted_slices=1, seed=6)
+    sample = make_sample(n_slices=4, size=48, painted_slices=4, seed=6)  # one slice held out
     image = viewer.add_image(sample.image, name="cells")
     strokes = viewer.add_labels(sample.strokes, name="strokes")
     train = open_dock(viewer, "Train")
@@ -582,11 +582,14 @@ def test_tries_from_the_dock_draw_one_curve_per_seed_and_keep_the_lowest(
     assert list(series) == ["seed 5", "seed 6"]
     kept, dropped = f"seed {record['kept']}", f"seed {11 - record['kept']}"
     assert series[kept][0] == list(range(1, 9)) and series[dropped][0] == [1, 2]  # 2 steps a try
+    dice = train.dice_plot.series  # validation every 2 steps; the dropped try stops before its first
+    assert list(dice) == ["seed 5", "seed 6"] and dice[kept][0] == [2, 4, 6, 8] and dice[dropped][0] == []
     assert train._status.value.startswith("Finished at step 8")
 
     train._tries.value = 1  # a plain run has its single curve again
     train_from_dock(qtbot, train, image, strokes, tmp_path / "plain", steps=3)
     assert list(train.loss_plot.series) == ["train"] and len(train.loss_plot.series["train"][0]) == 3
+    assert list(train.dice_plot.series) == ["mean"]
 
     train._tries.value, train._steps.value, train._run_dir.value = 2, 1, str(tmp_path / "none")
     assert train.start() is None and "must be fewer than steps" in warnings_shown[-1]  # a notification

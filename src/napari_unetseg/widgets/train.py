@@ -136,7 +136,7 @@ class TrainWidget(LayerDock):
         self._loss_ema: float | None = None
         self._origin: tuple[int, float] | None = None  # (step, elapsed_s) of the first step seen
         self._rate: float | None = None  # seconds per step
-        self._series = "train"  # the loss-curve series of the run (or try) that is training
+        self._series: str | None = None  # the curves' series of the try that trains (None: no tries)
         self._try: TryEvent | None = None
         self._preview_source = None
         for widget in (self._model, self._width, self._depth):
@@ -224,8 +224,9 @@ class TrainWidget(LayerDock):
         if not resume:
             self.loss_plot.remove_all()
             self.loss_plot.add_series("train", LOSS_COLOURS[0])
-            self._series, self._try = "train", None
-            self.dice_plot.clear()
+            self.dice_plot.remove_all()
+            self.dice_plot.add_series("mean", "#1f77b4")
+            self._series, self._try = None, None
         self._loss_ema = self._origin = self._rate = None
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
@@ -301,22 +302,25 @@ class TrainWidget(LayerDock):
         elif isinstance(event, EpochEvent):
             if event.validation:
                 self.dice_plot.setVisible(True)
-                self.dice_plot.append("mean", event.step, event.validation["val_dice_mean"])
+                self.dice_plot.append(self._series or "mean", event.step, event.validation["val_dice_mean"])
         elif isinstance(event, PreviewEvent):
             self._show_preview(event)
 
     def _on_try(self, event: TryEvent) -> None:
-        """A try starts: its own loss curve, EMA and rate."""
-        if self._series == "train" and not self.loss_plot.series["train"][0]:
-            self.loss_plot.remove_all()  # the tries replace the single curve
+        """A try starts: its own loss and Dice curves (one colour per seed), EMA and rate."""
+        if self._series is None:  # the tries replace the single curves
+            self.loss_plot.remove_all()
+            self.dice_plot.remove_all()
         self._series, self._try = f"seed {event.seed}", event
-        self.loss_plot.add_series(self._series, LOSS_COLOURS[(event.index - 1) % len(LOSS_COLOURS)])
+        colour = LOSS_COLOURS[(event.index - 1) % len(LOSS_COLOURS)]
+        self.loss_plot.add_series(self._series, colour)
+        self.dice_plot.add_series(self._series, colour)
         self._loss_ema = self._origin = None
 
     def _on_step(self, event: StepEvent) -> None:
         ema = event.loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * event.loss
         self._loss_ema = ema
-        self.loss_plot.append(self._series, event.step, ema)
+        self.loss_plot.append(self._series or "train", event.step, ema)
         self._progress.max = event.total_steps
         self._progress.value = event.step
         if self._origin is None:  # a kept try's clock includes the other tries: measure from here
