@@ -6,7 +6,8 @@
 
 Stacks are ``(N, C, Y, X)`` images and ``(N, Y, X)`` labels; every labelled slice is a
 training slice, and when there are enough of them a fraction is held out for
-validation (Dice on their labelled pixels after every epoch).
+validation (Dice on their labelled pixels after every epoch). ``make_trainer`` gives a
+:class:`BestOfTries` when ``config.tries > 1`` (several seeds started, the best kept).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def _class_balance(config: TrainConfig, mode: str) -> bool:
 
 class Trainer:
     """Train a segmentation network on one or several (image, labels) stacks.
+
+    One run with ``config.seed``; ``config.tries`` is read by :func:`make_trainer`, which
+    builds a :class:`BestOfTries` of several Trainers.
 
     Parameters
     ----------
@@ -692,8 +696,15 @@ def _set_random_state(state: tuple) -> None:
 
 
 def make_trainer(
-    images, labels, spec=None, config=None, run_dir=None, init_model=None, resume=False, overwrite=False
-):
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    spec: ModelSpec | None = None,
+    config: TrainConfig | None = None,
+    run_dir: str | Path | None = None,
+    init_model: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Trainer | BestOfTries:
     """A :class:`BestOfTries` when ``config.tries > 1`` on a new run, else a :class:`Trainer`
     (a resumed run goes on with the seed that was kept)."""
     config = config or TrainConfig()
