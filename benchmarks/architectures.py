@@ -83,8 +83,8 @@ def seconds_per_step(spec: ModelSpec, images, labels, recipe: dict, steps: int =
         label_mode="dense",
         steps=steps + 2,
         validation_fraction=0,
-        labelled_sampling=0.0,
         device="cpu",
+        advanced={"labelled_sampling": 0.0},
         **recipe,
     )
     from napari_unetseg.core.events import StepEvent
@@ -98,14 +98,13 @@ def speed_only(args) -> dict:
     """Training seconds per step and prediction MPix/s of every model, back to back."""
     from napari_unetseg.core.checkpoint import LoadedModel as Loaded
     from napari_unetseg.core.models import build_model
-    from napari_unetseg.core.normalization import Normalization
 
     (images, labels), _, _, recipe, _ = load_isbi()
     out = {}
     for name in args.models:
         spec = ModelSpec(name=name, depth=4, base_channels=args.base)
         entry = {"s_per_step": seconds_per_step(spec, images, labels, recipe)}
-        loaded = Loaded(build_model(spec).eval(), spec, (0, 1), Normalization())
+        loaded = Loaded(build_model(spec).eval(), spec, (0, 1))
         entry["mpix_per_s_1024"] = mpix_per_second(loaded)
         if name == "unetplusplus":
             for head in range(1, spec.depth):
@@ -154,9 +153,9 @@ def run_dataset(name: str, models: list[str], args) -> tuple[dict, dict[str, Loa
             learning_rate=args.lr,
             steps_per_epoch=args.steps,
             validation_fraction=0,
-            labelled_sampling=0.0,
             device="cpu",
             seed=args.seed,
+            advanced={"labelled_sampling": 0.0},
             **recipe,
         )
         start = time.perf_counter()

@@ -77,7 +77,7 @@ def main() -> None:
             learning_rate=args.lr,
             steps_per_epoch=max(1, args.steps // 10),
             validation_fraction=0,
-            labelled_sampling=0.0,
+            advanced={"labelled_sampling": 0.0},
         )
         start = time.perf_counter()
         # each image is normalised on its own: one "stack" per image, as a user's files would be

@@ -29,7 +29,7 @@ from common import DATA, hardware  # noqa: E402
 from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
-from napari_unetseg.core.config import PredictConfig, TrainConfig  # noqa: E402
+from napari_unetseg.core.config import PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
 from napari_unetseg.core.training import train  # noqa: E402
 
@@ -84,18 +84,20 @@ def main() -> None:
         accuracy = ((pseudo == 1) == (labels[SLICES] == 1))[covered].mean()
         print(f"round 2 labels cover {covered.mean():.3f} of the 3 slices, accuracy {accuracy:.4f}")
         overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-        config = TrainConfig(
-            label_mode="sparse",
-            steps=args.round2_steps,
-            patch_size=256,
-            batch_size=4,
-            seed=1,
-            steps_per_epoch=args.round2_steps,
-            validation_fraction=0,
-            **overrides,
+        config = TrainConfig.from_dict(  # from_dict: --set takes the keys of earlier versions too
+            dict(
+                label_mode="sparse",
+                steps=args.round2_steps,
+                patch_size=256,
+                batch_size=4,
+                seed=1,
+                steps_per_epoch=args.round2_steps,
+                validation_fraction=0,
+                **overrides,
+            )
         )
         start = time.perf_counter()
-        second = train([images[SLICES][:, None]], [pseudo], None, config, init_model=args.model).loaded
+        second = train([images[SLICES][:, None]], [pseudo], None, config, RunOptions(init=args.model)).loaded
         seconds = time.perf_counter() - start
         for tta in (False, True):
             pred = predict_stack(second, test_images, PredictConfig(tile_size=512, tta=tta)).labels

@@ -47,16 +47,13 @@ def unet_arm(images, labels, mode, steps, seed, overrides, tta=False, model="une
     prediction, model, per-step losses (with ``--set tries=N``: the kept try's) and the
     tries' :class:`ChoiceEvent` (``None`` without tries)."""
     spec = ModelSpec(name=model, depth=4, base_channels=base)
-    config = TrainConfig(
-        label_mode=mode,
-        steps=steps,
-        patch_size=256,
-        batch_size=4,
-        seed=seed,
-        steps_per_epoch=steps,
-        validation_fraction=0,
-        **overrides,
+    recipe = dict(
+        label_mode=mode, steps=steps, patch_size=256, batch_size=4, seed=seed, steps_per_epoch=steps
     )
+    # from_dict: --set takes today's keys (learn_unpainted=true, advanced={...}) and the flat keys of
+    # earlier versions (consistency_weight=10, smoothness_weight=10, ...), so the commands in
+    # docs/benchmarks.md run as written
+    config = TrainConfig.from_dict({**recipe, "validation_fraction": 0, **overrides})
     curves = {None: []}  # every step's training loss, per try's seed (None: no tries)
     state = {"seed": None, "choice": None}
     trainer = make_trainer([images[:, None]], [labels], spec, config)
@@ -118,7 +115,8 @@ def main() -> None:
         nargs="*",
         default=[],
         metavar="KEY=VALUE",
-        help="TrainConfig overrides for the U-Net arms, e.g. class_balance=false",
+        help="TrainConfig overrides for the U-Net arms, e.g. tries=3 learn_unpainted=true "
+        "or a research option of TrainConfig.advanced: smoothness_weight=10",
     )
     parser.add_argument("--name", default="isbi_sparse", help="results file name")
     parser.add_argument("--model", default="unet", help="architecture of the network arms")

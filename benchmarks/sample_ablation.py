@@ -30,7 +30,8 @@ def main() -> None:
         start = time.time()
         options = {"steps": 150, "patch_size": 128, "batch_size": 8, "steps_per_epoch": 50, **json.loads(arm)}
         spec = ModelSpec("unet", base_channels=16, depth=4)
-        result = train([sample.image[:, None]], [sample.strokes], spec, TrainConfig(**options))
+        config = TrainConfig.from_dict(options)  # also the flat keys of earlier versions
+        result = train([sample.image[:, None]], [sample.strokes], spec, config)
         labels = predict_stack(result.loaded, sample.image[:, None], PredictConfig()).labels
         scores = evaluate(labels, sample.truth, surface=False)
         print(

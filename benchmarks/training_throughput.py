@@ -48,7 +48,7 @@ def steps_per_second(trainer: Trainer, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--base", type=int, default=ModelSpec().base_channels)
+    parser.add_argument("--base", type=int, default=32)  # the documented figure's width
     parser.add_argument("--depth", type=int, default=ModelSpec().depth)
     parser.add_argument("--patch", type=int, default=TrainConfig().patch_size)
     parser.add_argument("--batch", type=int, default=TrainConfig().batch_size)

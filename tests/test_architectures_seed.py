@@ -12,7 +12,6 @@ from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.models import build_model, count_parameters
 from napari_unetseg.core.models.fcn import bilinear_upsampling
-from napari_unetseg.core.normalization import Normalization
 
 
 @pytest.mark.parametrize("factor", [2, 8, 32])
@@ -80,7 +79,7 @@ def test_deeplab_output_stride_16_atrous_rates_and_batch_of_one():
 def _unetpp_loaded(depth=4, base=4, deep_supervision=True):
     spec = ModelSpec(name="unetplusplus", depth=depth, base_channels=base, deep_supervision=deep_supervision)
     torch.manual_seed(0)
-    return LoadedModel(build_model(spec).eval(), spec, (1, 2), Normalization())
+    return LoadedModel(build_model(spec).eval(), spec, (1, 2))
 
 
 def test_pruned_unetplusplus_equals_that_head_of_the_full_network(tmp_path):
@@ -104,7 +103,7 @@ def test_pruned_unetplusplus_equals_that_head_of_the_full_network(tmp_path):
 def test_pruning_refuses_what_it_cannot_do():
     unet = ModelSpec(depth=2, base_channels=4)
     with pytest.raises(UserInputError, match="only UNet\\+\\+"):
-        pruned(LoadedModel(build_model(unet), unet, (1, 2), Normalization()), 1)
+        pruned(LoadedModel(build_model(unet), unet, (1, 2)), 1)
     with pytest.raises(UserInputError, match="without deep supervision"):
         pruned(_unetpp_loaded(deep_supervision=False), 2)
     with pytest.raises(UserInputError, match="already pruned"):

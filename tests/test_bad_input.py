@@ -100,6 +100,7 @@ class Case:
     cli: list[str]
     core: Callable[[dict, Path], object]
     message: str
+    flag: str = ""  # what the CLI's message must name (the core's names no flag)
 
 
 def _train(f, out, images="image", labels="strokes", model=None, train=None, **options):
@@ -121,7 +122,7 @@ def _swap(args, old, new):
 
 CASES = [
     Case("image and labels of different shapes", _swap(TRAIN, "{strokes}", "{narrow}"),
-         lambda f, o: _train(f, o, labels="narrow"), "does not match"),
+         lambda f, o: _train(f, o, labels="narrow"), "does not match", "(--axes)"),
     Case("labels with no painted pixel", _swap(TRAIN, "{strokes}", "{unpainted}"),
          lambda f, o: _train(f, o, labels="unpainted"), "no painted pixels"),
     Case("one class only", _swap(TRAIN, "{strokes}", "{one_class}"),
@@ -129,7 +130,7 @@ CASES = [
     Case("labels with a class the model file does not know (resume)",
          ["train", "--images", "{image}", "--labels", "{new_class}", "--resume", "{run}", "--steps", "5"],
          lambda f, o: train_from_files([f["image"]], [f["new_class"]], None, resume=f["run"],
-                                       train_options={"steps": 5}), "cannot add classes"),
+                                       train_options={"steps": 5}), "cannot add classes", "(--init)"),
     Case("fractional float labels", _swap(TRAIN, "{strokes}", "{fractional}"),
          lambda f, o: _train(f, o, labels="fractional"), "must be integers"),
     Case("negative label values", _swap(TRAIN, "{strokes}", "{negative}"),
@@ -137,21 +138,21 @@ CASES = [
     Case("NaN in the image", _swap(TRAIN, "{image}", "{nan}"),
          lambda f, o: _train(f, o, images="nan"), "NaN or infinite"),
     Case("constant image", _swap(TRAIN, "{image}", "{constant}"),
-         lambda f, o: _train(f, o, images="constant"), "is constant"),
+         lambda f, o: _train(f, o, images="constant"), "is constant", "(--axes)"),
     Case("4x4 image (training)",
          ["train", "--images", "{tiny}", "--labels", "{tiny_labels}", "--out", "{out}/run", "--dense"],
          lambda f, o: _train(f, o, images="tiny", labels="tiny_labels", train={"label_mode": "dense"}),
-         "too small"),
+         "too small", "(--axes)"),
     Case("4x4 image (prediction)", _swap(PREDICT, "{image}", "{tiny}"),
-         lambda f, o: _predict(f, o, inputs=("tiny",)), "too small"),
+         lambda f, o: _predict(f, o, inputs=("tiny",)), "too small", "(--axes)"),
     Case("unknown letter in the axes", [*TRAIN, "--axes", "ZQX"],
          lambda f, o: _train(f, o, axes="ZQX"), "unknown letter"),
     Case("axes of the wrong length", [*TRAIN, "--axes", "TZYX"],
          lambda f, o: _train(f, o, axes="TZYX"), "4 letters"),
     Case("6-D image", _swap(PREDICT, "{image}", "{six_d}"),
-         lambda f, o: _predict(f, o, inputs=("six_d",)), "6-D"),
+         lambda f, o: _predict(f, o, inputs=("six_d",)), "6-D", "(--axes)"),
     Case("RGB image for a grey model", _swap(PREDICT, "{image}", "{rgb}"),
-         lambda f, o: _predict(f, o, inputs=("rgb",)), "3 channel(s) but the model expects 1"),
+         lambda f, o: _predict(f, o, inputs=("rgb",)), "3 channel(s) but the model expects 1", "(--axes)"),
     Case("empty file", _swap(TRAIN, "{image}", "{empty}"),
          lambda f, o: _train(f, o, images="empty"), "is empty"),
     Case("truncated TIFF", _swap(PREDICT, "{image}", "{truncated}"),
@@ -159,12 +160,14 @@ CASES = [
     Case("a folder where a file is expected", _swap(TRAIN, "{image}", "{folder}"),
          lambda f, o: _train(f, o, images="folder"), "is a directory"),
     Case("output folder inside a file", _swap(PREDICT, "{out}/pred", "{image}/pred"),
-         lambda f, o: predict_files(f["model"], [f["image"]], f["image"] / "pred"), "is a file"),
+         lambda f, o: predict_files(f["model"], [f["image"]], f["image"] / "pred"), "is a file", "(--out)"),
     Case("existing output without --overwrite", _swap(PREDICT, "{out}/pred", "{existing_out}"),
-         lambda f, o: predict_files(f["model"], [f["image"]], f["existing_out"]), "already exists"),
+         lambda f, o: predict_files(f["model"], [f["image"]], f["existing_out"]), "already exists",
+         "replace it (--overwrite)"),
     Case("run folder that already holds a model", _swap(TRAIN, "{out}/run", "{run}"),
          lambda f, o: train_from_files([f["image"]], [f["strokes"]], f["run"], model_options=TINY,
-                                       train_options=FAST), "already holds a model"),
+                                       train_options=FAST), "already holds a model",
+         "resume it (--resume), choose another run folder (--out) or overwrite it (--overwrite)"),
     Case("truncated model file", _swap(PREDICT, "{model}", "{truncated_model}"),
          lambda f, o: _predict(f, o, model="truncated_model"), "damaged or truncated"),
     Case("model file from a newer version", _swap(PREDICT, "{model}", "{newer_model}"),
@@ -175,23 +178,24 @@ CASES = [
          lambda f, o: predict_files([f["model"], f["other_classes_model"]], [f["image"]], o / "pred"),
          "an ensemble needs models trained on the same classes"),
     Case("zero steps", [*TRAIN, "--steps", "0"],
-         lambda f, o: _train(f, o, train={"steps": 0}), "steps must be"),
+         lambda f, o: _train(f, o, train={"steps": 0}), "must be a number >= 1, got 0", "--steps must"),
     Case("negative steps", [*TRAIN, "--steps", "-5"],
-         lambda f, o: _train(f, o, train={"steps": -5}), "steps must be"),
+         lambda f, o: _train(f, o, train={"steps": -5}), "must be a number >= 1, got -5", "--steps must"),
     Case("patch larger than the image", [*TRAIN, "--patch-size", "128"],
-         lambda f, o: _train(f, o, train={"patch_size": 128}), "patch size of 64 or less"),
+         lambda f, o: _train(f, o, train={"patch_size": 128}), "patch size of 64 or less",
+         "(--patch-size)"),
     Case("overlap as large as the tile", [*PREDICT, "--tile-size", "256", "--overlap", "256"],
          lambda f, o: PredictConfig(tile_size=256, overlap=256), "leaves no step between 256-px tiles"),
     Case("fractional overlap above 1", [*PREDICT, "--overlap", "1.5"],
          lambda f, o: PredictConfig(overlap=1.5), "a whole number of pixels, got 1.5"),
     Case("tile smaller than 16 px", [*PREDICT, "--tile-size", "8"],
-         lambda f, o: PredictConfig(tile_size=8), "tile_size must be"),
+         lambda f, o: PredictConfig(tile_size=8), "must be a number >= 16, got 8", "--tile-size must"),
     Case("zero batch size", [*TRAIN, "--batch-size", "0"],
-         lambda f, o: TrainConfig(batch_size=0), "batch_size must be"),
+         lambda f, o: TrainConfig(batch_size=0), "must be a number >= 1, got 0", "--batch-size must"),
     Case("negative learning rate", [*TRAIN, "--lr", "-0.1"],
-         lambda f, o: TrainConfig(learning_rate=-0.1), "learning_rate must be"),
+         lambda f, o: TrainConfig(learning_rate=-0.1), "must be a number >= 1e-12", "--lr must"),
     Case("unknown architecture", [*TRAIN, "--model", "vgg"],
-         lambda f, o: _train(f, o, model={"name": "vgg"}), "unknown model"),
+         lambda f, o: _train(f, o, model={"name": "vgg"}), "unknown model", "(--model)"),
     Case("float prediction to evaluate",
          ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
          lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),
@@ -200,7 +204,7 @@ CASES = [
          lambda f, o: evaluate_files(f["narrow"], f["truth"]), "differs from ground truth"),
     Case("--resume and --init together", [*TRAIN, "--resume", "{run}", "--init", "{model}"],
          lambda f, o: train_from_files([f["image"]], [f["strokes"]], None, resume=f["run"], init=f["model"]),
-         "not both"),
+         "not both", "(--resume)"),
     Case("malformed config file", [*TRAIN, "--config", "{bad_config}"],
          lambda f, o: _train(f, o, config_file=f["bad_config"]), "config"),
     Case("unknown option in a config file", [*TRAIN, "--config", "{unknown_key_config}"],
@@ -209,9 +213,10 @@ CASES = [
          lambda f, o: predict_files(f["model"], [o / "nope.tif"], o / "pred"), "does not exist"),
     Case("3D model on a single image",
          [*_swap(_swap(TRAIN, "{image}", "{single}"), "{strokes}", "{single_strokes}"), "--model", "unet3d"],
-         lambda f, o: _train(f, o, "single", "single_strokes", model={"name": "unet3d"}), "z-stacks"),
+         lambda f, o: _train(f, o, "single", "single_strokes", model={"name": "unet3d"}), "z-stacks",
+         "use a 2D model (--model)"),
     Case("zero anisotropy", [*TRAIN, "--anisotropy", "0"],
-         lambda f, o: ModelSpec(anisotropy=0), "anisotropy must be"),
+         lambda f, o: ModelSpec(anisotropy=0), "must be a number >= 0.01", "--anisotropy must"),
     Case("pruning a model that is not a UNet++",
          ["prune", "--model", "{model}", "--head", "1", "--out", "{out}/pruned.pt"],
          lambda f, o: prune_file(f["model"], 1, o / "pruned.pt"), "only UNet++"),
@@ -237,7 +242,9 @@ def test_core_api(case, inputs, tmp_path):
     before = _fingerprint(inputs["image"].parent)
     with pytest.raises(UserInputError) as info:
         case.core(inputs, tmp_path)
-    assert case.message in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert case.message in message and "\n" not in message
+    assert "--" not in message  # the core names no flags: each front words its options itself
     assert _fingerprint(inputs["image"].parent) == before
     assert not any(tmp_path.iterdir())  # no output appeared
 
@@ -251,5 +258,6 @@ def test_cli(case, inputs, tmp_path, cli):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and case.message in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert case.flag in lines[0], lines[0]
     assert _fingerprint(inputs["image"].parent) == before
     assert not any(out.iterdir())

@@ -12,7 +12,6 @@ from napari_unetseg.core.checkpoint import LoadedModel, load_model, save_model
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.models import build_model
-from napari_unetseg.core.normalization import Normalization
 
 
 class _Payload:
@@ -27,7 +26,7 @@ class _Payload:
 
 def _model_file(tmp_path):
     spec = ModelSpec(depth=2, base_channels=4)
-    return save_model(LoadedModel(build_model(spec), spec, (1, 2), Normalization()), tmp_path / "m.pt")
+    return save_model(LoadedModel(build_model(spec), spec, (1, 2)), tmp_path / "m.pt")
 
 
 def test_pickle_payload_refused_and_marker_not_written(tmp_path):
@@ -73,7 +72,7 @@ def test_failed_save_keeps_previous_model_file(tmp_path):
     path = _model_file(tmp_path)
     before = path.read_bytes()
     spec = ModelSpec(depth=2, base_channels=4)
-    other = LoadedModel(build_model(spec), spec, (1, 2), Normalization())
+    other = LoadedModel(build_model(spec), spec, (1, 2))
     original = torch.save
 
     def exploding_save(obj, f, *a, **k):

@@ -252,7 +252,7 @@ def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):
                 "--try-steps",
                 "4",
             ],
-            "must be fewer than steps",
+            "must be fewer steps than the run (4): ask for more steps (--steps)",
         ),
     ],
 )
@@ -291,3 +291,53 @@ def test_demo_end_to_end(cli, tmp_path):
     (tmp_path / "mine" / "thesis.docx").write_text("precious")
     proc = cli("demo", "--out", tmp_path / "mine", "--steps", "2")
     assert proc.returncode == 2 and "not made by the demo" in proc.stderr
+
+
+def test_learn_unpainted_and_the_defaults_reach_the_run(files, tmp_path, capsys):
+    from napari_unetseg.cli import main
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.config import TrainConfig
+
+    _, paths = files
+    run = tmp_path / "run"
+    args = ["train", "--images", str(paths["image"]), "--labels", str(paths["strokes"]), "--out", str(run)]
+    small = [
+        "--steps",
+        "3",
+        "--patch-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--depth",
+        "2",
+        "--base-channels",
+        "4",
+    ]
+    assert main([*args, *small, "--learn-unpainted", "--device", "cpu"]) == 0
+    saved = TrainConfig.from_dict(load_model(run / "model.pt").train_config)
+    assert saved.learn_unpainted and saved.consistency_weight() > 0
+    default = TrainConfig()  # every flag not given keeps the config class's default
+    assert (saved.validation_fraction, saved.learning_rate, saved.seed) == (
+        default.validation_fraction,
+        default.learning_rate,
+        default.seed,
+    )
+    assert saved.advanced == default.advanced
+
+
+def test_an_internal_error_is_one_line_unless_debug(files, tmp_path, capsys, monkeypatch):
+    from napari_unetseg import cli
+    from napari_unetseg.core import workflows
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(workflows, "evaluate_files", broken)
+    _, paths = files
+    args = ["evaluate", "--prediction", str(paths["strokes"]), "--truth", str(paths["strokes"])]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "simulated bug" in err and "--debug shows the traceback" in err
+    assert cli.main(["--debug", *args]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "simulated bug" in err

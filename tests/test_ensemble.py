@@ -25,8 +25,8 @@ def _model(seed: int, name: str = "unet", values=(1, 2), **recipe) -> LoadedMode
     """An untrained model (class values, normalisation and correction as given)."""
     torch.manual_seed(seed)
     spec = ModelSpec(name=name, depth=2, base_channels=4)
-    normalization = recipe.pop("normalization", Normalization())
-    return LoadedModel(build_model(spec).eval(), spec, values, normalization, **recipe)
+    spec = spec.replace(normalization=recipe.pop("normalization", Normalization()))
+    return LoadedModel(build_model(spec).eval(), spec, values, **recipe)
 
 
 @functools.cache
@@ -65,7 +65,8 @@ def test_an_ensemble_averages_its_members_probabilities():
     config = PredictConfig(tile_size=32, overlap=8)
     # different weights, normalisation recipes and class-prior corrections
     a = dataclasses.replace(_trained(0), logit_bias=(0.3, -0.3))
-    b = dataclasses.replace(_trained(1), normalization=Normalization(low=5.0, high=95.0))
+    b = _trained(1)
+    b = dataclasses.replace(b, spec=b.spec.replace(normalization=Normalization(low=5.0, high=95.0)))
     alone, both = _assert_average([a, b], stack, config)
     assert (alone[0].labels != alone[1].labels).any()  # the members disagree somewhere
     for member in alone:  # and the average is neither of them
@@ -87,7 +88,7 @@ def test_models_that_cannot_be_averaged_are_refused():
     with pytest.raises(UserInputError, match="same classes"):
         check_ensemble([base, _model(1, values=(1, 3))])
     other_spec = dataclasses.replace(base.spec, in_channels=3)
-    three = LoadedModel(build_model(other_spec), other_spec, (1, 2), Normalization())
+    three = LoadedModel(build_model(other_spec), other_spec, (1, 2))
     with pytest.raises(UserInputError, match="same kind of image"):
         check_ensemble([base, three])
     with pytest.raises(UserInputError, match="2D and 3D"):

@@ -15,7 +15,7 @@ import tifffile
 import torch
 
 from napari_unetseg.core.checkpoint import load_model
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.training import train
@@ -25,7 +25,7 @@ def _model_file(folder):
     sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=11)
     config = TrainConfig(steps=1, patch_size=32, batch_size=2)
     train([sample.image[:, None]], [sample.strokes], ModelSpec(base_channels=8, depth=2), config,
-          run_dir=folder / "run")  # fmt: skip
+          RunOptions(run_dir=folder / "run"))  # fmt: skip
     return folder / "run" / "model.pt"
 
 

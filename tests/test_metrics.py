@@ -10,7 +10,7 @@ from skimage.segmentation import find_boundaries
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
 
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.metrics import evaluate, format_table
+from napari_unetseg.core.metrics import error_map, evaluate, format_table, masked_dice
 
 
 def _random_labels(seed, shape=(3, 40, 50), k=3):
@@ -96,3 +96,24 @@ def test_bad_inputs():
         evaluate(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8))
     with pytest.raises(UserInputError, match="integer"):
         evaluate(np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8))
+
+
+def test_masked_dice_pools_labelled_pixels_and_skips_absent_classes():
+    rng = np.random.default_rng(3)
+    pairs = []
+    for shape in ((20, 30), (16, 16)):  # slices of different sizes, as held-out slices can be
+        truth = rng.integers(-1, 3, shape)  # -1: unpainted
+        pred = np.where(truth >= 0, rng.integers(0, 3, shape), -1)
+        pairs.append((pred, truth))
+    dice = masked_dice(pairs, 4)  # class 3 is in neither
+    for k in range(3):  # brute force over the pooled labelled pixels
+        p = np.concatenate([(pred == k)[truth >= 0] for pred, truth in pairs])
+        t = np.concatenate([(truth == k)[truth >= 0] for _, truth in pairs])
+        assert dice[k] == pytest.approx(f1_score(t, p))
+    assert np.isnan(dice[3])
+
+
+def test_error_map_marks_true_false_positives_and_false_negatives():
+    pred = np.array([[2, 2, 1], [1, 2, 1]])
+    truth = np.array([[2, 1, 2], [1, 2, 1]])
+    assert error_map(pred, truth, 2).tolist() == [[1, 2, 3], [0, 1, 0]]

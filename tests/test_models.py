@@ -16,7 +16,6 @@ from napari_unetseg.core.models import (
     count_parameters,
     parameter_count,
 )
-from napari_unetseg.core.normalization import Normalization
 
 
 def spatial(name: str, hw: tuple[int, int], z: int = 5) -> tuple[int, ...]:
@@ -71,7 +70,7 @@ class TestEveryModel:
 
     def test_save_load_roundtrip(self, name, tmp_path):
         model = build_model(self.spec(name)).eval()
-        loaded = LoadedModel(model, self.spec(name), (1, 2), Normalization())
+        loaded = LoadedModel(model, self.spec(name), (1, 2))
         path = save_model(loaded, tmp_path / "m.pt")
         again = load_model(path)
         x = torch.randn(1, 1, *spatial(name, (48, 48)))

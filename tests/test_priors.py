@@ -9,7 +9,7 @@ from conftest import blobs
 from scipy.stats import norm
 
 from napari_unetseg.core.checkpoint import load_model
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.prediction import predict_stack
 from napari_unetseg.core.priors import estimate_prior, prior_shift_bias
 from napari_unetseg.core.training import train
@@ -70,7 +70,7 @@ def test_sparse_training_stores_a_correction_that_prediction_applies(tmp_path):
         steps=60, patch_size=32, batch_size=4, steps_per_epoch=30, device="cpu", learning_rate=5e-3
     )
     spec = ModelSpec(depth=2, base_channels=8)
-    train([image], [strokes], spec, config, run_dir=tmp_path / "run")
+    train([image], [strokes], spec, config, RunOptions(run_dir=tmp_path / "run"))
     loaded = load_model(tmp_path / "run" / "model.pt")
     assert loaded.class_values == (1, 2) and len(loaded.logit_bias) == 2
     painted_disk = (strokes == 2).sum() / (strokes > 0).sum()
@@ -89,5 +89,5 @@ def test_dense_labels_and_the_switch_leave_scores_alone():
     base = dict(steps=4, patch_size=32, batch_size=2, steps_per_epoch=2, device="cpu")
     spec = ModelSpec(depth=2, base_channels=8)
     assert train([image], [dense], spec, TrainConfig(label_mode="dense", **base)).loaded.logit_bias == ()
-    off = TrainConfig(prior_correction=False, **base)
+    off = TrainConfig(advanced={"prior_correction": False}, **base)
     assert train([image], [strokes], spec, off).loaded.logit_bias == ()

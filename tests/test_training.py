@@ -8,7 +8,7 @@ import torch
 from conftest import blobs
 
 from napari_unetseg.core.checkpoint import load_model, load_torch_safely
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.data import encode_labels, find_class_values
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
@@ -54,7 +54,7 @@ def test_events_loss_decreases_and_model_file_every_epoch(tmp_path):
         [labels],
         SPEC,
         cfg(steps=60, steps_per_epoch=20, label_mode="dense"),
-        run_dir=tmp_path / "run",
+        RunOptions(run_dir=tmp_path / "run"),
         on_event=events.append,
     )
     steps = [e for e in events if isinstance(e, StepEvent)]
@@ -86,7 +86,7 @@ def test_sparse_training_ignores_unpainted_and_predicts_in_annotation_numbering(
 def test_training_with_deformation_learns():
     image, labels = blobs(n=2, size=64)
     events = []
-    config = cfg(steps=80, steps_per_epoch=40, deform=True, label_mode="dense")
+    config = cfg(steps=80, steps_per_epoch=40, advanced={"deform": True}, label_mode="dense")
     result = train([image], [labels], SPEC, config, on_event=events.append)
     losses = [e.loss for e in events if isinstance(e, StepEvent)]
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
@@ -98,13 +98,15 @@ def test_training_with_transform_consistency_learns_from_strokes():
     image, labels = blobs(n=2, size=64)
     strokes = np.zeros_like(labels)
     strokes[:, ::8] = labels[:, ::8]  # every 8th row painted (1 = background, 2 = blob)
-    config = cfg(steps=80, steps_per_epoch=40, consistency_weight=3.0)  # second view zoomed by up to 2x
-    assert config.consistency_zoom == 2.0
+    config = cfg(steps=80, steps_per_epoch=40, learn_unpainted=True, advanced={"consistency_weight": 3.0})
+    assert (
+        config.consistency_weight() == 3.0 and config.advanced.consistency_zoom == 2.0
+    )  # zoomed by up to 2x
     result = train([image], [strokes], SPEC, config)
     pred = predict_stack(result.loaded, image).labels
     assert (pred == labels).mean() > 0.9
     with pytest.raises(UserInputError, match="consistency_zoom must be"):
-        cfg(consistency_zoom=0.5)
+        cfg(advanced={"consistency_zoom": 0.5})
 
 
 def test_seeded_runs_are_reproducible_on_cpu():
@@ -119,7 +121,7 @@ def test_seeded_runs_are_reproducible_on_cpu():
 def test_stop_then_resume_continues_optimizer_and_steps(tmp_path):
     image, labels = blobs()
     run = tmp_path / "run"
-    trainer = Trainer([image], [labels], SPEC, cfg(steps=30), run_dir=run)
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=30), RunOptions(run_dir=run))
     gen = trainer.run()
     for event in gen:
         if isinstance(event, StepEvent) and event.step == 13:
@@ -127,7 +129,7 @@ def test_stop_then_resume_continues_optimizer_and_steps(tmp_path):
     assert load_model(run / "model.pt").step == 13  # saved on stop
     state = load_torch_safely(run / "resume.pt")
     assert state["step"] == 13 and state["optimizer"]["state"]
-    resumed = Trainer([image], [labels], SPEC, cfg(steps=30), run_dir=run, resume=True)
+    resumed = Trainer([image], [labels], SPEC, cfg(steps=30), RunOptions(run_dir=run, resume=True))
     assert resumed.step == 13
     assert resumed.optimizer.state_dict()["state"][0]["step"] == state["optimizer"]["state"][0]["step"]
     steps = [e.step for e in resumed.run() if isinstance(e, StepEvent)]
@@ -136,23 +138,27 @@ def test_stop_then_resume_continues_optimizer_and_steps(tmp_path):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     image, labels = blobs()
-    straight = train([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "a").loaded
-    trainer = Trainer([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "b")
+    straight = train([image], [labels], SPEC, cfg(steps=20), RunOptions(run_dir=tmp_path / "a")).loaded
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=20), RunOptions(run_dir=tmp_path / "b"))
     for event in trainer.run():
         if isinstance(event, StepEvent) and event.step == 10:
             trainer.request_stop()
-    resumed = train([image], [labels], SPEC, cfg(steps=20), run_dir=tmp_path / "b", resume=True).loaded
+    resumed = train(
+        [image], [labels], SPEC, cfg(steps=20), RunOptions(run_dir=tmp_path / "b", resume=True)
+    ).loaded
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
 
 
 def test_finetune_new_head_when_classes_differ(tmp_path):
     image, labels = blobs()
-    train([image], [labels], SPEC, cfg(), run_dir=tmp_path / "base")
+    train([image], [labels], SPEC, cfg(), RunOptions(run_dir=tmp_path / "base"))
     base = load_model(tmp_path / "base" / "model.pt")
     three = labels.copy()
     three[:, :4, :4] = 7
-    tuned = train([image], [three], SPEC, cfg(steps=5), init_model=tmp_path / "base" / "model.pt").loaded
+    tuned = train(
+        [image], [three], SPEC, cfg(steps=5), RunOptions(init=tmp_path / "base" / "model.pt")
+    ).loaded
     assert tuned.class_values == (1, 2, 7) and tuned.spec.num_classes == 3
     enc_key = next(k for k in base.model.state_dict() if k.startswith("encoders"))
     # encoder weights start from the base model (they move a little in 5 steps)
@@ -217,9 +223,9 @@ def test_predict_chosen_slices_with_whole_stack_normalisation():
 
 def test_refuses_existing_run_and_bad_pairs(tmp_path):
     image, labels = blobs()
-    train([image], [labels], SPEC, cfg(steps=2), run_dir=tmp_path)
+    train([image], [labels], SPEC, cfg(steps=2), RunOptions(run_dir=tmp_path))
     with pytest.raises(UserInputError, match="already holds a model"):
-        Trainer([image], [labels], SPEC, cfg(), run_dir=tmp_path)
+        Trainer([image], [labels], SPEC, cfg(), RunOptions(run_dir=tmp_path))
     with pytest.raises(UserInputError, match="does not match"):
         Trainer([image], [labels[:, :10]], SPEC, cfg())
     with pytest.raises(UserInputError, match="no painted"):

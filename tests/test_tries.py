@@ -10,7 +10,7 @@ import torch
 from conftest import blobs
 
 from napari_unetseg.core.checkpoint import load_model
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import ChoiceEvent, StepEvent, TryEvent
 from napari_unetseg.core.training import BestOfTries, Trainer, make_trainer, train
@@ -18,10 +18,10 @@ from napari_unetseg.core.training import BestOfTries, Trainer, make_trainer, tra
 SPEC = ModelSpec(depth=2, base_channels=8)
 
 
-def cfg(**kw):
+def cfg(try_steps=None, **kw):
     options = dict(steps=16, patch_size=32, batch_size=4, steps_per_epoch=4, device="cpu", precision="fp32")
     options.update(kw)
-    return TrainConfig(**options)
+    return TrainConfig(**options, advanced={"try_steps": try_steps})
 
 
 def solo_run(image, labels, seed):
@@ -35,7 +35,9 @@ def test_the_kept_try_is_the_lowest_loss_seed_and_exactly_its_run_alone(tmp_path
     image, labels = blobs(seed=3)
     events = []
     run = tmp_path / "run"
-    result = train([image], [labels], SPEC, cfg(tries=3, try_steps=6), run_dir=run, on_event=events.append)
+    result = train(
+        [image], [labels], SPEC, cfg(tries=3, try_steps=6), RunOptions(run_dir=run), on_event=events.append
+    )
 
     tries = [e for e in events if isinstance(e, TryEvent)]
     assert [(t.index, t.tries, t.seed, t.steps) for t in tries] == [(1, 3, 0, 6), (2, 3, 1, 6), (3, 3, 2, 6)]
@@ -45,8 +47,12 @@ def test_the_kept_try_is_the_lowest_loss_seed_and_exactly_its_run_alone(tmp_path
         assert choice.losses[seed] == pytest.approx(np.mean(losses[3:6]), abs=1e-6)
     assert (choice.first, choice.last) == (4, 6)
     assert choice.seed == min(choice.losses, key=choice.losses.get)
-    after = [e.step for e in events[events.index(choice) :] if isinstance(e, StepEvent)]
-    assert after == list(range(7, 17))  # the kept try goes on where it stopped
+    after = [e for e in events[events.index(choice) :] if isinstance(e, StepEvent)]
+    assert [e.step for e in after] == list(range(7, 17))  # the kept try goes on where it stopped
+    # what is left of the job: the rest of the run, plus the tries still to come
+    remaining = [e.remaining for e in events if isinstance(e, StepEvent)]
+    assert remaining[:7] == [15 + 12, 14 + 12, 13 + 12, 12 + 12, 11 + 12, 10 + 12, 15 + 6]
+    assert [e.remaining for e in after] == list(range(9, -1, -1))
 
     kept, _ = solo[choice.seed]
     a, b = result.loaded.model.state_dict(), kept.model.state_dict()
@@ -61,7 +67,7 @@ def test_the_kept_try_is_the_lowest_loss_seed_and_exactly_its_run_alone(tmp_path
 def test_stopping_during_the_tries_keeps_the_running_try_and_it_resumes_with_its_seed(tmp_path):
     image, labels = blobs(seed=3)
     run = tmp_path / "run"
-    trainer = make_trainer([image], [labels], SPEC, cfg(tries=3, try_steps=6), run_dir=run)
+    trainer = make_trainer([image], [labels], SPEC, cfg(tries=3, try_steps=6), RunOptions(run_dir=run))
     assert isinstance(trainer, BestOfTries)
     current = None
     for event in trainer.run():
@@ -73,7 +79,7 @@ def test_stopping_during_the_tries_keeps_the_running_try_and_it_resumes_with_its
     assert saved.step == 3 and saved.train_config["seed"] == 1
     assert json.loads((run / "config.json").read_text())["tries"]["stopped_during_try"] == 2
 
-    resumed = make_trainer([image], [labels], SPEC, cfg(tries=3, try_steps=6), run_dir=run, resume=True)
+    resumed = make_trainer([image], [labels], SPEC, cfg(tries=3, try_steps=6), RunOptions(run, resume=True))
     assert isinstance(resumed, Trainer) and resumed.config.seed == 1  # the run's seed, not the asked one
     result_steps = [e.step for e in resumed.run() if isinstance(e, StepEvent)]
     assert result_steps[0] == 4 and result_steps[-1] == 16
@@ -82,9 +88,9 @@ def test_stopping_during_the_tries_keeps_the_running_try_and_it_resumes_with_its
 def test_a_run_folder_holding_a_model_is_refused_before_any_try(tmp_path):
     image, labels = blobs()
     run = tmp_path / "run"
-    train([image], [labels], SPEC, cfg(steps=2), run_dir=run)
+    train([image], [labels], SPEC, cfg(steps=2), RunOptions(run_dir=run))
     with pytest.raises(UserInputError, match="already holds a model"):
-        make_trainer([image], [labels], SPEC, cfg(tries=2), run_dir=run)
+        make_trainer([image], [labels], SPEC, cfg(tries=2), RunOptions(run_dir=run))
 
 
 @pytest.mark.parametrize(
@@ -92,8 +98,8 @@ def test_a_run_folder_holding_a_model_is_refused_before_any_try(tmp_path):
     [
         ({"tries": 0}, "tries must be a whole number"),
         ({"tries": 1.5}, "tries must be a whole number"),
-        ({"tries": 2, "steps": 4, "try_steps": 4}, "must be fewer than steps"),
-        ({"tries": 2, "steps": 1}, "must be fewer than steps"),
+        ({"tries": 2, "steps": 4, "try_steps": 4}, "must be fewer steps than the run"),
+        ({"tries": 2, "steps": 1}, "must be fewer steps than the run"),
         ({"try_steps": 0}, "try_steps must be"),
     ],
 )

@@ -487,7 +487,9 @@ def test_predict_with_an_ensemble_of_model_files(make_napari_viewer, qtbot, tmp_
     sample = make_sample(n_slices=2, size=64, painted_slices=2, seed=5)
     # without the class-prior correction, whose shift saturates these tiny models' outputs
     paths = [
-        tiny_model_file(tmp_path / f"m{seed}.pt", sample, steps=3, seed=seed, prior_correction=False)
+        tiny_model_file(
+            tmp_path / f"m{seed}.pt", sample, steps=3, seed=seed, advanced={"prior_correction": False}
+        )
         for seed in (0, 1)
     ]
     viewer = make_napari_viewer()
@@ -521,8 +523,9 @@ def test_predict_with_an_ensemble_of_model_files(make_napari_viewer, qtbot, tmp_
 def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
     make_napari_viewer, qtbot, tmp_path
 ):
-    from napari_unetseg.widgets.train import CONSISTENCY_WEIGHT
+    from napari_unetseg.core.config import AdvancedOptions
 
+    weight = AdvancedOptions().consistency_weight
     viewer = make_napari_viewer()
     sample = make_sample(n_slices=3, size=48, painted_slices=1, seed=5)
     image = viewer.add_image(sample.image, name="cells")
@@ -531,13 +534,14 @@ def test_learn_from_unpainted_pixels_reaches_the_run_and_only_for_sparse_labels(
     assert train._unpainted.enabled and not train._unpainted.value  # off by default
     train._unpainted.value = True
     train._mode.value = "dense"
-    assert not train._unpainted.enabled and train._config().consistency_weight == 0
+    assert not train._unpainted.enabled and train._config().consistency_weight() == 0
     train._mode.value = "sparse"
-    assert train._unpainted.enabled and train._config().consistency_weight == CONSISTENCY_WEIGHT
+    assert train._unpainted.enabled and train._config().consistency_weight() == weight
 
     train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 2, 32, 2
     loaded = train_from_dock(qtbot, train, image, strokes, tmp_path / "run")
-    assert loaded.train_config["consistency_weight"] == CONSISTENCY_WEIGHT and loaded.step == 3
+    assert loaded.train_config["learn_unpainted"] and loaded.step == 3
+    assert loaded.train_config["advanced"]["consistency_weight"] == weight
 
 
 def test_the_seed_reaches_the_run_and_another_seed_gives_another_model(make_napari_viewer, qtbot, tmp_path):
@@ -592,5 +596,9 @@ def test_tries_from_the_dock_draw_one_curve_per_seed_and_keep_the_lowest(
     assert list(train.dice_plot.series) == ["mean"]
 
     train._tries.value, train._steps.value, train._run_dir.value = 2, 1, str(tmp_path / "none")
-    assert train.start() is None and "must be fewer than steps" in warnings_shown[-1]  # a notification
+    assert (
+        train.start() is None and "must be fewer steps than the run" in warnings_shown[-1]
+    )  # a notification
+    assert "('Steps')" in warnings_shown[-1] and "--" not in warnings_shown[-1]  # the dock's words
+    assert train._status.value == warnings_shown[-1]  # and the status line says it too
     assert not (tmp_path / "none").exists() and train.worker is None

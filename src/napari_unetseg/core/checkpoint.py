@@ -4,8 +4,9 @@ A model file is a ``torch.save`` of plain containers (dicts, lists, strings, num
 and tensors, read back with ``torch.load(..., weights_only=True)``, which refuses any
 pickled Python object: a model file from a stranger cannot execute code.
 
-Contents: ``format``, ``format_version``, ``spec`` (ModelSpec dict), ``class_values``,
-``class_names``, ``label_mode``, ``normalization``, ``train_config``, ``history``,
+Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fields),
+``normalization`` (its normalisation recipe, kept apart as in earlier versions), ``class_values``,
+``class_names``, ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
 ``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
 separate ``resume.pt`` in the run folder so that shared model files stay small.
 """
@@ -35,18 +36,22 @@ FORMAT_VERSION = 1
 
 @dataclass
 class LoadedModel:
-    """A network with the recipe that produced it."""
+    """A network with the recipe that produced it (its ``spec`` holds the normalisation)."""
 
     model: SegmentationModel
     spec: ModelSpec
     class_values: tuple[int, ...]
-    normalization: Normalization
     label_mode: str = "sparse"
     class_names: tuple[str, ...] = ()
     train_config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
     logit_bias: tuple[float, ...] = ()
+
+    @property
+    def normalization(self) -> Normalization:
+        """How input images are normalised (``spec.normalization``)."""
+        return self.spec.normalization
 
     def adjust(self, scores: np.ndarray) -> np.ndarray:
         """Add the class-prior correction (:mod:`~napari_unetseg.core.priors`) to
@@ -61,7 +66,7 @@ class LoadedModel:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.network_dict(),
             "class_values": list(self.class_values),
             "class_names": list(self.class_names),
             "label_mode": self.label_mode,
@@ -125,14 +130,14 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             f"{FORMAT_VERSION}: upgrade napari-unetseg"
         )
     try:
-        spec = ModelSpec.from_dict(payload["spec"])
+        normalization = Normalization.from_dict(payload["normalization"])
+        spec = ModelSpec.from_dict(payload["spec"]).replace(normalization=normalization)
         model = build_model(spec)
         model.load_state_dict(payload["state_dict"])
         loaded = LoadedModel(
             model=model.to(device).eval(),
             spec=spec,
             class_values=tuple(int(v) for v in payload["class_values"]),
-            normalization=Normalization.from_dict(payload["normalization"]),
             label_mode=str(payload.get("label_mode", "sparse")),
             class_names=tuple(payload.get("class_names", ())),
             train_config=dict(payload.get("train_config", {})),

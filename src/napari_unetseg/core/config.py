@@ -1,7 +1,15 @@
-"""Frozen, validated configuration objects shared by the CLI and the GUI.
+"""Frozen, validated configuration objects: the one home of every default.
 
-Each config checks itself in ``__post_init__`` and raises :class:`UserInputError`
-with a message that names the bad field and what would be accepted.
+The CLI and the docks build the same objects: :class:`ModelSpec` (the model recipe),
+:class:`TrainConfig` (how to train; research options nested in
+:class:`AdvancedOptions`), :class:`PredictConfig` and :class:`RunOptions` (where a run
+lives and how it starts). ``unetseg`` takes its flag defaults and the docks their
+initial values from these classes. Each config checks itself in ``__post_init__`` and
+raises :class:`UserInputError` naming the bad field (its ``subject``).
+
+Files written by earlier versions (``config.json`` of a run folder, ``--config`` files,
+the ``train_config`` of model files) have one flat ``train`` section;
+:func:`upgrade_sections` moves its keys to where they live now.
 """
 
 from __future__ import annotations
@@ -12,12 +20,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from napari_unetseg.core.device import DEVICES, PRECISIONS
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.tiling import overlap_pixels
 
 T = TypeVar("T")
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 NORMS = ("batch", "instance", "group", "none")
 UPSAMPLES = ("bilinear", "transpose")
 LABEL_MODES = ("sparse", "dense")
@@ -26,12 +36,18 @@ BLENDINGS = ("gaussian", "constant")
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
-        raise UserInputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise UserInputError(f"must be one of {', '.join(map(str, choices))}, got {value!r}", subject=name)
 
 
 def _check_positive(name: str, value: Any, minimum: float = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        raise UserInputError(f"{name} must be a number >= {minimum}, got {value!r}")
+        raise UserInputError(f"must be a number >= {minimum}, got {value!r}", subject=name)
+
+
+def _check_fraction(name: str, value: Any, top_open: bool = False) -> None:
+    inside = 0 <= value < 1 if top_open else 0 <= value <= 1
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not inside:
+        raise UserInputError(f"must be in [0, {'1)' if top_open else '1]'}, got {value!r}", subject=name)
 
 
 class _ConfigMixin:
@@ -56,14 +72,14 @@ class _ConfigMixin:
 
 @dataclass(frozen=True)
 class ModelSpec(_ConfigMixin):
-    """Everything needed to rebuild a network.
+    """The model recipe: the network, and how its input images are normalised.
 
     Parameters
     ----------
     name : str
-        Registry name, e.g. ``"unet"`` or ``"unetplusplus"``.
+        Registry name, e.g. ``"unet"`` or ``"unetplusplus"`` (``unetseg models``).
     in_channels, num_classes : int
-        Input channels and output classes.
+        Input channels and output classes (set from the data when training).
     depth : int
         Number of down-sampling steps (the input is padded to a multiple of ``2**depth``).
     base_channels : int
@@ -73,82 +89,148 @@ class ModelSpec(_ConfigMixin):
     upsample : str
         ``bilinear`` (+1x1 conv) or ``transpose`` (learned 2x2 transposed conv).
     deep_supervision : bool
-        UNet++ only: train a 1x1 head on every nested decoder node ``X(0,j)``.
+        UNet++ / UNet 3+: train a head on every decoder level.
     head : int or None
         UNet++ only: predict from head ``L1..L{depth}`` with the deeper part pruned
         away; ``None`` uses the last head.
     anisotropy : float
-        3D models only: the z step of the stacks over their pixel size (e.g. 4 for
-        1 um slices of 0.25 um pixels). z is not pooled in the first levels until the
-        voxels are about cubic (see :func:`~napari_unetseg.core.models.blocks.pool_sizes`).
+        3D models only: the z step of the stacks over their pixel size (z is not pooled
+        in the first levels until the voxels are about cubic).
+    normalization : Normalization
+        The percentiles of each image that map to 0 and 1. A fine-tuned model keeps
+        the recipe of the model it starts from.
     """
 
     name: str = "unet"
     in_channels: int = 1
     num_classes: int = 2
     depth: int = 4
-    base_channels: int = 32
+    base_channels: int = 16
     norm: str = "batch"
     upsample: str = "bilinear"
     deep_supervision: bool = True
     head: int | None = None
     anisotropy: float = 1.0
+    normalization: Normalization = Normalization()
 
     def __post_init__(self) -> None:
         _check_positive("in_channels", self.in_channels)
         _check_positive("num_classes", self.num_classes, 2)
         _check_positive("depth", self.depth)
         if self.depth > 6:
-            raise UserInputError(f"depth must be between 1 and 6, got {self.depth}")
+            raise UserInputError(f"must be between 1 and 6, got {self.depth}", subject="depth")
         _check_positive("base_channels", self.base_channels, 2)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("upsample", self.upsample, UPSAMPLES)
         _check_positive("anisotropy", self.anisotropy, 0.01)
         if self.head is not None and not (1 <= self.head <= self.depth):
-            raise UserInputError(f"head must be between 1 and depth={self.depth}, got {self.head}")
+            raise UserInputError(f"must be between 1 and depth={self.depth}, got {self.head}", subject="head")
+        if isinstance(self.normalization, dict):  # from a config file or config.json
+            object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "normalization": self.normalization.to_dict()}
+
+    def network_dict(self) -> dict[str, Any]:
+        """The network's fields only: the ``spec`` of a model file, which keeps the
+        normalisation in its own entry (so earlier versions still read new files)."""
+        data = self.to_dict()
+        del data["normalization"]
+        return data
+
+
+@dataclass(frozen=True)
+class AdvancedOptions(_ConfigMixin):
+    """Research options of the training recipe: neither a flag nor a dock control sets
+    them (a ``--config`` file's ``[train.advanced]`` section does). What each did on the
+    benchmarks is in docs/benchmarks.md; docs/engine.md says how each works.
+
+    Parameters
+    ----------
+    weight_decay : float
+        AdamW weight decay.
+    augment : bool
+        Random flips/rot90s and contrast/brightness jitter of every batch.
+    deform : bool
+        Also a random rotation, scaling and elastic warp of 2D batches.
+    dice_weight : float
+        Weight of the soft Dice term beside the cross-entropy.
+    class_balance : bool or None
+        Median-frequency class weights in the loss; ``None``: on for sparse labels,
+        off for dense ones.
+    labelled_sampling : float
+        Share of patches centred on a labelled pixel (the rest anywhere in a labelled slice).
+    smoothness_weight, smoothness_sigma : float
+        Edge-aware smoothness term on unpainted pixels (2D; 0 = off) and the intensity
+        step counted as an edge.
+    consistency_weight, consistency_zoom : float
+        The flip/rot90 consistency term that :attr:`TrainConfig.learn_unpainted` turns
+        on: its weight, and the largest zoom of its second view (1 = no zoom).
+    prior_correction : bool
+        Sparse labels, 2D models: correct the scores for the class frequencies of the
+        unpainted pixels (estimated at every save).
+    try_steps : int or None
+        Steps of each try when :attr:`TrainConfig.tries` > 1; ``None``: a quarter of the steps.
+    """
+
+    weight_decay: float = 1e-4
+    augment: bool = True
+    deform: bool = False
+    dice_weight: float = 1.0
+    class_balance: bool | None = None
+    labelled_sampling: float = 0.9
+    smoothness_weight: float = 0.0
+    smoothness_sigma: float = 0.05
+    consistency_weight: float = 10.0
+    consistency_zoom: float = 2.0
+    prior_correction: bool = True
+    try_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive("weight_decay", self.weight_decay, 0)
+        _check_positive("dice_weight", self.dice_weight, 0)
+        _check_fraction("labelled_sampling", self.labelled_sampling)
+        _check_positive("smoothness_weight", self.smoothness_weight, 0)
+        _check_positive("smoothness_sigma", self.smoothness_sigma, 1e-6)
+        _check_positive("consistency_weight", self.consistency_weight, 0)
+        _check_positive("consistency_zoom", self.consistency_zoom, 1)
+        if self.try_steps is not None:
+            _check_positive("try_steps", self.try_steps)
 
 
 @dataclass(frozen=True)
 class TrainConfig(_ConfigMixin):
-    """How to train.
+    """How to train: what a user chooses (the ``unetseg train`` flags, the Train dock).
 
-    ``label_mode='sparse'``: label 0 means "not painted" and is ignored; the classes
-    are the painted values. ``'dense'``: 0 is a real class (background).
-
-    ``class_balance``: median-frequency class weights in the loss; ``None`` = on for
-    sparse labels (how much of each class was painted says nothing about the image)
-    and off for dense ones (their class frequencies are the real prior).
-    ``augment``: random flips/rot90s and contrast/brightness jitter of every batch.
-    ``deform``: also a random rotation, scaling and elastic warp of 2D batches
-    (:func:`~napari_unetseg.core.transforms.random_deformation`).
-    ``patch_depth``: the z side (slices) of the training patches of 3D models.
-    ``smoothness_weight``: weight of the edge-aware smoothness term on unpainted pixels
-    (see :func:`~napari_unetseg.core.losses.edge_aware_smoothness`), off by default: it
-    helps scribbles on thin structures (ISBI membranes: weight 10 took Dice from 0.712
-    to 0.748) but merges nearby blobs such as nuclei (synthetic sample: 0.735 to 0.41),
-    see docs/benchmarks.md. ``smoothness_sigma``: the intensity difference
-    (normalised image) at which neighbours count as across an edge.
-    ``consistency_weight``: weight of a flip/rot90 consistency term on all pixels
-    (:func:`~napari_unetseg.core.losses.transform_consistency`), for sparse labels; off
-    by default; each step then runs the network on two views of the batch (ISBI
-    scribbles: weight 10 took Dice from 0.742 to 0.775; dense labels lose by it).
-    ``consistency_zoom``: the second view of 2D batches is also zoomed by a random factor
-    in ``[1/z, z]`` (the target resampled the same way); 1 = no zoom. Against no zoom,
-    ``z = 2`` (default) took synthetic nuclei from 0.927 to 0.984 and 0.709 to 0.790 (two
-    seeds) and rescued a failed ISBI training seed (0.634 to 0.769), but lost 0.02-0.03 on
-    three other ISBI runs (docs/benchmarks.md).
-    ``prior_correction``: for sparse labels on 2D models, estimate the class frequencies
-    of the unpainted pixels at every save and correct the network's scores for them
-    (:mod:`~napari_unetseg.core.priors`): painted strokes over-represent thin classes,
-    which otherwise come out too thick (synthetic nuclei: Dice 0.735 to 0.929; ISBI
-    membranes: 0.712 to 0.735).
-    ``tries``: start this many runs with seeds ``seed``, ``seed + 1``, ...; after
-    ``try_steps`` steps (default: a quarter of ``steps``) keep the one whose training loss
-    over the second half of those steps is lowest and train it to the end
-    (:class:`~napari_unetseg.core.training.BestOfTries`). Runs on a few strokes can fail
-    with one seed and work with another, and the failed ones fit the strokes worse from
-    early on (ISBI scribbles, docs/benchmarks.md). Costs ``tries - 1`` times
-    ``try_steps`` extra steps.
+    Parameters
+    ----------
+    label_mode : str
+        ``sparse``: label 0 means "not painted" and is ignored, the classes are the
+        painted values. ``dense``: 0 is a real class (background).
+    steps : int
+        Optimisation steps.
+    patch_size, patch_depth : int
+        Side of the training patches in pixels; their depth in slices (3D models).
+    batch_size : int
+        Patches per step.
+    learning_rate : float
+        Peak learning rate (linear warm-up, then cosine decay).
+    seed : int
+        The same seed on the same labels gives the same run (on the CPU).
+    tries : int
+        Start this many runs (seeds ``seed``, ``seed + 1``, ...), keep the one whose
+        training loss is lowest after a quarter of the steps and train it on.
+    learn_unpainted : bool
+        Sparse labels: also train on the unpainted pixels, asking for the same answer
+        on a flipped, turned and zoomed copy of every patch (about twice the cost of a step).
+    validation_fraction : float
+        Share of the labelled slices held out for validation (when there are 4 or more).
+    steps_per_epoch : int or None
+        Steps between model files and validation; ``None``: :meth:`epoch_steps`.
+    device, precision : str
+        ``auto``, ``cpu``, ``cuda`` or ``mps``; ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+    advanced : AdvancedOptions
+        The research options of the recipe.
     """
 
     label_mode: str = "sparse"
@@ -157,72 +239,85 @@ class TrainConfig(_ConfigMixin):
     patch_depth: int = 16
     batch_size: int = 8
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    steps_per_epoch: int = 50
-    validation_fraction: float = 0.2
     seed: int = 0
+    tries: int = 1
+    learn_unpainted: bool = False
+    validation_fraction: float = 0.2
+    steps_per_epoch: int | None = None
     device: str = "auto"
     precision: str = "auto"
-    augment: bool = True
-    deform: bool = False
-    dice_weight: float = 1.0
-    class_balance: bool | None = None
-    labelled_sampling: float = 0.9
-    smoothness_weight: float = 0.0
-    smoothness_sigma: float = 0.05
-    consistency_weight: float = 0.0
-    consistency_zoom: float = 2.0
-    prior_correction: bool = True
-    percentile_low: float = 1.0
-    percentile_high: float = 99.8
-    tries: int = 1
-    try_steps: int | None = None
+    advanced: AdvancedOptions = AdvancedOptions()
 
     def __post_init__(self) -> None:
+        if isinstance(self.advanced, dict):
+            object.__setattr__(self, "advanced", AdvancedOptions.from_dict(self.advanced))
         _check_choice("label_mode", self.label_mode, LABEL_MODES)
         _check_positive("steps", self.steps)
         _check_positive("patch_size", self.patch_size, 16)
         _check_positive("patch_depth", self.patch_depth, 2)
         _check_positive("batch_size", self.batch_size)
         _check_positive("learning_rate", self.learning_rate, 1e-12)
-        _check_positive("steps_per_epoch", self.steps_per_epoch)
-        if not 0 <= self.validation_fraction < 1:
-            raise UserInputError("validation_fraction must be in [0, 1)")
-        if not 0 <= self.labelled_sampling <= 1:
-            raise UserInputError("labelled_sampling must be in [0, 1]")
-        if not 0 <= self.percentile_low < self.percentile_high <= 100:
-            raise UserInputError("need 0 <= percentile_low < percentile_high <= 100")
-        _check_positive("smoothness_weight", self.smoothness_weight, 0)
-        _check_positive("smoothness_sigma", self.smoothness_sigma, 1e-6)
-        _check_positive("consistency_weight", self.consistency_weight, 0)
-        _check_positive("consistency_zoom", self.consistency_zoom, 1)
+        if self.steps_per_epoch is not None:
+            _check_positive("steps_per_epoch", self.steps_per_epoch)
+        _check_fraction("validation_fraction", self.validation_fraction, top_open=True)
         _check_choice("device", self.device, DEVICES)
         _check_choice("precision", self.precision, PRECISIONS)
         if isinstance(self.tries, bool) or not isinstance(self.tries, int) or self.tries < 1:
-            raise UserInputError(f"tries must be a whole number >= 1, got {self.tries!r}")
-        if self.try_steps is not None:
-            _check_positive("try_steps", self.try_steps)
+            raise UserInputError(f"must be a whole number >= 1, got {self.tries!r}", subject="tries")
         if self.tries > 1 and self.first_steps() >= self.steps:
             raise UserInputError(
-                f"try_steps ({self.first_steps()}) must be fewer than steps ({self.steps}): "
-                "the tries are the start of the run"
+                f"the tries ({self.first_steps()} steps each) must be fewer steps "
+                f"than the run ({self.steps})",
+                ("ask for more steps", "steps"),
+                ("shorter tries", "try_steps"),
+                ("one try", "tries"),
             )
 
     def first_steps(self) -> int:
         """How many steps each of the ``tries`` runs before one is kept."""
-        return self.try_steps if self.try_steps is not None else max(1, self.steps // 4)
+        chosen = self.advanced.try_steps
+        return chosen if chosen is not None else max(1, self.steps // 4)
+
+    def epoch_steps(self) -> int:
+        """Steps between model files: ``steps_per_epoch``, or by default a quarter of the
+        run up to 50 (a short run still saves and validates a few times)."""
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        return max(1, min(50, self.steps // 4))
+
+    def consistency_weight(self) -> float:
+        """The weight of the consistency term in the loss (0 when it is off)."""
+        return self.advanced.consistency_weight if self.learn_unpainted else 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Also reads the flat ``train`` section of earlier versions (:func:`upgrade_sections`)."""
+        _, train = upgrade_sections({}, data)
+        return super().from_dict(train)
 
 
 @dataclass(frozen=True)
 class PredictConfig(_ConfigMixin):
     """How to predict: overlap-tile with mirror padding and weighted blending.
 
-    ``tile_size`` is the largest tile side; tiles are shrunk to cover the image evenly
-    (see :func:`~napari_unetseg.core.tiling.effective_tile`). Large tiles recompute
-    less context: the default 1024 px with the default ``overlap`` of 64 px (a quarter
-    of tiles under 256 px; a whole number = pixels, below 1 = a fraction of the tile)
-    predicts a 512x512 view in one tile. ``tile_depth``: the z side of the tiles of
-    3D models (in slices).
+    Parameters
+    ----------
+    tile_size : int
+        The largest tile side; tiles are shrunk to cover the image evenly. Large tiles
+        recompute less context: the default predicts a 512x512 view in one tile.
+    overlap : float or None
+        Shared by neighbouring tiles: a whole number of pixels, or a fraction of the tile
+        below 1; ``None``: 64 px (a quarter of tiles under 256 px).
+    batch_size : int
+        Tiles per forward pass.
+    tile_depth : int
+        The z side of the tiles of 3D models (in slices).
+    blending : str
+        ``gaussian`` (tile centres count most) or ``constant``.
+    tta : bool
+        Average over flips (4x slower).
+    device, precision : str
+        As in :class:`TrainConfig`.
     """
 
     tile_size: int = 1024
@@ -244,6 +339,83 @@ class PredictConfig(_ConfigMixin):
         _check_choice("precision", self.precision, PRECISIONS)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Where a training run lives and how it starts.
+
+    Parameters
+    ----------
+    run_dir : Path or None
+        Folder for ``model.pt``, ``resume.pt``, ``config.json`` and the history;
+        ``None`` keeps everything in memory.
+    init : Path or None
+        Model file to fine-tune from (a new head when the classes differ).
+    resume : bool
+        Continue the run in ``run_dir`` with its optimizer state and step count.
+    overwrite : bool
+        Allow a new run in a ``run_dir`` that already holds a model.
+    """
+
+    run_dir: Path | None = None
+    init: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("run_dir", "init"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+
+# -- files of earlier versions ------------------------------------------------------------
+
+_ADVANCED = tuple(f.name for f in fields(AdvancedOptions))
+_PERCENTILES = {"percentile_low": "low", "percentile_high": "high"}
+
+
+def upgrade_sections(model: dict[str, Any], train: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model`` and ``train`` sections with the flat keys of earlier versions moved.
+
+    Before 0.2 every training option sat in ``train``: the research options go to
+    ``train["advanced"]``, the percentiles to ``model["normalization"]``, and a
+    ``consistency_weight`` above 0 becomes ``learn_unpainted`` with that weight.
+    Sections in today's layout come back unchanged (copied).
+    """
+    model, train = dict(model), dict(train)
+    advanced = dict(train.pop("advanced", None) or {})
+    weight = train.pop("consistency_weight", None)
+    if weight is not None:
+        train.setdefault("learn_unpainted", weight > 0)
+        if weight > 0:
+            advanced.setdefault("consistency_weight", weight)
+    for key in _ADVANCED:
+        if key in train:
+            advanced.setdefault(key, train.pop(key))
+    normalization = dict(model.get("normalization") or {})
+    for old, new in _PERCENTILES.items():
+        if old in train:
+            normalization.setdefault(new, train.pop(old))
+    if normalization:
+        model["normalization"] = {**Normalization().to_dict(), **normalization}
+    if advanced:
+        train["advanced"] = advanced
+    return model, train
+
+
+def merge_sections(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``top``; nested sections (``advanced``, ``normalization``)
+    are merged key by key, and ``None`` in ``top`` means "not given"."""
+    merged = dict(base)
+    for key, value in top.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_sections(merged[key], value)
+        merged[key] = value
+    return merged
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON or TOML config file into a dict (sections ``model``, ``train``, ``predict``)."""
     path = Path(path)
@@ -262,3 +434,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserInputError(f"config file {path} must hold a mapping of sections")
     return data
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of a config class (what help texts and docks show)."""
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in fields(cls)}
+
+
+__all__ = [
+    "AdvancedOptions",
+    "ModelSpec",
+    "PredictConfig",
+    "RunOptions",
+    "TrainConfig",
+    "defaults",
+    "load_config_file",
+    "merge_sections",
+    "upgrade_sections",
+]

@@ -34,8 +34,9 @@ def check_image_size(stack: np.ndarray, what: str = "the image") -> None:
     h, w = stack.shape[-2:]
     if min(h, w) < MIN_IMAGE_SIZE:
         raise UserInputError(
-            f"{what} is {h}x{w} pixels: too small, the models need at least "
-            f"{MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (check the file and its --axes)"
+            f"{what} is {h}x{w} pixels: too small, "
+            f"the models need at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}",
+            ("check the file and its axes", "axes"),
         )
 
 
@@ -206,3 +207,52 @@ def class_weights(targets: list[np.ndarray], num_classes: int) -> np.ndarray:
     weights = np.ones(num_classes)
     weights[present] = np.median(freq[present]) / freq[present]
     return weights.astype(np.float32)
+
+
+MIN_SLICES_FOR_VALIDATION = 4
+
+
+def training_items(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    class_values: Sequence[int],
+    mode: str,
+    normalization,
+    volumes: bool,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Normalised ``(x, target)`` pairs of every labelled slice (2D models: ``(C, Y, X)``
+    and ``(Y, X)``) or labelled stack (3D models: ``(C, Z, Y, X)`` and ``(Z, Y, X)``).
+
+    Each image is normalised with its own percentiles (``normalization``, a
+    :class:`~napari_unetseg.core.normalization.Normalization`); a constant one is refused.
+    """
+    items = []
+    for number, (image, label) in enumerate(zip(images, labels), start=1):
+        lo, hi = normalization.percentiles(image)
+        if np.all(hi <= lo):
+            raise UserInputError(
+                f"training image #{number} is constant (every pixel is {lo[0]:g}): nothing to learn from",
+                ("check the file and its axes", "axes"),
+            )
+        if volumes:
+            target = encode_labels(np.asarray(label), class_values, mode)
+            if (target >= 0).any():
+                items.append((np.moveaxis(normalization.apply(image, lo, hi), 1, 0), target))
+            continue
+        for i in range(image.shape[0]):
+            target = encode_labels(np.asarray(label[i]), class_values, mode)
+            if (target >= 0).any():
+                items.append((normalization.apply(image[i], lo, hi), target))
+    return items
+
+
+def split_validation(items: list, fraction: float, seed: int, allowed: bool = True) -> tuple[list, list]:
+    """``(train, validation)``: ``fraction`` of the items (at least one) held out when there
+    are :data:`MIN_SLICES_FOR_VALIDATION` or more and ``allowed``, chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    n_val = 0
+    if allowed and len(items) >= MIN_SLICES_FOR_VALIDATION and fraction > 0:
+        n_val = max(1, int(round(fraction * len(items))))
+    held_out = set(rng.choice(len(items), n_val, replace=False).tolist()) if n_val else set()
+    train = [item for index, item in enumerate(items) if index not in held_out]
+    return train, [item for index, item in enumerate(items) if index in held_out]

@@ -7,10 +7,8 @@ import platform
 
 import torch
 
+from napari_unetseg.core.config import DEVICES, PRECISIONS
 from napari_unetseg.core.errors import UserInputError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -22,7 +20,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         If the named device is unknown or not available on this machine.
     """
     if name not in DEVICES:
-        raise UserInputError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
+        raise UserInputError(f"unknown device {name!r}", (f"choose one of {', '.join(DEVICES)}", "device"))
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -30,9 +28,13 @@ def resolve_device(name: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("device 'cuda' asked for but no CUDA GPU is available: use --device cpu")
+        raise UserInputError(
+            "device 'cuda' asked for but no CUDA GPU is available", ("use the CPU", "device")
+        )
     if name == "mps" and not _mps_available():
-        raise UserInputError("device 'mps' asked for but Apple MPS is not available: use --device cpu")
+        raise UserInputError(
+            "device 'mps' asked for but Apple MPS is not available", ("use the CPU", "device")
+        )
     return torch.device(name)
 
 

@@ -9,19 +9,25 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from napari_unetseg.core.checkpoint import LoadedModel
 
 
 @dataclass(frozen=True)
 class StepEvent:
-    """One optimisation step finished."""
+    """One optimisation step finished. ``remaining`` counts the steps still to run in the
+    whole job: the rest of this run, plus the tries still to start (``TrainConfig.tries``)."""
 
     step: int
     total_steps: int
     loss: float
     learning_rate: float
     elapsed_s: float
+    remaining: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,24 @@ class ChoiceEvent:
     losses: dict[int, float]
     first: int
     last: int
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    """``unetseg predict``: input file ``index`` (of ``total``) is about to be predicted."""
+
+    index: int
+    total: int
+    path: Path
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training run returns."""
+
+    loaded: LoadedModel
+    run_dir: Path | None
+    stopped: bool
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def guess_axes(shape: tuple[int, ...], channels_allowed: bool = True) -> str:
     if ndim == 5:
         return "TZCYX" if channels_allowed else "TZYX"  # pragma: no cover - unusual
     raise UserInputError(
-        f"cannot handle a {ndim}-D image of shape {shape}: give 2 to 5 dimensions and --axes"
+        f"cannot handle a {ndim}-D image of shape {shape}", ("give 2 to 5 dimensions and their axes", "axes")
     )
 
 
@@ -109,18 +109,23 @@ def _quiet_tifffile():
         logger.setLevel(level)
 
 
-def check_output_folder(folder: str | os.PathLike, option: str = "--out") -> Path:
-    """Check that ``folder`` exists as a folder or can be created; nothing is created."""
+def check_output_folder(folder: str | os.PathLike, option: str = "out") -> Path:
+    """Check that ``folder`` exists as a folder or can be created; nothing is created.
+    ``option`` is the option that named it (for the error messages)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise UserInputError(f"{option} {folder} is a file, expected a folder")
+        raise UserInputError(f"{folder} is a file, expected a folder", ("choose a folder", option))
     ancestor = folder
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserInputError(f"cannot create {option} {folder}: {ancestor} is a file")
+        raise UserInputError(
+            f"cannot create {folder}: {ancestor} is a file", ("choose another folder", option)
+        )
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserInputError(f"cannot write to {ancestor}: permission denied; choose another {option}")
+        raise UserInputError(
+            f"cannot write to {ancestor}: permission denied", ("choose another folder", option)
+        )
     return folder
 
 
@@ -233,8 +238,8 @@ def check_pairs_match(image_stack: np.ndarray, label_stack: np.ndarray, name: st
     if image_stack.shape[0] != label_stack.shape[0] or image_stack.shape[2:] != label_stack.shape[1:]:
         raise UserInputError(
             f"labels {name}shape {tuple(label_stack.shape)} (slices, Y, X) does not match the "
-            f"image's {(image_stack.shape[0], *image_stack.shape[2:])}: "
-            "check the files and their --axes"
+            f"image's {(image_stack.shape[0], *image_stack.shape[2:])}",
+            ("check the files and their axes", "axes"),
         )
 
 
@@ -253,7 +258,9 @@ def write_tiff_atomic(
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise UserInputError(f"{path} already exists: choose another output or pass --overwrite")
+        raise UserInputError(
+            f"{path} already exists", ("choose another output", "out"), ("replace it", "overwrite")
+        )
     metadata = {"axes": axes} if axes else None
     return atomic_write(
         path, lambda tmp: tifffile.imwrite(tmp, data, metadata=metadata, photometric="minisblack")
@@ -338,7 +345,9 @@ class TiffSliceWriter:
             raise RuntimeError("nothing was written")
         if self.path.exists() and not overwrite:
             self.discard()
-            raise UserInputError(f"{self.path} already exists: choose another output or pass --overwrite")
+            raise UserInputError(
+                f"{self.path} already exists", ("choose another output", "out"), ("replace it", "overwrite")
+            )
         self._file.flush()
         self._file = self._stacked = None  # unmaps the file
         _replace_durably(self._tmp, self.path)

@@ -59,11 +59,16 @@ class Counts:
         self.distances_tp += other.distances_tp
         self.undefined_hd |= other.undefined_hd
 
+    def dice(self) -> float:
+        """2TP / (2TP + FP + FN); NaN when the class is in neither mask."""
+        tp, fp, fn = self.tp, self.fp, self.fn
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
     def metrics(self) -> dict[str, float]:
         tp, fp, fn = self.tp, self.fp, self.fn
         if tp + fp + fn == 0:
             return dict(dice=1.0, iou=1.0, precision=1.0, recall=1.0, f1=1.0, hausdorff=0.0, hd95=0.0)
-        dice = 2 * tp / (2 * tp + fp + fn)
+        dice = self.dice()
         out = {
             "dice": dice,
             "iou": tp / (tp + fp + fn),
@@ -176,7 +181,10 @@ def evaluate(
         classes = np.union1d(np.unique(pred_s), np.unique(truth_s)).tolist()
     classes = tuple(int(c) for c in classes if int(c) not in set(ignore))
     if not classes:
-        raise UserInputError("no classes to evaluate: both images are empty after --ignore")
+        raise UserInputError(
+            "no classes left to evaluate once the ignored values are left out",
+            ("ignore fewer values", "ignore"),
+        )
     pooled = {v: Counts() for v in classes}
     per_slice = []
     for p, t in zip(pred_s, truth_s):
@@ -196,6 +204,32 @@ def evaluate(
             table.pop("hausdorff", None)
             table.pop("hd95", None)
     return EvaluationResult(classes, per_class, per_slice, mean)
+
+
+def masked_dice(pairs, num_classes: int) -> np.ndarray:
+    """Dice per class index ``0..K-1`` pooled over ``(prediction, truth)`` pairs, NaN for a
+    class in neither (training's validation: a class nobody painted on the held-out
+    slices, and none predicted there, says nothing). Pixels to leave out are ``-1`` in
+    both arrays (unpainted)."""
+    pooled = [Counts() for _ in range(num_classes)]
+    for pred, truth in pairs:
+        for k in range(num_classes):
+            pooled[k].add(slice_counts(pred, truth, k, surface=False))
+    return np.array([c.dice() for c in pooled])
+
+
+ERROR_KINDS = ("", "true positive", "false positive", "false negative")
+
+
+def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarray:
+    """Where class ``value`` is right and wrong: 1 = true positive, 2 = false positive,
+    3 = false negative (:data:`ERROR_KINDS`), 0 elsewhere."""
+    pred, true = np.asarray(prediction) == value, np.asarray(truth) == value
+    out = np.zeros(pred.shape, dtype=np.uint8)
+    out[pred & true] = 1
+    out[pred & ~true] = 2
+    out[~pred & true] = 3
+    return out
 
 
 def format_table(result: EvaluationResult) -> str:

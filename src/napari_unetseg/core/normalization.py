@@ -20,19 +20,35 @@ _MAX_SLICES = 64
 
 @dataclass(frozen=True)
 class Normalization:
-    """Percentile normalisation recipe."""
+    """Percentile normalisation recipe: the ``low`` and ``high`` percentiles of each
+    image (per channel) map to 0 and 1."""
 
     low: float = 1.0
     high: float = 99.8
+
+    def __post_init__(self) -> None:
+        bad = any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (self.low, self.high))
+        if bad or not 0 <= self.low < self.high <= 100:
+            raise UserInputError(
+                f"percentiles must satisfy 0 <= low < high <= 100, got low={self.low!r}, high={self.high!r}",
+                subject="normalization",
+            )
 
     def to_dict(self) -> dict:
         return {"method": "percentile", **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Normalization:
-        if data.get("method", "percentile") != "percentile":
+        """Read :meth:`to_dict`'s form; a missing percentile keeps its default."""
+        data = dict(data)
+        if data.pop("method", "percentile") != "percentile":
             raise UserInputError(f"unknown normalisation method {data.get('method')!r}")
-        return cls(low=float(data["low"]), high=float(data["high"]))
+        unknown = sorted(set(data) - {"low", "high"})
+        if unknown:
+            raise UserInputError(
+                f"unknown normalization option(s) {', '.join(unknown)}; known: high, low, method"
+            )
+        return cls(**{key: float(value) for key, value in data.items()})
 
     def percentiles(self, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``(low, high)`` values of a ``(N, C, Y, X)`` stack.

@@ -1,176 +1,50 @@
-"""Tiled prediction: overlap-tile with mirror padding and weighted blending.
+"""Prediction of whole stacks with model files' recipes, alone or as an ensemble.
 
-:func:`predict_tiled` is the stable low-level entry point (any ``nn.Module``, one 2D
-image, returns blended per-class scores). :func:`iter_predict` predicts a whole stack
-with a model file's recipe and yields progress; :func:`predict_stack` runs it.
+:func:`iter_predict` is the one way into prediction for the CLI and the Predict dock:
+it normalises the stack with each model's recipe, runs its
+:class:`~napari_unetseg.core.tiler.Tiler` slice by slice (or over the volume, for 3D
+models) and yields progress; :func:`predict_stack` runs it to the end.
+:func:`predict_tiled` is the stable low-level entry point (any ``nn.Module``, one
+normalised image, blended per-class scores).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from napari_unetseg.core import tiling
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.data import check_image_size
-from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
+from napari_unetseg.core.device import resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
-from napari_unetseg.core.inference import inference_copy, uses_channels_last
+from napari_unetseg.core.inference import inference_copy
+from napari_unetseg.core.tiler import Tiler, smaller_batch
 
-_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
-
-
-def _forward(model: torch.nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
-    if not tta:
-        return model(batch).float()
-    total = None
-    for dims in _FLIPS:
-        flipped = batch.flip(dims) if dims else batch
-        out = model(flipped).float()
-        out = out.flip(dims) if dims else out
-        total = out if total is None else total + out
-    return total / len(_FLIPS)
-
-
-def smaller_batch(batch_size: int, device: torch.device, what: str) -> int:
-    """After an out-of-memory error: half the batch (and say so), or give up at 1."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    if batch_size <= 1:
-        raise UserInputError(
-            f"out of memory on {device} even with a {what} of 1: use smaller tiles or patches, "
-            "a smaller model, or --device cpu"
-        )
-    smaller = batch_size // 2
-    warnings.warn(f"out of memory on {device}: {what} reduced from {batch_size} to {smaller}", stacklevel=3)
-    return smaller
+__all__ = [
+    "PredictionResult",
+    "check_ensemble",
+    "iter_predict",
+    "iter_tiled",
+    "labels_dtype",
+    "predict_stack",
+    "predict_tiled",
+    "smaller_batch",
+]
 
 
 def iter_tiled(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    tile_size: int = 1024,
-    overlap: float | None = None,
-    *,
-    blending: str = "gaussian",
-    batch_size: int = 4,
-    precision: str = "auto",
-    device: str | torch.device = "auto",
-    tta: bool = False,
-    border: str = "reflect",
-    tile_depth: int = 32,
+    model: torch.nn.Module, image: np.ndarray, tile_size: int = 1024, overlap: float | None = None, **options
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`predict_tiled`: yields ``(tiles_done, tiles_total)``."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    fast = inference_copy(model, dev)
-    return (
-        yield from _iter_tiles(
-            fast,
-            image,
-            tile_size,
-            overlap,
-            blending=blending,
-            batch_size=batch_size,
-            precision=precision,
-            device=dev,
-            tta=tta,
-            border=border,
-            tile_depth=tile_depth,
-        )
-    )
-
-
-def _iter_tiles(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    tile_size: int,
-    overlap: float,
-    *,
-    blending: str,
-    batch_size: int,
-    precision: str,
-    device: torch.device,
-    tta: bool,
-    border: str,
-    tile_depth: int = 32,
-) -> Generator[tuple[int, int], None, np.ndarray]:
-    """:func:`iter_tiled` for a model already made ready by :func:`inference_copy`."""
-    dims = getattr(model, "spatial_dims", 2)
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == dims:
-        image = image[None]
-    if image.ndim != dims + 1:
-        expected = "(C, H, W) or (H, W)" if dims == 2 else "(C, Z, Y, X) or (Z, Y, X)"
-        raise UserInputError(f"expected a {expected} image, got shape {image.shape}")
-    requested = (tile_size,) * 2 if dims == 2 else (tile_depth, tile_size, tile_size)
-    overlaps = tiling.axis_overlaps(overlap, requested)
-    dtype = resolve_precision(precision, device)
-    memory_format = _memory_format(dims) if uses_channels_last(device) else torch.contiguous_format
-    margins = tuple(o // 2 for o in overlaps) if border == "reflect" else (0,) * dims
-    size = image.shape[1:]
-    multiples = (16,) * dims if dims == 2 else (1, 16, 16)
-    tile = tiling.effective_tile(size, requested, margins, overlaps, multiples)
-    if border == "reflect":
-        padded, offset = tiling.mirror_pad(image, margins, tile)
-    else:
-        padded, offset = _zero_pad(image, tile)
-    corners = tiling.tile_grid(padded.shape[1:], tile, overlaps)
-    weights = torch.from_numpy(tiling.blend_weights(tile, blending).copy()).to(device)
-    source = torch.from_numpy(np.ascontiguousarray(padded)).to(device)
-    scores = None
-    weight_sum = torch.zeros(padded.shape[1:], device=device)
-
-    def window(corner: tuple[int, ...]) -> tuple[slice, ...]:
-        return tuple(slice(c, c + t) for c, t in zip(corner, tile))
-
-    # Inference mode is thread-local state: it is entered per tile batch and never held across
-    # a ``yield``, so a generator that is abandoned half way (a stopped GUI worker) cannot leave
-    # its pooled thread without gradients.
-    done = 0
-    while done < len(corners):
-        chunk = corners[done : done + batch_size]
-        with torch.inference_mode():
-            batch = torch.stack([source[(slice(None), *window(c))] for c in chunk])
-            batch = batch.contiguous(memory_format=memory_format)
-            try:
-                with autocast(device, dtype):
-                    out = _forward(model, batch, tta)
-            except torch.OutOfMemoryError:
-                out = None
-            if out is not None:
-                if scores is None:
-                    scores = torch.zeros((out.shape[1], *padded.shape[1:]), device=device)
-                for corner, logits in zip(chunk, out):
-                    scores[(slice(None), *window(corner))] += logits * weights
-                    weight_sum[window(corner)] += weights
-        if out is None:
-            del batch
-            batch_size = smaller_batch(batch_size, device, "tile batch")
-            continue
-        done += len(chunk)
-        yield done, len(corners)
-    with torch.inference_mode():
-        result = scores / weight_sum
-        crop = tuple(slice(o, o + n) for o, n in zip(offset, size))
-        return result[(slice(None), *crop)].cpu().numpy()
-
-
-def _memory_format(dims: int) -> torch.memory_format:
-    return torch.channels_last if dims == 2 else torch.channels_last_3d
-
-
-def _zero_pad(image: np.ndarray, tile: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
-    pads = [max(0, t - n) for t, n in zip(tile, image.shape[1:])]
-    offset = (0,) * len(pads)
-    if not any(pads):
-        return image, offset
-    return np.pad(image, ((0, 0), *((0, p) for p in pads))), offset
+    device = options.pop("device", "auto")
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    tiler = Tiler(tile_size=tile_size, overlap=overlap, device=device, **options)
+    return (yield from tiler.iter(inference_copy(model, device), image))
 
 
 def predict_tiled(
@@ -185,7 +59,8 @@ def predict_tiled(
     """Blended per-class scores ``(K, H, W)`` of ``model`` over a ``(C, H, W)``/``(H, W)`` image.
 
     A 3D network (``model.spatial_dims == 3``) takes a ``(C, Z, Y, X)``/``(Z, Y, X)``
-    volume, tiled in 3D with ``tile_depth`` slices per tile, and returns ``(K, Z, Y, X)``.
+    volume and returns ``(K, Z, Y, X)``. The caller's model is not changed: it runs as
+    an inference copy (BatchNorm folded, channels-last).
 
     Parameters
     ----------
@@ -194,21 +69,14 @@ def predict_tiled(
         equivalent, with a ``spatial_dims = 3`` attribute).
     image
         The (already normalised) image.
-    tile_size
-        Largest side of the square tiles. The tiles actually used are shrunk (to a
-        multiple of 16) to the smallest size that covers the image with the same
-        number of tiles, so no window sticks out further than it must.
-    overlap
-        Shared by neighbouring tiles: a fraction of ``tile_size`` below 1 (MONAI's
-        convention), else a whole number of pixels; ``None``: 64 px (a quarter of
-        smaller tiles).
+    tile_size, overlap
+        As in :class:`~napari_unetseg.core.tiler.Tiler`.
     progress
         Called with ``(tiles_done, tiles_total)`` after every batch.
     **options
-        ``blending='gaussian'|'constant'``, ``batch_size``, ``precision='auto'|'fp32'|
-        'bf16'|'fp16'``, ``device='auto'|'cpu'|'cuda'|'mps'``, ``tta`` (average over
-        flips), ``border='reflect'|'constant'`` (mirror padding or zeros at the edges),
-        ``tile_depth`` (3D networks: z side of the tiles, default 32).
+        The other :class:`~napari_unetseg.core.tiler.Tiler` fields (``blending``,
+        ``batch_size``, ``precision``, ``tta``, ``border``, ``tile_depth``) and
+        ``device='auto'|'cpu'|'cuda'|'mps'``.
 
     Returns
     -------
@@ -234,113 +102,6 @@ def labels_dtype(class_values: tuple[int, ...]) -> np.dtype:
     return np.dtype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32)
 
 
-def iter_predict(
-    loaded: LoadedModel | Sequence[LoadedModel],
-    stack: np.ndarray,
-    config: PredictConfig | None = None,
-    probabilities: bool = False,
-    slices: Sequence[int] | None = None,
-    labels_out=None,
-    probabilities_out=None,
-) -> Generator[PredictProgress, None, PredictionResult]:
-    """Predict a ``(N, C, Y, X)`` stack with a model file's recipe.
-
-    The stack is normalised with its own percentiles (the recipe from the model file);
-    a 2D model predicts each slice with :func:`iter_tiled`, a 3D model the stack as one
-    ``(C, Z, Y, X)`` volume in 3D tiles. Yields :class:`PredictProgress`.
-    ``slices`` predicts only those slice indices (normalised with the whole stack's
-    percentiles all the same); the result then holds ``len(slices)`` slices.
-
-    Several models (an ensemble: e.g. one recipe trained with different seeds, which
-    must share their classes and input channels) each predict with their own recipe
-    and their class probabilities are averaged; the labels are the most probable class
-    of the average.
-
-    The stack may be anything that gives a numpy slice when indexed (numpy, a memory
-    map, dask, zarr): one slice is read at a time. ``labels_out`` and
-    ``probabilities_out`` take the results instead of new in-memory arrays: anything
-    that accepts ``out[i] = slab`` (e.g. :class:`~napari_unetseg.core.io.TiffSliceWriter`),
-    so memory holds one slice's scores however big the stack (2D models; a 3D model
-    holds the volume and its scores).
-    """
-    config = config or PredictConfig()
-    models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
-    check_ensemble(models)
-    lead = models[0]
-    if stack.ndim != 4:
-        raise UserInputError(f"expected a (N, C, Y, X) stack, got shape {stack.shape}")
-    check_image_size(stack)
-    if stack.shape[1] != lead.spec.in_channels:
-        raise UserInputError(
-            f"the image has {stack.shape[1]} channel(s) but the model expects {lead.spec.in_channels}: "
-            "check the image axes (--axes) or use a model trained on such images"
-        )
-    device = resolve_device(config.device)
-    lut = np.asarray(lead.class_values, dtype=labels_dtype(lead.class_values))
-    indices = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
-    if any(not 0 <= i < stack.shape[0] for i in indices):
-        raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
-    n = len(indices)
-    labels = np.zeros((n, *stack.shape[2:]), lut.dtype) if labels_out is None else labels_out
-    probs = None
-    if probabilities:
-        probs = probabilities_out
-        if probs is None:
-            probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
-    options = dict(
-        blending=config.blending,
-        batch_size=config.batch_size,
-        precision=config.precision,
-        device=device,
-        tta=config.tta,
-        tile_depth=config.tile_depth,
-        border="reflect",
-    )
-    # per model: its inference copy and its jobs (lazy: no slice is read yet); members with
-    # the same normalisation recipe share its percentiles (which read up to 64 slices)
-    recipes = dict.fromkeys(m.normalization for m in models)
-    bounds = {recipe: recipe.percentiles(stack) for recipe in recipes}
-    runs = [
-        (
-            m,
-            inference_copy(m.model, device),
-            _jobs(m, stack, indices, *bounds[m.normalization], config.tile_depth),
-        )
-        for m in models
-    ]
-    n_jobs = len(runs[0][2])
-    for number in range(n_jobs):
-        # (K, Z, Y, X): the members' averaged class probabilities; one model's corrected
-        # logits when no probabilities are asked for (same argmax, no softmax to pay for)
-        combined = None
-        for rank, (model, fast, jobs) in enumerate(runs):
-            first, volume, targets = jobs[number]
-            gen = _iter_tiles(fast, volume(), config.tile_size, config.overlap, **options)
-            while True:
-                try:
-                    done, total = next(gen)
-                except StopIteration as stop:
-                    scores = stop.value
-                    break
-                # a 3D model runs one job (the volume): progress counts its tiles; an
-                # ensemble counts the tiles of all its models
-                yield PredictProgress(
-                    done=rank * total + done, total=len(runs) * total, slice_index=number, n_slices=n_jobs
-                )
-            if scores.ndim == 3:  # one slice: (K, Y, X) scores
-                scores = scores[:, None]
-            scores = model.adjust(scores)  # class-prior correction, if any
-            if len(runs) > 1 or probs is not None:
-                scores = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(runs)
-            combined = scores if combined is None else combined + scores
-        for index, source in targets:
-            slab = combined[:, source - first]
-            labels[index] = lut[slab.argmax(0)]
-            if probs is not None:
-                probs[index] = slab
-    return PredictionResult(labels=labels, probabilities=probs)
-
-
 def check_ensemble(models: Sequence[LoadedModel]) -> None:
     """Refuse an empty list, or models that cannot be averaged (different classes,
     input channels or 2D/3D)."""
@@ -352,15 +113,120 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
         if tuple(other.class_values) != tuple(first.class_values):
             raise UserInputError(
                 f"the models predict different classes ({list(first.class_values)} and "
-                f"{list(other.class_values)}): an ensemble needs models trained on the same classes"
+                f"{list(other.class_values)})",
+                "an ensemble needs models trained on the same classes",
             )
         if other.spec.in_channels != first.spec.in_channels:
             raise UserInputError(
                 f"the models take different channel counts ({first.spec.in_channels} and "
-                f"{other.spec.in_channels}): an ensemble needs models trained on the same kind of image"
+                f"{other.spec.in_channels})",
+                "an ensemble needs models trained on the same kind of image",
             )
         if getattr(other.model, "spatial_dims", 2) != dims:
             raise UserInputError("an ensemble cannot mix 2D and 3D models")
+
+
+def iter_predict(
+    loaded: LoadedModel | Sequence[LoadedModel],
+    stack: np.ndarray,
+    config: PredictConfig | None = None,
+    probabilities: bool = False,
+    slices: Sequence[int] | None = None,
+    labels_out=None,
+    probabilities_out=None,
+) -> Generator[PredictProgress, None, PredictionResult]:
+    """Predict a ``(N, C, Y, X)`` stack with one model file's recipe, or an ensemble's.
+
+    The stack is normalised with its own percentiles (each model's recipe); a 2D model
+    predicts each slice, a 3D model the stack as one ``(C, Z, Y, X)`` volume in 3D tiles.
+    Yields :class:`PredictProgress`. ``slices`` predicts only those slice indices
+    (normalised with the whole stack's percentiles all the same); the result then holds
+    ``len(slices)`` slices.
+
+    Several models (an ensemble, e.g. one recipe trained with different seeds; they
+    must share classes, input channels and 2D/3D) each predict with their own recipe
+    and class-prior correction; their class probabilities are averaged and the labels
+    are the most probable class of the average.
+
+    The stack may be anything that gives a numpy slice when indexed (numpy, a memory
+    map, dask, zarr): one slice is read at a time. ``labels_out`` and
+    ``probabilities_out`` take the results instead of new in-memory arrays: anything
+    that accepts ``out[i] = slab`` (e.g. :class:`~napari_unetseg.core.io.TiffSliceWriter`),
+    so memory holds one slice's scores however big the stack (2D models; a 3D model
+    holds the volume and its scores).
+    """
+    config = config or PredictConfig()
+    models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
+    indices = _check_input(models, stack, slices)
+    device = resolve_device(config.device)
+    tiler = Tiler.from_config(config, device)
+    lut = np.asarray(models[0].class_values, dtype=labels_dtype(models[0].class_values))
+    n = len(indices)
+    labels = np.zeros((n, *stack.shape[2:]), lut.dtype) if labels_out is None else labels_out
+    probs = probabilities_out if probabilities else None
+    if probabilities and probs is None:
+        probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
+    # members with the same normalisation recipe share its percentiles (which read up to 64 slices)
+    bounds = {recipe: recipe.percentiles(stack) for recipe in dict.fromkeys(m.normalization for m in models)}
+    members = [
+        (
+            m,
+            inference_copy(m.model, device),
+            _jobs(m, stack, indices, *bounds[m.normalization], config.tile_depth),
+        )
+        for m in models
+    ]
+    n_jobs = len(members[0][2])
+    softmax = len(members) > 1 or probs is not None
+    for number in range(n_jobs):
+        combined = None  # (K, Z, Y, X): the members' averaged probabilities, or one model's scores
+        for rank, (model, fast, jobs) in enumerate(members):
+            first, volume, targets = jobs[number]
+            scores = yield from _member_scores(tiler, fast, volume(), rank, len(members), number, n_jobs)
+            scores = model.adjust(scores)  # class-prior correction, if any
+            if softmax:  # one model without probabilities: its argmax needs no softmax
+                scores = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(members)
+            combined = scores if combined is None else combined + scores
+        for index, source in targets:
+            slab = combined[:, source - first]
+            labels[index] = lut[slab.argmax(0)]
+            if probs is not None:
+                probs[index] = slab
+    return PredictionResult(labels=labels, probabilities=probs)
+
+
+def _check_input(models: list[LoadedModel], stack, slices: Sequence[int] | None) -> list[int]:
+    """Refuse what the models cannot predict; the indices of the slices to predict."""
+    check_ensemble(models)
+    if stack.ndim != 4:
+        raise UserInputError(f"expected a (N, C, Y, X) stack, got shape {stack.shape}")
+    check_image_size(stack)
+    expected = models[0].spec.in_channels
+    if stack.shape[1] != expected:
+        raise UserInputError(
+            f"the image has {stack.shape[1]} channel(s) but the model expects {expected}",
+            ("check the image axes", "axes"),
+            "use a model trained on such images",
+        )
+    indices = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
+    if any(not 0 <= i < stack.shape[0] for i in indices):
+        raise UserInputError(f"slice indices {indices} out of range for a stack of {stack.shape[0]} slices")
+    return indices
+
+
+def _member_scores(tiler: Tiler, fast, volume: np.ndarray, rank: int, members: int, number: int, jobs: int):
+    """One member's ``(K, Z, Y, X)`` scores of one job, yielding progress: a 3D model runs
+    one job (the volume) and progress counts its tiles; an ensemble counts all members' tiles."""
+    tiles = tiler.iter(fast, volume)
+    while True:
+        try:
+            done, total = next(tiles)
+        except StopIteration as stop:
+            scores = stop.value
+            return scores[:, None] if scores.ndim == 3 else scores  # one slice: (K, Y, X)
+        yield PredictProgress(
+            done=rank * total + done, total=members * total, slice_index=number, n_slices=jobs
+        )
 
 
 def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int) -> list:

@@ -73,3 +73,50 @@ def _painted_bias(posteriors: np.ndarray, train_prior: np.ndarray) -> np.ndarray
     bias = np.log(np.maximum(prior, 1e-12)) - np.log(train_prior)
     bias -= bias.mean()
     return np.clip(bias, -MAX_BIAS, MAX_BIAS)
+
+
+PRIOR_SLICES, PRIOR_CROP = 4, 512  # the estimate looks at this much of the training data
+
+
+class PriorEstimator:
+    """The class-prior correction of a sparse-label run, re-estimated at every save.
+
+    Holds up to :data:`PRIOR_SLICES` evenly spaced training slices (centre crops of at
+    most :data:`PRIOR_CROP` pixels a side: enough pixels for a prior, a bounded cost per
+    save) and the prior the loss trains with: painted frequencies, times the class
+    weights when there are some (median-frequency weights make it uniform over the
+    painted classes).
+
+    Parameters
+    ----------
+    images, targets
+        Normalised ``(C, Y, X)`` training slices and their encoded labels (``-1`` unpainted).
+    num_classes
+        ``K``.
+    class_weights
+        ``(K,)`` weights of the loss, or ``None``.
+    """
+
+    def __init__(self, images: list[np.ndarray], targets: list[np.ndarray], num_classes: int, class_weights):
+        painted = np.concatenate([y[y >= 0] for y in targets])
+        prior = np.bincount(painted, minlength=num_classes)[:num_classes].astype(np.float64)
+        if class_weights is not None:
+            prior *= np.asarray(class_weights, dtype=np.float64)
+        self.train_prior = prior / max(prior.sum(), 1e-12)
+        picks = np.unique(np.linspace(0, len(images) - 1, min(PRIOR_SLICES, len(images))).round().astype(int))
+        self.items = []
+        for i in picks:
+            h, w = targets[i].shape
+            top, left = max(0, (h - PRIOR_CROP) // 2), max(0, (w - PRIOR_CROP) // 2)
+            window = (slice(top, top + PRIOR_CROP), slice(left, left + PRIOR_CROP))
+            if (targets[i][window] < 0).any():
+                self.items.append((images[i][(slice(None), *window)], targets[i][window]))
+
+    def estimate(self, probabilities) -> tuple[float, ...]:
+        """Logit offsets from ``probabilities(x) -> (K, Y, X)`` (the network's class
+        probabilities, no correction) on the unpainted pixels of the held slices;
+        ``()`` when none of them has unpainted pixels."""
+        if not self.items:
+            return ()
+        posteriors = [probabilities(x)[:, y < 0].T for x, y in self.items]
+        return tuple(float(b) for b in prior_shift_bias(np.concatenate(posteriors), self.train_prior))

@@ -40,15 +40,16 @@ def overlap_pixels(overlap: float | None, tile: int) -> int:
     if overlap is None:
         return min(DEFAULT_OVERLAP_PX, tile // 4)
     if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
-        raise UserInputError(f"overlap must be a number, got {overlap!r}")
+        raise UserInputError(f"must be a number, got {overlap!r}", subject="overlap")
     if overlap < 0 or (overlap >= 1 and overlap != int(overlap)):
         raise UserInputError(
-            f"overlap must be a fraction in [0, 1) or a whole number of pixels, got {overlap:g}"
+            f"must be a fraction in [0, 1) or a whole number of pixels, got {overlap:g}", subject="overlap"
         )
     pixels = int(round(overlap * tile)) if overlap < 1 else int(overlap)
     if pixels >= tile:
         raise UserInputError(
-            f"overlap of {pixels} px leaves no step between {tile}-px tiles: make it smaller"
+            f"an overlap of {pixels} px leaves no step between {tile}-px tiles",
+            ("make it smaller", "overlap"),
         )
     return pixels
 

@@ -1,55 +1,43 @@
 """Training as a generator of events, so a GUI can run it in a worker and stop it.
 
->>> trainer = Trainer([image_stack], [label_stack], ModelSpec("unet"), TrainConfig(steps=200))
+>>> trainer = make_trainer([image_stack], [label_stack], ModelSpec("unet"), TrainConfig(steps=200))
 >>> for event in trainer.run(): ...          # StepEvent / EpochEvent / PreviewEvent
->>> result = train(...)                       # the same, run to the end (CLI)
+>>> result = train(...)                       # the same, run to the end
 
 Stacks are ``(N, C, Y, X)`` images and ``(N, Y, X)`` labels; every labelled slice is a
 training slice, and when there are enough of them a fraction is held out for
-validation (Dice on their labelled pixels after every epoch). ``make_trainer`` gives a
-:class:`BestOfTries` when ``config.tries > 1`` (several seeds started, the best kept).
+validation (Dice on their labelled pixels after every epoch). The fronts come in
+through :func:`napari_unetseg.core.jobs.start_training`. Where the rest lives: the run
+folder in :mod:`~napari_unetseg.core.run_folder`, the tries in
+:mod:`~napari_unetseg.core.tries`, the class-prior correction in
+:mod:`~napari_unetseg.core.priors`, the patches in :mod:`~napari_unetseg.core.data`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from napari_unetseg.core import data as data_mod
-from napari_unetseg.core.checkpoint import (
-    LoadedModel,
-    load_matching_weights,
-    load_model,
-    load_torch_safely,
-    save_model,
-    save_torch_atomic,
-)
-from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
+from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
+from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import (
-    ChoiceEvent,
-    EpochEvent,
-    PreviewEvent,
-    StepEvent,
-    TryEvent,
-    run_generator,
-)
-from napari_unetseg.core.history import write_history
-from napari_unetseg.core.inference import channels_last_format
-from napari_unetseg.core.io import check_pairs_match, write_bytes_atomic
+from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, TrainResult, run_generator
+from napari_unetseg.core.inference import channels_last_format, inference_copy
+from napari_unetseg.core.io import check_pairs_match
 from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss, transform_consistency
+from napari_unetseg.core.metrics import masked_dice
 from napari_unetseg.core.models import build_model
-from napari_unetseg.core.normalization import Normalization
-from napari_unetseg.core.prediction import predict_tiled, smaller_batch
-from napari_unetseg.core.priors import prior_shift_bias
+from napari_unetseg.core.priors import PriorEstimator
+from napari_unetseg.core.run_folder import RunFolder
+from napari_unetseg.core.tiler import Tiler, smaller_batch
 from napari_unetseg.core.transforms import (
     dihedral,
     random_deformation,
@@ -59,20 +47,11 @@ from napari_unetseg.core.transforms import (
     random_zoom_grid,
     warp,
 )
+from napari_unetseg.core.tries import BestOfTries
 
-PREVIEW = PredictConfig()  # previews predict like the Predict dock's defaults
-PRIOR_SLICES, PRIOR_CROP = 4, 512  # the class-prior estimate looks at this much of the training data
+PREVIEW = PredictConfig()  # previews, validation and priors predict like the Predict dock's defaults
 
-MIN_SLICES_FOR_VALIDATION = 4
-
-
-@dataclass
-class TrainResult:
-    """What a finished (or stopped) run produced."""
-
-    loaded: LoadedModel
-    run_dir: Path | None
-    stopped: bool
+__all__ = ["BestOfTries", "TrainResult", "Trainer", "make_trainer", "train"]
 
 
 def _lr_factor(step: int, total: int) -> float:
@@ -84,38 +63,24 @@ def _lr_factor(step: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _class_balance(config: TrainConfig, mode: str) -> bool:
-    """Class weights on or off, with ``None`` resolved for the label mode.
-
-    Sparse strokes: balance the classes (how much of each was painted is arbitrary).
-    Dense labels: no (their class frequencies are the real prior).
-    """
-    return mode == "sparse" if config.class_balance is None else config.class_balance
-
-
 class Trainer:
     """Train a segmentation network on one or several (image, labels) stacks.
 
-    One run with ``config.seed``; ``config.tries`` is read by :func:`make_trainer`, which
-    builds a :class:`BestOfTries` of several Trainers.
+    One run with ``config.seed``; :func:`make_trainer` builds a :class:`BestOfTries` of
+    several Trainers when ``config.tries > 1``.
 
     Parameters
     ----------
     images, labels
         ``(N, C, Y, X)`` image stacks and matching ``(N, Y, X)`` label stacks.
     spec
-        Architecture; ``in_channels`` and ``num_classes`` are set from the data.
+        The model recipe; ``in_channels`` and ``num_classes`` are set from the data (a
+        fine-tuned or resumed run takes the recipe of its model file).
     config
         Training options.
-    run_dir
-        Folder for ``model.pt``, ``resume.pt``, ``config.json`` and the history; ``None``
-        keeps everything in memory.
-    init_model
-        Model file to fine-tune from (a new head when the classes differ).
-    resume
-        Continue the run in ``run_dir`` with its optimizer state and step count.
-    overwrite
-        Allow starting a new run in a ``run_dir`` that already holds a model.
+    run
+        The run folder (``None``: in memory), the model file to fine-tune from, and
+        whether to resume the run in the folder or overwrite it.
     """
 
     def __init__(
@@ -124,67 +89,80 @@ class Trainer:
         labels: Sequence[np.ndarray],
         spec: ModelSpec | None = None,
         config: TrainConfig | None = None,
-        run_dir: str | Path | None = None,
-        init_model: str | Path | None = None,
-        resume: bool = False,
-        overwrite: bool = False,
+        run: RunOptions | None = None,
     ) -> None:
-        self.config = config = config or TrainConfig()
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.device = resolve_device(config.device)
-        self.dtype = resolve_precision(config.precision, self.device)
-        self.normalization = Normalization(config.percentile_low, config.percentile_high)
-        self._stop_requested = False
-        self.batch_size = config.batch_size  # halved on out-of-memory errors
+        run = run or RunOptions()
+        self.config = config or TrainConfig()
+        self.folder = RunFolder(run.run_dir) if run.run_dir is not None else None
+        self.device = resolve_device(self.config.device)
+        self.dtype = resolve_precision(self.config.precision, self.device)
+        self._stop_requested = self._discarded = False
+        self.batch_size = self.config.batch_size  # halved on out-of-memory errors
         self._preview: tuple[np.ndarray, object] | None = None
         self.preview_every = 25
         self.preview_interval_s: float | None = None
         self._last_preview = -math.inf
+        self._fast: tuple[int, torch.nn.Module] | None = None  # (step, inference copy)
+        self._tiler = dataclasses.replace(
+            Tiler.from_config(PREVIEW, self.device), precision=self.config.precision
+        )
         self.history: list[dict] = []
         self.step = 0
         self.tries_record: dict | None = None  # set by BestOfTries on the run it keeps
-        if len(images) != len(labels) or not images:
-            raise UserInputError(
-                f"need one label image per image, got {len(images)} images and {len(labels)} labels"
-            )
-        for index, (image, label) in enumerate(zip(images, labels)):
-            check_pairs_match(image, label, f"#{index + 1} " if len(images) > 1 else "")
-        channels = {image.shape[1] for image in images}
-        if len(channels) > 1:
-            raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
-
-        if not resume and not overwrite:
-            _check_new_run_dir(self.run_dir)
-        resume_state = None
-        known: tuple[int, ...] = ()
-        base: LoadedModel | None = None
-        if resume:
-            if self.run_dir is None:
-                raise UserInputError("resume needs the run folder of an earlier run")
-            base = load_model(self.run_dir / "model.pt")
-            resume_state = load_torch_safely(self.run_dir / "resume.pt")
-            known = base.class_values
-            seed = base.train_config.get("seed")  # the run's own (the seed kept by tries, say)
-            if isinstance(seed, int) and seed != config.seed:
-                self.config = config = config.replace(seed=seed)
-        elif init_model is not None:
-            base = load_model(init_model)
-            known = base.class_values
-        mode = base.label_mode if resume and base else config.label_mode
-        self.class_values = data_mod.find_class_values(labels, mode, known)
+        self.logit_bias: tuple[float, ...] = ()
+        channels = _check_inputs(images, labels)
+        if self.folder is not None and not run.resume and not run.overwrite:
+            self.folder.check_new()
+        base, resume_state = self._base(run)
+        self.label_mode = base.label_mode if run.resume else self.config.label_mode
+        known = base.class_values if base else ()
+        self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
         for index, image in enumerate(images):
             self._check_size(image, f"#{index + 1} " if len(images) > 1 else "")
-        spec = (base.spec if base else spec or ModelSpec()).replace(
-            in_channels=channels.pop(), num_classes=len(self.class_values)
+        self.spec = (base.spec if base else spec or ModelSpec()).replace(
+            in_channels=channels, num_classes=len(self.class_values)
         )
-        if resume and base and spec.num_classes != base.spec.num_classes:
-            raise UserInputError("resume cannot add classes: fine-tune from its model file (--init) instead")
-        self.spec = spec
-        torch.manual_seed(config.seed)
-        self.model = build_model(spec)
+        if run.resume and self.spec.num_classes != base.spec.num_classes:
+            raise UserInputError(
+                "resume cannot add classes", ("fine-tune from its model file instead", "init")
+            )
+        self.normalization = self.spec.normalization
+        self._build_model(
+            base, keep_head=run.resume or base is None or base.class_values == self.class_values
+        )
+        self._check_3d(images)
+        self._prepare_data(images, labels)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=self.config.learning_rate,
+            weight_decay=self.config.advanced.weight_decay,
+        )
+        steps = self.config.steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, steps))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    # -- set-up -----------------------------------------------------------------
+
+    def _base(self, run: RunOptions) -> tuple[LoadedModel | None, dict | None]:
+        """The model file the run starts from (resumed or fine-tuned), and the resume state."""
+        if run.resume:
+            if self.folder is None:
+                raise UserInputError("resume needs the run folder of an earlier run", ("give it", "resume"))
+            base, state = self.folder.load()
+            seed = base.train_config.get("seed")  # the run's own (the seed kept by tries, say)
+            if isinstance(seed, int) and seed != self.config.seed:
+                self.config = self.config.replace(seed=seed)
+            return base, state
+        return (load_model(run.init) if run.init is not None else None), None
+
+    def _build_model(self, base: LoadedModel | None, keep_head: bool) -> None:
+        torch.manual_seed(self.config.seed)
+        self.model = build_model(self.spec)
         if base is not None:
             state = base.model.state_dict()
-            if not resume and base.class_values != self.class_values:
+            if not keep_head:  # fine-tuning on other classes: a new head
                 new_head = tuple(f"{name}." for name in self.model.class_layers)
                 state = {k: v for k, v in state.items() if not k.startswith(new_head)}
             load_matching_weights(self.model, state)
@@ -192,31 +170,17 @@ class Trainer:
         self.memory_format = channels_last_format(self.model)
         if self.device.type == "cpu":
             self.model.to(memory_format=self.memory_format)
-        self._check_3d(images)
-
-        self.label_mode = mode
-        self._prepare_data(images, labels, mode)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: _lr_factor(s, config.steps)
-        )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        if resume_state is not None:
-            self._restore(resume_state)
-
-    # -- set-up -----------------------------------------------------------------
 
     def _check_3d(self, images: Sequence[np.ndarray]) -> None:
         if self.model.spatial_dims != 3:
             return
         if min(image.shape[0] for image in images) < 2:
             raise UserInputError(
-                f"{self.spec.name} segments z-stacks: the training images have a single slice "
-                "(use a 2D model, or check the image axes)"
+                f"{self.spec.name} segments z-stacks: the training images have a single slice",
+                ("use a 2D model", "model"),
+                ("check the image axes", "axes"),
             )
-        if self.config.smoothness_weight:
+        if self.config.advanced.smoothness_weight:
             raise UserInputError("the smoothness term is for 2D models: set smoothness_weight to 0")
 
     def _check_size(self, image: np.ndarray, name: str) -> None:
@@ -225,64 +189,40 @@ class Trainer:
         if self.config.patch_size > side:
             raise UserInputError(
                 f"patch size {self.config.patch_size} is larger than training image {name}"
-                f"({image.shape[-2]}x{image.shape[-1]}): use a patch size of {side} or less (--patch-size)"
+                f"({image.shape[-2]}x{image.shape[-1]})",
+                (f"use a patch size of {side} or less", "patch_size"),
             )
 
-    def _prepare_data(self, images, labels, mode: str) -> None:
-        """Normalised, encoded training items: labelled slices (2D models) or whole
-        labelled stacks as ``(C, Z, Y, X)`` volumes (3D models, no validation split)."""
-        train_x, train_y, self.val = [], [], []
-        rng = np.random.default_rng(self.config.seed)
-        slices = []
+    def _prepare_data(self, images, labels) -> None:
+        """Normalised, encoded training items (labelled slices, or labelled stacks as
+        volumes for 3D models, which get no validation split), the sampler, class weights
+        and the prior estimate."""
+        cfg, advanced = self.config, self.config.advanced
         volumes = self.model.spatial_dims == 3
-        for number, (image, label) in enumerate(zip(images, labels), start=1):
-            lo, hi = self.normalization.percentiles(image)
-            if np.all(hi <= lo):
-                raise UserInputError(
-                    f"training image #{number} is constant (every pixel is {lo[0]:g}): nothing to learn "
-                    "from; check the file and its --axes"
-                )
-            if volumes:
-                target = data_mod.encode_labels(np.asarray(label), self.class_values, mode)
-                if (target >= 0).any():
-                    slices.append((np.moveaxis(self.normalization.apply(image, lo, hi), 1, 0), target))
-                continue
-            for i in range(image.shape[0]):
-                target = data_mod.encode_labels(np.asarray(label[i]), self.class_values, mode)
-                if (target >= 0).any():
-                    slices.append((self.normalization.apply(image[i], lo, hi), target))
-        n_val = 0
-        enough = len(slices) >= MIN_SLICES_FOR_VALIDATION and not volumes
-        if enough and self.config.validation_fraction > 0:
-            n_val = max(1, int(round(self.config.validation_fraction * len(slices))))
-        val_index = set(rng.choice(len(slices), n_val, replace=False).tolist()) if n_val else set()
-        for index, (x, y) in enumerate(slices):
-            if index in val_index:
-                self.val.append((x, y))
-            else:
-                train_x.append(x)
-                train_y.append(y)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
-        patch = self.config.patch_size
+        items = data_mod.training_items(
+            images, labels, self.class_values, self.label_mode, self.normalization, volumes
+        )
+        train, self.val = data_mod.split_validation(
+            items, cfg.validation_fraction, cfg.seed, allowed=not volumes
+        )
+        train_x, train_y = [x for x, _ in train], [y for _, y in train]
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        patch = (cfg.patch_depth, cfg.patch_size, cfg.patch_size) if volumes else cfg.patch_size
         self.sampler = data_mod.PatchSampler(
             train_x,
             train_y,
-            (self.config.patch_depth, patch, patch) if volumes else patch,
+            patch,
             len(self.class_values),
-            self.config.labelled_sampling,
+            advanced.labelled_sampling,
             self.device,
             self.generator,
         )
-        self.class_weights = None
-        if _class_balance(self.config, mode):
-            weights = data_mod.class_weights(train_y, len(self.class_values))
-            self.class_weights = torch.from_numpy(weights).to(self.device)
-        self.n_train_slices = len(train_x)
-        self.logit_bias: tuple[float, ...] = ()
-        self._prior_items: list[tuple[np.ndarray, np.ndarray]] = []
-        if self.config.prior_correction and mode == "sparse" and not volumes:
-            self._prior_items = _prior_sample(train_x, train_y)
-            self._train_prior = _effective_prior(train_y, len(self.class_values), self.class_weights)
+        balance = self.label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
+        weights = data_mod.class_weights(train_y, len(self.class_values)) if balance else None
+        self.class_weights = torch.from_numpy(weights).to(self.device) if weights is not None else None
+        self.priors = None
+        if advanced.prior_correction and self.label_mode == "sparse" and not volumes:
+            self.priors = PriorEstimator(train_x, train_y, len(self.class_values), weights)
 
     def _restore(self, state: dict) -> None:
         try:
@@ -296,7 +236,8 @@ class Trainer:
             raise UserInputError(f"cannot resume: damaged resume.pt ({exc})") from exc
         if self.step >= self.config.steps:
             raise UserInputError(
-                f"the run already has {self.step} of {self.config.steps} steps: ask for more steps (--steps)"
+                f"the run already has {self.step} of {self.config.steps} steps",
+                ("ask for more steps", "steps"),
             )
 
     # -- control from another thread ---------------------------------------------
@@ -304,6 +245,10 @@ class Trainer:
     def request_stop(self) -> None:
         """Ask the run to save and stop after the current step (thread-safe)."""
         self._stop_requested = True
+
+    def discard(self) -> None:
+        """Stop without saving or updating anything (a try that was not kept)."""
+        self._discarded = self._stop_requested = True
 
     def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
         """Set the ``(C, Y, X)`` raw slice to preview (normalised by its own percentiles).
@@ -332,71 +277,14 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
 
-    def _train_step(self) -> float:
-        """One optimisation step; on out-of-memory, retry with half the batch (and say so)."""
-        while True:
-            try:
-                return self._optimise(self.batch_size)
-            except torch.OutOfMemoryError:
-                self.optimizer.zero_grad(set_to_none=True)
-                self.batch_size = smaller_batch(self.batch_size, self.device, "batch size")
-
-    def _optimise(self, batch_size: int) -> float:
-        x, y = self.sampler.sample(batch_size)
-        if self.config.augment:
-            x, y = random_dihedral(x, y, self.generator)
-            if x.ndim == 5:
-                x, y = random_z_flip(x, y, self.generator)
-            x = random_intensity(x, self.generator)
-            if self.config.deform:
-                x, y = random_deformation(x, y, self.generator)
-        turn, grid = 0, None
-        if self.config.consistency_weight:  # a second, turned, zoomed and jittered view of the batch
-            turn = int(torch.randint(1, 8, (1,), generator=self.generator))
-            second = random_intensity(dihedral(x, turn), self.generator)
-            if self.config.consistency_zoom > 1 and x.ndim == 4:
-                b, _, h, w = x.shape
-                grid = random_zoom_grid(b, h, w, self.config.consistency_zoom, self.generator)
-                second = warp(second, grid)
-            x = torch.cat([x, second])
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.dtype):
-            heads = self.model.forward_heads(x)
-        consistency = 0.0
-        if turn:  # ramped up over the first quarter: the early network is no teacher yet
-            b = y.shape[0]
-            ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
-            consistency = (
-                ramp
-                * self.config.consistency_weight
-                * transform_consistency(heads[-1][:b], heads[-1][b:], turn, grid)
-            )
-            heads, x = [h[:b] for h in heads], x[:b]
-        loss = (
-            sum(segmentation_loss(h.float(), y, self.class_weights, self.config.dice_weight) for h in heads)
-            / len(heads)
-            + consistency
-        )
-        if self.config.smoothness_weight:
-            loss = loss + self.config.smoothness_weight * edge_aware_smoothness(
-                heads[-1], x, sigma=self.config.smoothness_sigma
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return float(loss.detach())
-
     def run(self) -> Generator[StepEvent | EpochEvent | PreviewEvent, None, TrainResult]:
         """Train to ``config.steps``, yielding an event after every step."""
         cfg = self.config
-        if self.run_dir is not None:
-            self._write_config()
+        if self.folder is not None:
+            self.folder.write_record(self._config_record())
         start = time.perf_counter()
         epoch_losses: list[float] = []
-        saved_at = -1
+        saved_at, every = -1, cfg.epoch_steps()
         try:
             while self.step < cfg.steps and not self._stop_requested:
                 self.model.train()
@@ -404,15 +292,16 @@ class Trainer:
                 self.step += 1
                 epoch_losses.append(loss)
                 lr = self.optimizer.param_groups[0]["lr"]
-                yield StepEvent(self.step, cfg.steps, loss, lr, time.perf_counter() - start)
-                if self.step % cfg.steps_per_epoch == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - start
+                yield StepEvent(self.step, cfg.steps, loss, lr, elapsed, remaining=cfg.steps - self.step)
+                if self.step % every == 0 or self.step == cfg.steps:
                     yield self._end_epoch(epoch_losses, time.perf_counter() - start)
                     epoch_losses, saved_at = [], self.step
                 if self._preview_due():
                     yield self._make_preview()
         except GeneratorExit:
             self._stop_requested = True
-            if saved_at != self.step:
+            if saved_at != self.step and not self._discarded:
                 self._update_prior()
                 self._save()
             raise
@@ -420,17 +309,82 @@ class Trainer:
             self._end_epoch(epoch_losses, time.perf_counter() - start)
         return TrainResult(self.loaded(), self.run_dir, stopped=self.step < cfg.steps)
 
-    def _update_prior(self) -> None:
-        """Re-estimate the class-prior correction on the unpainted training pixels."""
-        if not self._prior_items:
-            return
-        self.logit_bias = ()
-        posteriors = []
-        for x, y in self._prior_items:
-            scores = torch.from_numpy(self._scores(x))
-            posteriors.append(torch.softmax(scores, 0).numpy()[:, y == data_mod.IGNORE].T)
-        bias = prior_shift_bias(np.concatenate(posteriors), self._train_prior)
-        self.logit_bias = tuple(float(b) for b in bias)
+    def _train_step(self) -> float:
+        """One optimisation step; on out-of-memory, retry with half the batch (and say so)."""
+        while True:
+            try:
+                return self._optimise(self.batch_size)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.batch_size = smaller_batch(self.batch_size, self.device, "batch size", "patch_size")
+
+    def _optimise(self, batch_size: int) -> float:
+        x, y = self._augmented_batch(batch_size)
+        turn, grid = 0, None
+        if self.config.consistency_weight():  # a second, turned, zoomed and jittered view of the batch
+            turn, grid, second = self._second_view(x)
+            x = torch.cat([x, second])
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.dtype):
+            heads = self.model.forward_heads(x)
+        loss = self._loss(heads, x, y, turn, grid)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _augmented_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.sampler.sample(batch_size)
+        advanced = self.config.advanced
+        if advanced.augment:
+            x, y = random_dihedral(x, y, self.generator)
+            if x.ndim == 5:
+                x, y = random_z_flip(x, y, self.generator)
+            x = random_intensity(x, self.generator)
+            if advanced.deform:
+                x, y = random_deformation(x, y, self.generator)
+        return x, y
+
+    def _second_view(self, x: torch.Tensor) -> tuple[int, torch.Tensor | None, torch.Tensor]:
+        """A random flip/rot90 ``turn`` of the batch, jittered, and zoomed on ``grid`` (2D)."""
+        turn = int(torch.randint(1, 8, (1,), generator=self.generator))
+        second = random_intensity(dihedral(x, turn), self.generator)
+        grid = None
+        zoom = self.config.advanced.consistency_zoom
+        if zoom > 1 and x.ndim == 4:
+            b, _, h, w = x.shape
+            grid = random_zoom_grid(b, h, w, zoom, self.generator)
+            second = warp(second, grid)
+        return turn, grid, second
+
+    def _loss(
+        self, heads: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, turn: int, grid
+    ) -> torch.Tensor:
+        """Masked loss averaged over the heads, plus the consistency and smoothness terms."""
+        advanced = self.config.advanced
+        consistency = 0.0
+        if turn:  # ramped up over the first quarter: the early network is no teacher yet
+            b = y.shape[0]
+            ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
+            consistency = (
+                ramp
+                * self.config.consistency_weight()
+                * transform_consistency(heads[-1][:b], heads[-1][b:], turn, grid)
+            )
+            heads, x = [h[:b] for h in heads], x[:b]
+        loss = (
+            sum(segmentation_loss(h.float(), y, self.class_weights, advanced.dice_weight) for h in heads)
+            / len(heads)
+            + consistency
+        )
+        if advanced.smoothness_weight:
+            loss = loss + advanced.smoothness_weight * edge_aware_smoothness(
+                heads[-1], x, sigma=advanced.smoothness_sigma
+            )
+        return loss
 
     def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
         self._update_prior()
@@ -447,21 +401,24 @@ class Trainer:
         path = self._save()
         return EpochEvent(row["epoch"], self.step, row["train_loss"], validation, path)
 
+    # -- predicting with the model being trained ------------------------------------
+
+    def _update_prior(self) -> None:
+        """Re-estimate the class-prior correction on the unpainted training pixels."""
+        if self.priors is not None:
+            self.logit_bias = self.priors.estimate(self._probabilities)
+
     def validate(self) -> dict[str, float]:
         """Dice per class on the labelled pixels of the held-out slices."""
-        inter = np.zeros(len(self.class_values))
-        total = np.zeros(len(self.class_values))
-        for x, y in self.val:
-            pred = self._predict_index(x)
-            mask = y >= 0
-            for k in range(len(self.class_values)):
-                p, t = (pred == k) & mask, y == k
-                inter[k] += (p & t).sum()
-                total[k] += p.sum() + t.sum()
-        dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
+        pairs = [(np.where(y >= 0, self._predict_index(x), -1), y) for x, y in self.val]
+        dice = masked_dice(pairs, len(self.class_values))
         out = {f"val_dice_{v}": float(d) for v, d in zip(self.class_values, dice)}
         out["val_dice_mean"] = float(np.nanmean(dice))
         return out
+
+    def _probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(K, Y, X)`` of a normalised slice, no prior correction."""
+        return torch.softmax(torch.from_numpy(self._scores(image)), 0).numpy()
 
     def _predict_index(self, image: np.ndarray) -> np.ndarray:
         """Class indices of a normalised ``(C, Y, X)`` slice, prior correction included."""
@@ -472,18 +429,11 @@ class Trainer:
 
     def _scores(self, image: np.ndarray) -> np.ndarray:
         """Network scores ``(K, Y, X)`` of a normalised ``(C, Y, X)`` slice (a 3D model sees
-        it as a one-slice volume: a rough preview)."""
-        self.model.eval()
+        it as a one-slice volume: a rough preview), from one inference copy per step."""
+        if self._fast is None or self._fast[0] != self.step:
+            self._fast = (self.step, inference_copy(self.model, self.device))
         volume = self.model.spatial_dims == 3
-        scores = predict_tiled(
-            self.model,
-            image[:, None] if volume else image,
-            tile_size=PREVIEW.tile_size,
-            overlap=PREVIEW.overlap,
-            batch_size=PREVIEW.batch_size,
-            device=self.device,
-            precision=self.config.precision,
-        )
+        scores = self._tiler(self._fast[1], image[:, None] if volume else image)
         return scores[:, 0] if volume else scores
 
     def predict_slice(self, image: np.ndarray) -> np.ndarray:
@@ -493,13 +443,16 @@ class Trainer:
 
     # -- output -------------------------------------------------------------------
 
+    @property
+    def run_dir(self) -> Path | None:
+        return self.folder.path if self.folder is not None else None
+
     def loaded(self) -> LoadedModel:
         """The current model with its recipe (shares the network, in eval mode)."""
         return LoadedModel(
             model=self.model.eval(),
             spec=self.spec,
             class_values=self.class_values,
-            normalization=self.normalization,
             label_mode=self.label_mode,
             train_config=self.config.to_dict(),
             history=list(self.history),
@@ -518,181 +471,39 @@ class Trainer:
             record["tries"] = self.tries_record
         return record
 
-    def _write_config(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(self.run_dir / "config.json", json.dumps(self._config_record(), indent=2).encode())
-
     def adopt_run_dir(self, run_dir: str | Path) -> Path | None:
         """Save this run (config, model, resume state, history) in ``run_dir`` now and at
         every later save (a run that started in memory, such as a try of :class:`BestOfTries`)."""
-        self.run_dir = Path(run_dir)
-        self._write_config()
+        self.folder = RunFolder(run_dir)
+        self.folder.write_record(self._config_record())
         return self._save()
 
     def _save(self) -> Path | None:
-        if self.run_dir is None:
+        if self.folder is None:
             return None
-        path = save_model(self.loaded(), self.run_dir / "model.pt")
-        save_torch_atomic(
-            {
-                "format": "napari-unetseg-resume",
-                "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "sampler_rng": self.generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": self.history,
-            },
-            self.run_dir / "resume.pt",
-        )
-        write_history(self.history, self.run_dir)
-        return path
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler_rng": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+        return self.folder.save(self.loaded(), state)
 
 
-def _check_new_run_dir(run_dir: Path | None) -> None:
-    if run_dir is not None and (run_dir / "model.pt").exists():
+def _check_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> int:
+    """Refuse mismatched image/label lists; the images' channel count."""
+    if len(images) != len(labels) or not images:
         raise UserInputError(
-            f"{run_dir} already holds a model: resume it (--resume), "
-            "choose another run folder (--out), or overwrite it (--overwrite)"
+            f"need one label image per image, got {len(images)} images and {len(labels)} labels"
         )
-
-
-def _effective_prior(targets: list[np.ndarray], num_classes: int, weights: torch.Tensor | None) -> np.ndarray:
-    """The class prior the loss trains the network with: painted frequencies, times the
-    class weights when there are some (median-frequency weights make it uniform over the
-    painted classes)."""
-    painted = np.concatenate([y[y >= 0] for y in targets])
-    prior = np.bincount(painted, minlength=num_classes)[:num_classes].astype(np.float64)
-    if weights is not None:
-        prior *= weights.cpu().numpy()
-    return prior / max(prior.sum(), 1e-12)
-
-
-def _prior_sample(images: list[np.ndarray], targets: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Up to :data:`PRIOR_SLICES` evenly spaced slices, centre crops of at most
-    :data:`PRIOR_CROP` pixels a side: enough pixels for a prior, a bounded cost per save."""
-    picks = np.unique(np.linspace(0, len(images) - 1, min(PRIOR_SLICES, len(images))).round().astype(int))
-    sample = []
-    for i in picks:
-        h, w = targets[i].shape
-        top, left = max(0, (h - PRIOR_CROP) // 2), max(0, (w - PRIOR_CROP) // 2)
-        window = (slice(top, top + PRIOR_CROP), slice(left, left + PRIOR_CROP))
-        if (targets[i][window] == data_mod.IGNORE).any():
-            sample.append((images[i][(slice(None), *window)], targets[i][window]))
-    return sample
-
-
-class BestOfTries:
-    """Several starts of one run (``TrainConfig.tries``); the one that fits best goes on.
-
-    Try ``k`` is the run with seed ``config.seed + k``. Each runs ``config.first_steps()``
-    steps, one after the other, and waits; the try with the lowest mean training loss over
-    the second half of those steps (no validation labels needed) then trains to
-    ``config.steps`` and is the only one saved to ``run_dir``. A kept try is exactly the
-    run of its seed alone: each try owns its sampler, and the global torch random state
-    is put back when it goes on. Two tries are held in memory at most.
-
-    Same interface as :class:`Trainer` (``run``, ``request_stop``, ``set_preview``,
-    ``preview_interval_s``); the events gain a :class:`TryEvent` before each try and a
-    :class:`ChoiceEvent` when one is kept. Stopping during the tries keeps the try that
-    is running (saved to ``run_dir`` as a stopped run, which can be resumed).
-    """
-
-    def __init__(
-        self,
-        images: Sequence[np.ndarray],
-        labels: Sequence[np.ndarray],
-        spec: ModelSpec | None = None,
-        config: TrainConfig | None = None,
-        run_dir: str | Path | None = None,
-        init_model: str | Path | None = None,
-        overwrite: bool = False,
-    ) -> None:
-        self.config = config = config or TrainConfig()
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        if not overwrite:
-            _check_new_run_dir(self.run_dir)
-        self._build = lambda k: Trainer(
-            images, labels, spec, config.replace(seed=config.seed + k, tries=1), init_model=init_model
-        )
-        self._first = self._build(0)  # bad input fails here, before anything runs
-        self.current: Trainer | None = None
-        self.preview_interval_s: float | None = None
-        self._preview: tuple[np.ndarray | None, object] = (None, None)
-        self._stop_requested = False
-
-    def request_stop(self) -> None:
-        """Ask the running try (or the kept run) to save and stop after the current step."""
-        self._stop_requested = True
-        if self.current is not None:
-            self.current.request_stop()
-
-    def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
-        """As :meth:`Trainer.set_preview`, for whichever try is running."""
-        self._preview = (image, key)
-        if self.current is not None:
-            self.current.set_preview(image, key)
-
-    def _start(self, trainer: Trainer) -> Trainer:
-        self.current = trainer
-        trainer.preview_interval_s = self.preview_interval_s
-        trainer.set_preview(*self._preview)
-        if self._stop_requested:
-            trainer.request_stop()
-        return trainer
-
-    def run(self) -> Generator:
-        """Run the tries, then the kept one to the end; returns its :class:`TrainResult`."""
-        cfg, steps = self.config, self.config.first_steps()
-        first = steps // 2 + 1  # the loss over the second half of the tries picks the run
-        best = None  # (loss, seed, trainer, events, torch random state)
-        losses: dict[int, float] = {}
-        for k in range(cfg.tries):
-            if self._stop_requested and best is not None:
-                break  # stopped between two tries: go on with the best so far, which stops
-            seed = cfg.seed + k
-            trainer = self._start(self._first if k == 0 else self._build(k))
-            self._first = None
-            yield TryEvent(k + 1, cfg.tries, seed, steps)
-            events, step_losses = trainer.run(), []
-            while len(step_losses) < steps:
-                try:
-                    event = next(events)
-                except StopIteration as stop:  # stopped by the user: keep this try
-                    trainer.tries_record = {"stopped_during_try": k + 1, "losses": losses}
-                    if self.run_dir is not None:
-                        trainer.adopt_run_dir(self.run_dir)
-                    return TrainResult(stop.value.loaded, self.run_dir, stopped=True)
-                if isinstance(event, StepEvent):
-                    step_losses.append(event.loss)
-                yield event
-            losses[seed] = float(np.mean(step_losses[first - 1 :]))
-            candidate = (losses[seed], seed, trainer, events, _random_state())
-            if best is None or candidate[0] < best[0]:
-                best, candidate = candidate, best
-            if candidate is not None:
-                candidate[3].close()  # the worse of the two is dropped
-        _, seed, trainer, events, state = best
-        _set_random_state(state)
-        trainer.tries_record = {"losses": losses, "kept": seed, "steps": [first, steps]}
-        self.current = trainer
-        if self._stop_requested:
-            trainer.request_stop()
-        yield ChoiceEvent(seed, dict(losses), first, steps)
-        if self.run_dir is not None:
-            trainer.adopt_run_dir(self.run_dir)
-        return (yield from events)
-
-
-def _random_state() -> tuple:
-    """The global torch random state (CPU, and CUDA when there is one)."""
-    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-
-def _set_random_state(state: tuple) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
+    for index, (image, label) in enumerate(zip(images, labels)):
+        check_pairs_match(image, label, f"#{index + 1} " if len(images) > 1 else "")
+    channels = {image.shape[1] for image in images}
+    if len(channels) > 1:
+        raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
+    return channels.pop()
 
 
 def make_trainer(
@@ -700,17 +511,19 @@ def make_trainer(
     labels: Sequence[np.ndarray],
     spec: ModelSpec | None = None,
     config: TrainConfig | None = None,
-    run_dir: str | Path | None = None,
-    init_model: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
+    run: RunOptions | None = None,
 ) -> Trainer | BestOfTries:
     """A :class:`BestOfTries` when ``config.tries > 1`` on a new run, else a :class:`Trainer`
     (a resumed run goes on with the seed that was kept)."""
-    config = config or TrainConfig()
-    if config.tries > 1 and not resume:
-        return BestOfTries(images, labels, spec, config, run_dir, init_model, overwrite)
-    return Trainer(images, labels, spec, config, run_dir, init_model, resume, overwrite)
+    config, run = config or TrainConfig(), run or RunOptions()
+    if config.tries > 1 and not run.resume:
+        in_memory = RunOptions(init=run.init)
+
+        def build(k: int) -> Trainer:
+            return Trainer(images, labels, spec, config.replace(seed=config.seed + k, tries=1), in_memory)
+
+        return BestOfTries(build, config, run.run_dir, run.overwrite)
+    return Trainer(images, labels, spec, config, run)
 
 
 def train(*args, on_event=None, **kwargs) -> TrainResult:

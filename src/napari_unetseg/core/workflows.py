@@ -1,7 +1,8 @@
-"""File-level workflows: read files, call the engine, write files.
+"""File-level workflows: read files, call the engine's job entries, write files.
 
 Each function here is what one ``unetseg`` sub-command does, minus argument parsing
-and printing, so the CLI stays a thin shell and scripts can call the same thing.
+and printing, so the CLI stays a thin shell and scripts can call the same thing. They
+reach the engine through :mod:`~napari_unetseg.core.jobs`, as the docks do.
 """
 
 from __future__ import annotations
@@ -15,9 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig, load_config_file
+from napari_unetseg.core.config import (
+    ModelSpec,
+    PredictConfig,
+    RunOptions,
+    TrainConfig,
+    load_config_file,
+    merge_sections,
+    upgrade_sections,
+)
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import run_generator
+from napari_unetseg.core.events import FileEvent, run_generator
 from napari_unetseg.core.io import (
     TiffSliceWriter,
     check_output_folder,
@@ -27,7 +36,9 @@ from napari_unetseg.core.io import (
     to_stack,
     write_bytes_atomic,
 )
+from napari_unetseg.core.jobs import check_run, load_models, start_training
 from napari_unetseg.core.metrics import EvaluationResult, evaluate
+from napari_unetseg.core.run_folder import RunFolder
 
 EventCallback = Callable[[Any], None] | None
 
@@ -38,30 +49,29 @@ def build_train_configs(
     config_file: str | Path | None = None,
     resume_dir: str | Path | None = None,
 ) -> tuple[ModelSpec, TrainConfig]:
-    """Merge defaults < earlier run (resume) < config file < explicit options."""
+    """Merge defaults < earlier run (resume) < config file < explicit options (``None`` =
+    not given). Sections of earlier versions are read too (:func:`upgrade_sections`)."""
     from napari_unetseg.core.models import MODELS
 
     model: dict[str, Any] = {}
     train: dict[str, Any] = {}
+    sources = []
     if resume_dir is not None:
-        record_path = Path(resume_dir) / "config.json"
-        if not record_path.is_file():
-            raise UserInputError(f"{resume_dir} is not a run folder (no config.json): cannot resume")
-        record = json.loads(record_path.read_text())
-        model.update(record.get("model", {}))
-        train.update(record.get("train", {}))
+        record = RunFolder(resume_dir).read_record()
+        sources.append((record.get("model", {}), record.get("train", {})))
     if config_file is not None:
         data = load_config_file(config_file)
         unknown = set(data) - {"model", "train", "predict"}
         if unknown:
             raise UserInputError(f"config file sections must be model/train/predict, got {sorted(unknown)}")
-        model.update(data.get("model", {}))
-        train.update(data.get("train", {}))
-    model.update({k: v for k, v in model_options.items() if v is not None})
-    train.update({k: v for k, v in train_options.items() if v is not None})
-    name = model.get("name", "unet")
+        sources.append((data.get("model", {}), data.get("train", {})))
+    sources.append((model_options, train_options))
+    for model_part, train_part in sources:
+        model_part, train_part = upgrade_sections(model_part, train_part)
+        model, train = merge_sections(model, model_part), merge_sections(train, train_part)
+    name = model.get("name", ModelSpec.name)
     if name not in MODELS:
-        raise UserInputError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+        raise UserInputError(f"unknown model {name!r}", (f"choose one of {', '.join(MODELS)}", "model"))
     return ModelSpec.from_dict(model), TrainConfig.from_dict(train)
 
 
@@ -101,28 +111,18 @@ def train_from_files(
     on_event: EventCallback = None,
 ):
     """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult."""
-    from napari_unetseg.core.training import make_trainer
-
-    if resume is not None and init is not None:
-        raise UserInputError("give either --resume (continue a run) or --init (fine-tune), not both")
-    run_dir = Path(resume) if resume is not None else out
-    if run_dir is None:
-        raise UserInputError("give --out RUN_DIR (or --resume RUN_DIR)")
+    if resume is None and out is None:
+        raise UserInputError("no run folder given", ("give one", "out"), ("give the run to resume", "resume"))
+    run = RunOptions(resume if resume is not None else out, init, resume is not None, overwrite)
+    check_run(run)  # before any file is read (start_training checks it again: the docks' way in)
     if out is not None and resume is not None and Path(out) != Path(resume):
-        raise UserInputError("--resume continues in its own run folder: leave out --out or make it the same")
-    check_output_folder(run_dir, "--resume" if resume is not None else "--out")
+        raise UserInputError(
+            "a resumed run stays in its own run folder",
+            ("leave the run folder out or make it the same", "out"),
+        )
     spec, config = build_train_configs(model_options or {}, train_options or {}, config_file, resume)
     image_stacks, label_stacks = read_training_pairs(images, labels, axes, label_axes)
-    trainer = make_trainer(
-        image_stacks,
-        label_stacks,
-        spec,
-        config,
-        run_dir=run_dir,
-        init_model=init,
-        resume=resume is not None,
-        overwrite=overwrite,
-    )
+    trainer = start_training(image_stacks, label_stacks, spec, config, run)
     return run_generator(trainer.run(), on_event)
 
 
@@ -154,36 +154,37 @@ def predict_files(
 
     Several model files predict as an ensemble (their probabilities are averaged,
     :func:`~napari_unetseg.core.prediction.iter_predict`); ``head`` prunes each of them.
-    ``on_event`` receives ``("file", index, path)`` before each input and the
+    ``on_event`` receives a :class:`FileEvent` before each input and the
     :class:`PredictProgress` events while it is predicted.
     """
-    from napari_unetseg.core.checkpoint import load_model, pruned
     from napari_unetseg.core.device import resolve_device
-    from napari_unetseg.core.prediction import check_ensemble, iter_predict, labels_dtype
+    from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
     config = config or PredictConfig()
     out_dir = check_output_folder(out_dir)
     for path in inputs:
         if not Path(path).is_file():
             raise UserInputError(f"input {path} does not exist or is not a file")
+    # a race with a second run writing the same names is caught again at commit
     targets = output_paths(inputs, out_dir, probabilities)
     if not overwrite:
         for label_path, prob_path in targets:
             for path in (label_path, prob_path):
                 if path is not None and path.exists():
-                    raise UserInputError(f"{path} already exists: choose another --out or pass --overwrite")
+                    raise UserInputError(
+                        f"{path} already exists",
+                        ("choose another output folder", "out"),
+                        ("replace it", "overwrite"),
+                    )
     paths = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
-    models = [load_model(path, resolve_device(config.device)) for path in paths]
-    if head is not None:
-        models = [pruned(loaded, head) for loaded in models]
-    check_ensemble(models)
+    models = load_models(paths, head, resolve_device(config.device))
     class_values = models[0].class_values
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes, lazy=True)
         stack, layout = to_stack(image, found)
         if on_event:
-            on_event(("file", index, Path(path)))
+            on_event(FileEvent(index, len(inputs), Path(path)))
         # the writers create out_dir and their files on the first finished slice
         dtype = labels_dtype(class_values)
         outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype)}
@@ -206,9 +207,13 @@ def prune_file(model_path: str | Path, head: int, out: str | Path, overwrite: bo
 
     out = Path(out)
     if out.is_dir():
-        raise UserInputError(f"{out} is a folder: give a file name such as {out / f'model_L{head}.pt'}")
+        raise UserInputError(
+            f"{out} is a folder", (f"give a file name such as {out / f'model_L{head}.pt'}", "out")
+        )
     if out.exists() and not overwrite:
-        raise UserInputError(f"{out} already exists: choose another --out or pass --overwrite")
+        raise UserInputError(
+            f"{out} already exists", ("choose another file", "out"), ("replace it", "overwrite")
+        )
     return save_model(pruned(load_model(model_path), head), out)
 
 
@@ -234,7 +239,7 @@ def write_evaluation(
     """Write the evaluation as JSON and/or CSV (refusing to replace files unless asked)."""
     for path in (json_path, csv_path):
         if path is not None and Path(path).exists() and not overwrite:
-            raise UserInputError(f"{path} already exists: choose another name or pass --overwrite")
+            raise UserInputError(f"{path} already exists", "choose another name", ("replace it", "overwrite"))
     if json_path is not None:
         write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
     if csv_path is not None:

@@ -55,13 +55,25 @@ def image_select(viewer, label: str = "Image") -> Select:
 
 
 class LayerDock(Container):
-    """A dock whose layer pickers follow the viewer's layer list."""
+    """A dock whose layer pickers follow the viewer's layer list.
+
+    ``controls`` maps the engine's option keys (``"steps"``, ``"patch_size"``, ``"out"``,
+    ...; see :mod:`napari_unetseg.core.errors`) to the dock's widgets: error messages
+    name those options by the widgets' labels (:attr:`option_names`).
+    """
 
     def __init__(self, viewer, **kwargs) -> None:
         super().__init__(**kwargs)
         self._viewer = viewer
+        self.controls: dict = {}
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
+
+    @property
+    def option_names(self) -> dict[str, str]:
+        """Option key -> how this dock names it in messages: its control's label, quoted."""
+        names = {key: getattr(widget, "text", None) or widget.label for key, widget in self.controls.items()}
+        return {key: f"'{name}'" for key, name in names.items()}
 
     def _end_layout(self) -> None:
         """Keep the widgets packed at the top of a tall dock."""

@@ -17,7 +17,6 @@ from napari.layers import Image, Labels
 from napari_unetseg.core.errors import UserInputError
 
 ERROR_COLORS = {0: "transparent", 1: "#2ca02c", 2: "#d62728", 3: "#1f77b4", None: "transparent"}
-ERROR_NAMES = ("", "true positive", "false positive", "false negative")
 
 
 def plane_shape(layer: Image | Labels) -> tuple[int, ...]:

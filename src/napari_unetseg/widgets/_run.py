@@ -3,14 +3,15 @@
 The engine's long jobs are generators of events. :func:`start_worker` runs one in a
 napari thread worker; events arrive in the main thread through ``on_event``, and the
 outcome through ``on_done``. Errors never reach napari's traceback dialog: a
-:class:`UserInputError` becomes a warning notification with its one-line message, any
-other exception an error notification (its traceback goes to the log).
+:class:`UserInputError` becomes a warning notification with its one-line message,
+worded with the dock's control names (``names``: option key -> label), any other
+exception an error notification (its traceback goes to the log).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a guarded job ended with: its return ``value`` or an ``error`` message."""
+    """What a guarded job ended with: its return ``value`` or the ``error`` it raised."""
 
     value: Any = None
-    error: str | None = None
-    user_error: bool = False
+    error: Exception | None = None
 
 
 def guarded(job: Callable[[], Generator]) -> Generator[Any, None, Outcome]:
@@ -36,33 +36,42 @@ def guarded(job: Callable[[], Generator]) -> Generator[Any, None, Outcome]:
     try:
         value = yield from job()
     except UserInputError as exc:
-        return Outcome(error=str(exc), user_error=True)
+        return Outcome(error=exc)
     except Exception as exc:  # noqa: BLE001 - reported to the user, traceback logged
         log.exception("napari-unetseg job failed")
-        return Outcome(error=f"{type(exc).__name__}: {exc}")
+        return Outcome(error=exc)
     return Outcome(value=value)
 
 
-def report(outcome: Outcome, what: str) -> bool:
-    """Notify the user of a failed outcome; ``True`` when the job succeeded."""
-    if outcome.error is None:
-        return True
-    if outcome.user_error:
-        show_warning(f"{what}: {outcome.error}")
+def failure(outcome: Outcome, what: str, names: Mapping[str, str]) -> str | None:
+    """Notify the user of a failed outcome and return the message; ``None`` on success."""
+    return None if outcome.error is None else notify(outcome.error, what, names)
+
+
+def notify(error: Exception, what: str, names: Mapping[str, str]) -> str:
+    """Show ``error`` as a notification (bad input: a warning in the dock's words; a bug:
+    an error); returns the message shown."""
+    if isinstance(error, UserInputError):
+        message = f"{what}: {error.worded(names)}"
+        show_warning(message)
     else:
-        show_error(f"{what} failed unexpectedly: {outcome.error}")
-    return False
+        message = f"{what} failed unexpectedly: {type(error).__name__}: {error}"
+        show_error(message)
+    return message
 
 
-def user_call(func: Callable[[], Any], what: str) -> Any:
-    """Call ``func`` in the main thread; a :class:`UserInputError` becomes a notification.
+def user_call(func: Callable[[], Any], what: str, names: Mapping[str, str], status=None) -> Any:
+    """Call ``func`` in the main thread; a :class:`UserInputError` becomes a notification
+    (and the text of the ``status`` label, when given).
 
     Returns the result, or ``None`` when the input was refused.
     """
     try:
         return func()
     except UserInputError as exc:
-        show_warning(f"{what}: {exc}")
+        message = notify(exc, what, names)
+        if status is not None:
+            status.value = message
         return None
 
 
@@ -92,4 +101,4 @@ def as_job(func: Callable[[], Any]) -> Callable[[], Generator]:
     return job
 
 
-__all__ = ["Outcome", "as_job", "guarded", "report", "show_info", "start_worker", "user_call"]
+__all__ = ["Outcome", "as_job", "failure", "guarded", "notify", "show_info", "start_worker", "user_call"]

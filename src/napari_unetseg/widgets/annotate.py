@@ -30,7 +30,7 @@ class AnnotateWidget(LayerDock):
 
     def add_annotation_layer(self):
         """Add the layer (a new one every time: nothing existing is touched) and return it."""
-        return user_call(self._add_layer, "Annotation layer")
+        return user_call(self._add_layer, "Annotation layer", self.option_names)
 
     def _add_layer(self):
         from napari_unetseg.core.errors import UserInputError

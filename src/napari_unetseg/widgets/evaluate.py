@@ -16,29 +16,19 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.metrics import METRIC_NAMES
+from napari_unetseg.core.metrics import ERROR_KINDS, METRIC_NAMES, error_map
 from napari_unetseg.widgets._common import LayerDock, labels_combo
-from napari_unetseg.widgets._layers import ERROR_COLORS, ERROR_NAMES, matching_geometry, own_labels_layer
+from napari_unetseg.widgets._layers import ERROR_COLORS, matching_geometry, own_labels_layer
 from napari_unetseg.widgets._plot import CurvePlot
-from napari_unetseg.widgets._run import Outcome, as_job, report, start_worker, user_call
+from napari_unetseg.widgets._run import Outcome, as_job, failure, start_worker, user_call
 
 ERROR_LAYER = "error map"
 ERROR_LEGEND = "  ".join(
-    f'<span style="color:{ERROR_COLORS[value]}">&#9632;</span> {ERROR_NAMES[value]}' for value in (1, 2, 3)
+    f'<span style="color:{ERROR_COLORS[value]}">&#9632;</span> {ERROR_KINDS[value]}' for value in (1, 2, 3)
 )
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 HEADERS = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall": "recall", "f1": "F1",
            "hausdorff": "Hausdorff (px)", "hd95": "HD95 (px)"}  # fmt: skip
-
-
-def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarray:
-    """1 = true positive, 2 = false positive, 3 = false negative of class ``value``; 0 elsewhere."""
-    pred, true = np.asarray(prediction) == value, np.asarray(truth) == value
-    out = np.zeros(pred.shape, dtype=np.uint8)
-    out[pred & true] = 1
-    out[pred & ~true] = 2
-    out[~pred & true] = 3
-    return out
 
 
 class EvaluateWidget(LayerDock):
@@ -68,6 +58,7 @@ class EvaluateWidget(LayerDock):
         self.native.layout().insertWidget(7, self.table)
         self.native.layout().insertWidget(8, self.slice_plot)
         self._end_layout()
+        self.controls = {"ignore": self._skip_zero, "surface": self._surface}
         self.worker = None
         self.result = None
         self._arrays = None
@@ -100,7 +91,7 @@ class EvaluateWidget(LayerDock):
         """Score in a worker; returns the worker, or ``None`` when refused."""
         if self.worker is not None:
             return None
-        job = user_call(self._make_job, "Evaluation")
+        job = user_call(self._make_job, "Evaluation", self.option_names, self._status)
         if job is None:
             return None
         self._run.enabled = False
@@ -129,8 +120,9 @@ class EvaluateWidget(LayerDock):
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
         self._run.enabled = True
-        if not report(outcome, "Evaluation"):
-            self._status.value = "Evaluation failed: see the notification."
+        message = failure(outcome, "Evaluation", self.option_names)
+        if message is not None:
+            self._status.value = message
             return
         self.result = result = outcome.value
         self._fill_table(result)
@@ -181,7 +173,7 @@ class EvaluateWidget(LayerDock):
                 errors,
                 name=ERROR_LAYER,
                 colormap=ERROR_COLORS,
-                features={"index": list(range(len(ERROR_NAMES))), "error": list(ERROR_NAMES)},
+                features={"index": list(range(len(ERROR_KINDS))), "error": list(ERROR_KINDS)},
                 metadata={"unetseg": "error map"},
                 opacity=0.6,
                 **matching_geometry(truth_layer),
@@ -201,7 +193,7 @@ class EvaluateWidget(LayerDock):
             write_evaluation(self.result, csv_path=path, overwrite=overwrite)
             return Path(path)
 
-        written = user_call(write, "Export CSV")
+        written = user_call(write, "Export CSV", self.option_names, self._status)
         if written is not None:
             self._status.value = f"Saved {written}"
         return written

@@ -21,9 +21,10 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.config import PredictConfig, defaults
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress
+from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
     current_index,
@@ -33,8 +34,9 @@ from napari_unetseg.widgets._layers import (
     own_labels_layer,
     plane_shape,
 )
-from napari_unetseg.widgets._run import Outcome, report, start_worker, user_call
+from napari_unetseg.widgets._run import Outcome, failure, start_worker, user_call
 
+PREDICT = defaults(PredictConfig)
 SOURCES = [("model just trained", "session"), ("model file(s)", "file")]
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
 MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
@@ -71,9 +73,10 @@ class PredictWidget(LayerDock):
         self._head = ComboBox(label="UNet++ head", choices=[("as trained", 0)], value=0, visible=False)
         self._images = image_select(napari_viewer, "Image(s)")
         self._scope = ComboBox(label="Predict", choices=SCOPES, value="stack")
-        self._tile = SpinBox(label="Tile size", value=1024, min=32, max=4096, step=32)
-        self._overlap = SpinBox(label="Overlap (px)", value=64, min=0, max=512, step=16)
-        self._tta = CheckBox(label="Flip TTA (4x slower)", value=False)
+        self._tile = SpinBox(label="Tile size", value=PREDICT["tile_size"], min=32, max=4096, step=32)
+        overlap = PREDICT["overlap"] if PREDICT["overlap"] is not None else DEFAULT_OVERLAP_PX
+        self._overlap = SpinBox(label="Overlap (px)", value=overlap, min=0, max=512, step=16)
+        self._tta = CheckBox(label="Flip TTA (4x slower)", value=PREDICT["tta"])
         self._probabilities = CheckBox(label="Probabilities layer", value=False)
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)
@@ -92,6 +95,8 @@ class PredictWidget(LayerDock):
             ],
         )  # fmt: skip
         self._end_layout()
+        self._config_fields = {"tile_size": self._tile, "overlap": self._overlap, "tta": self._tta}
+        self.controls = {**self._config_fields, "model": self._model_file, "head": self._head}
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
@@ -119,8 +124,7 @@ class PredictWidget(LayerDock):
 
     def _models(self) -> list:
         """The chosen model, or the members of an ensemble of model files (checked)."""
-        from napari_unetseg.core.checkpoint import load_model
-        from napari_unetseg.core.prediction import check_ensemble
+        from napari_unetseg.core.jobs import load_models
 
         if self._source.value == "session":
             if self._session.model is None:
@@ -128,12 +132,7 @@ class PredictWidget(LayerDock):
                     "no model trained in this session yet: train one or choose 'model file(s)'"
                 )
             return [self._session.model]
-        paths = self._model_paths()
-        if not paths:
-            raise UserInputError("choose a model file (.pt), or several for an ensemble")
-        models = [load_model(path) for path in paths]
-        check_ensemble(models)
-        return models
+        return load_models(self._model_paths())
 
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
@@ -147,7 +146,7 @@ class PredictWidget(LayerDock):
         try:
             models = self._models()
         except UserInputError as exc:
-            self._model_info.value = str(exc)
+            self._model_info.value = exc.worded(self.option_names)
             return
         loaded = models[0]
         if len(models) > 1:
@@ -200,7 +199,7 @@ class PredictWidget(LayerDock):
         """Start predicting in a worker; returns the worker, or ``None`` when refused."""
         if self.worker is not None:
             return None
-        job = user_call(self._make_job, "Prediction")
+        job = user_call(self._make_job, "Prediction", self.option_names, self._status)
         if job is None:
             return None
         self._set_running(True)
@@ -216,7 +215,7 @@ class PredictWidget(LayerDock):
         if self._head.value and len(models) == 1:
             models = [pruned(models[0], self._head.value)]
         loaded = models[0]  # the members share classes and channels (checked)
-        config = PredictConfig(tile_size=self._tile.value, overlap=self._overlap.value, tta=self._tta.value)
+        config = PredictConfig(**{name: widget.value for name, widget in self._config_fields.items()})
         probabilities = self._probabilities.value
         tasks = []
         for group in self._groups(loaded):
@@ -264,8 +263,9 @@ class PredictWidget(LayerDock):
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
         self._set_running(False)
-        if not report(outcome, "Prediction"):
-            self._status.value = "Prediction failed: see the notification."
+        message = failure(outcome, "Prediction", self.option_names)
+        if message is not None:
+            self._status.value = message
             return
         loaded, results = outcome.value
         outputs = [self._write_output(group[0], slices, result, loaded) for group, slices, result in results]
@@ -320,7 +320,7 @@ class PredictWidget(LayerDock):
 
     def add_to_annotations(self):
         """Copy the slice in view of the last prediction into unpainted annotation pixels."""
-        return user_call(self._add_to_annotations, "Add to annotations")
+        return user_call(self._add_to_annotations, "Add to annotations", self.option_names, self._status)
 
     def _add_to_annotations(self):
         prediction, annotations = self.last_output, self._annotations.value

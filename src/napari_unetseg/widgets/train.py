@@ -1,8 +1,11 @@
 """Train dock: fine-tune a U-Net / UNet++ on painted labels, with a live loss curve and preview.
 
-The dock only gathers options and layers; :class:`~napari_unetseg.core.training.Trainer`
-does the work in a thread worker. Stop asks the trainer to save and stop after the
-current step; Resume continues that run folder with its optimizer state.
+The dock only gathers options and layers: its controls start at the defaults of the
+core config classes and translate into a ``ModelSpec`` and a ``TrainConfig`` field by
+field (:meth:`TrainWidget._spec`, :meth:`TrainWidget._config`), and the trainer comes
+from :func:`~napari_unetseg.core.jobs.start_training`, as for ``unetseg train``; it runs
+in a thread worker. Stop asks the trainer to save and stop after the current step;
+Resume continues that run folder with its optimizer state.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
-from napari_unetseg.core.config import ModelSpec, TrainConfig
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import ChoiceEvent, EpochEvent, PreviewEvent, StepEvent, TryEvent
@@ -39,11 +42,12 @@ from napari_unetseg.widgets._layers import (
     plane_shape,
 )
 from napari_unetseg.widgets._plot import CurvePlot
-from napari_unetseg.widgets._run import Outcome, report, show_info, start_worker, user_call
+from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call
 
+MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
+WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
 PREVIEW_LAYER = "training preview"
-CONSISTENCY_WEIGHT = 10.0  # the better of 3 and 10 on ISBI scribbles (docs/benchmarks.md)
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
@@ -82,23 +86,24 @@ class TrainWidget(LayerDock):
     def __init__(self, napari_viewer) -> None:
         self._image = image_select(napari_viewer, "Image (channels)")
         self._labels_layer = labels_combo(napari_viewer, "Labels")
-        self._mode = ComboBox(label="Labels are", choices=LABEL_MODES, value="sparse")
-        self._model = ComboBox(label="Model", choices=self._model_choices, value="unet")
-        self._width = ComboBox(label="Base width", choices=[8, 16, 32, 64], value=16)
-        self._depth = SpinBox(label="Depth", value=4, min=2, max=5)
+        self._mode = ComboBox(label="Labels are", choices=LABEL_MODES, value=TRAIN["label_mode"])
+        self._model = ComboBox(label="Model", choices=self._model_choices, value=MODEL["name"])
+        self._width = ComboBox(label="Base width", choices=WIDTHS, value=MODEL["base_channels"])
+        self._depth = SpinBox(label="Depth", value=MODEL["depth"], min=2, max=5)
         self._size = Label(label="Parameters")
-        self._patch = SpinBox(label="Patch size", value=128, min=32, max=1024, step=16)
-        self._steps = SpinBox(label="Steps", value=500, min=1, max=1_000_000)
-        self._batch = SpinBox(label="Batch size", value=8, min=1, max=512)
-        self._lr = FloatSpinBox(label="Learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
+        self._patch = SpinBox(label="Patch size", value=TRAIN["patch_size"], min=32, max=1024, step=16)
+        self._steps = SpinBox(label="Steps", value=TRAIN["steps"], min=1, max=1_000_000)
+        self._batch = SpinBox(label="Batch size", value=TRAIN["batch_size"], min=1, max=512)
+        lr = TRAIN["learning_rate"]
+        self._lr = FloatSpinBox(label="Learning rate", value=lr, min=1e-6, max=1.0, step=1e-4)
         self._lr.native.setDecimals(6)
-        self._seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self._seed = SpinBox(label="Seed", value=TRAIN["seed"], min=0, max=2**31 - 1)
         self._seed.tooltip = SEED_TIP
-        self._tries = SpinBox(label="Tries", value=1, min=1, max=len(LOSS_COLOURS))
+        self._tries = SpinBox(label="Tries", value=TRAIN["tries"], min=1, max=len(LOSS_COLOURS))
         self._tries.tooltip = TRIES_TIP
         self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
-        self._unpainted = CheckBox(label="Learn from unpainted pixels", value=False)
+        self._unpainted = CheckBox(label="Learn from unpainted pixels", value=TRAIN["learn_unpainted"])
         self._unpainted.tooltip = UNPAINTED_TIP
         self._preview = CheckBox(label="Live preview", value=True)
         self._device = Label(label="Device", value=describe_device(resolve_device("auto")))
@@ -110,9 +115,8 @@ class TrainWidget(LayerDock):
         self._status = Label(value="Paint a few strokes per class, then Start.")
         self._status.native.setWordWrap(True)
         self.loss_plot = CurvePlot("loss")
-        self.loss_plot.add_series("train", LOSS_COLOURS[0])
         self.dice_plot = CurvePlot("validation Dice (held-out painted slices)", y_range=(0.0, 1.0))
-        self.dice_plot.add_series("mean", "#1f77b4")
+        self._plain_curves()
         self.dice_plot.setVisible(False)  # shown once there is validation data
         buttons = Container(
             widgets=[self._start, self._stop, self._resume], layout="horizontal", labels=False
@@ -129,6 +133,15 @@ class TrainWidget(LayerDock):
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.dice_plot)
         self._end_layout()
+        # the translation of the controls into the core configs (field -> control) ...
+        self._model_fields = {"name": self._model, "base_channels": self._width, "depth": self._depth}
+        self._train_fields = {"label_mode": self._mode, "steps": self._steps, "patch_size": self._patch,
+                              "batch_size": self._batch, "learning_rate": self._lr, "seed": self._seed,
+                              "tries": self._tries, "learn_unpainted": self._unpainted}  # fmt: skip
+        # ... and what messages call the options (option key -> control)
+        self.controls = {**self._train_fields, "model": self._model, "base_channels": self._width,
+                         "depth": self._depth, "init": self._init, "out": self._run_dir,
+                         "resume": self._resume}  # fmt: skip
         self.worker = None
         self._trainer = None
         self._run_path: Path | None = None
@@ -154,14 +167,15 @@ class TrainWidget(LayerDock):
     # -- options ------------------------------------------------------------------
 
     def _spec(self) -> ModelSpec:
-        return ModelSpec(name=self._model.value, depth=self._depth.value, base_channels=self._width.value)
+        """The model recipe the controls choose (the core defaults for everything else)."""
+        return ModelSpec(**{name: widget.value for name, widget in self._model_fields.items()})
 
     def _model_choices(self, widget=None) -> list[tuple[str, str]]:
         """Every architecture labelled with its size at the chosen width and depth."""
         try:
             width, depth = self._width.value, self._depth.value
         except AttributeError:  # called while the widgets are being built
-            width, depth = 16, 4
+            width, depth = MODEL["base_channels"], MODEL["depth"]
         spec = ModelSpec(depth=depth, base_channels=width)
         return [
             (f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS
@@ -186,18 +200,10 @@ class TrainWidget(LayerDock):
         self._unpainted.enabled = self._mode.value == "sparse"
 
     def _config(self) -> TrainConfig:
-        unpainted = self._unpainted.enabled and self._unpainted.value
-        return TrainConfig(
-            label_mode=self._mode.value,
-            steps=self._steps.value,
-            patch_size=self._patch.value,
-            batch_size=self._batch.value,
-            learning_rate=self._lr.value,
-            seed=self._seed.value,
-            tries=self._tries.value,
-            consistency_weight=CONSISTENCY_WEIGHT if unpainted else 0.0,
-            steps_per_epoch=max(1, min(50, self._steps.value // 4)),
-        )
+        """The training options the controls choose (the core defaults for everything else)."""
+        values = {name: widget.value for name, widget in self._train_fields.items()}
+        values["learn_unpainted"] = self._unpainted.enabled and self._unpainted.value
+        return TrainConfig(**values)
 
     @staticmethod
     def _optional_path(value) -> Path | None:
@@ -218,15 +224,11 @@ class TrainWidget(LayerDock):
         if self.worker is not None:
             show_info("Training is already running: Stop it first.")
             return None
-        job = user_call(lambda: self._make_job(resume), "Training")
+        job = user_call(lambda: self._make_job(resume), "Training", self.option_names, self._status)
         if job is None:
             return None
         if not resume:
-            self.loss_plot.remove_all()
-            self.loss_plot.add_series("train", LOSS_COLOURS[0])
-            self.dice_plot.remove_all()
-            self.dice_plot.add_series("mean", "#1f77b4")
-            self._series, self._try = None, None
+            self._plain_curves()
         self._loss_ema = self._origin = self._rate = None
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
@@ -244,19 +246,18 @@ class TrainWidget(LayerDock):
         labels = labels_stack(labels_layer, images[0])
         if resume and self._run_path is None:
             raise UserInputError("nothing to resume: Start a run first")
+        spec, config = self._spec(), self._config()  # refused here before a folder is made
         run_dir = self._run_path if resume else self._new_run_dir()
-        spec, config = self._spec(), self._config()
         if MODELS[spec.name].spatial_dims == 3:  # voxel shape from the layer's scale (z, y, x)
             spec = spec.replace(anisotropy=z_step(images[0]))
         init = None if resume else self._optional_path(self._init.value)
+        run = RunOptions(run_dir=run_dir, init=init, resume=resume)
         self._preview_source = (images, labels_layer)
 
         def job():
-            from napari_unetseg.core.training import make_trainer
+            from napari_unetseg.core.jobs import start_training
 
-            trainer = make_trainer(
-                [stack], [labels], spec, config, run_dir=run_dir, init_model=init, resume=resume
-            )
+            trainer = start_training([stack], [labels], spec, config, run)
             trainer.preview_interval_s = 3.0
             self._trainer = trainer
             self._run_path = run_dir
@@ -306,6 +307,14 @@ class TrainWidget(LayerDock):
         elif isinstance(event, PreviewEvent):
             self._show_preview(event)
 
+    def _plain_curves(self) -> None:
+        """One loss curve and one validation-Dice curve (a run without tries)."""
+        self.loss_plot.remove_all()
+        self.loss_plot.add_series("train", LOSS_COLOURS[0])
+        self.dice_plot.remove_all()
+        self.dice_plot.add_series("mean", "#1f77b4")
+        self._series, self._try = None, None
+
     def _on_try(self, event: TryEvent) -> None:
         """A try starts: its own loss and Dice curves (one colour per seed), EMA and rate."""
         if self._series is None:  # the tries replace the single curves
@@ -327,20 +336,20 @@ class TrainWidget(LayerDock):
             self._origin = (event.step, event.elapsed_s)
         elif event.step > self._origin[0]:
             self._rate = (event.elapsed_s - self._origin[1]) / (event.step - self._origin[0])
-        left_steps, text = event.total_steps - event.step, f"step {event.step}/{event.total_steps}"
-        if self._try is not None:  # this try's rest, the tries to come, then the kept run's rest
+        text = f"step {event.step}/{event.total_steps}"
+        if self._try is not None:
             t = self._try
-            left_steps += (t.tries - t.index) * t.steps
             text = f"try {t.index}/{t.tries} (seed {t.seed}) · {text}"
         text += f" · loss {event.loss:.3f}"
-        if self._rate is not None:
-            text += f" · {_format_duration(self._rate * left_steps)} left"
+        if self._rate is not None:  # what is left of the whole job, tries included
+            text += f" · {_format_duration(self._rate * event.remaining)} left"
         self._status.value = text
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
         trainer, self._trainer = self._trainer, None
-        if report(outcome, "Training"):
+        message = failure(outcome, "Training", self.option_names)
+        if message is None:
             result = outcome.value
             self._result = result
             path = result.run_dir / "model.pt" if result.run_dir else None
@@ -348,9 +357,9 @@ class TrainWidget(LayerDock):
             verb = "Stopped" if result.stopped else "Finished"
             self._status.value = f"{verb} at step {result.loaded.step}. Model: {path}"
         elif trainer is None:
-            self._status.value = "Training did not start: see the notification."
+            self._status.value = f"Did not start. {message}"
         else:
-            self._status.value = "Training failed: see the notification."
+            self._status.value = f"Stopped by an error. {message}"
         self._set_running(False)
 
     # -- live preview -----------------------------------------------------------------------
@@ -400,7 +409,7 @@ class TrainWidget(LayerDock):
                 raise UserInputError(f"{target} already exists: choose another name")
             return save_model(self._result.loaded, target)
 
-        saved = user_call(save, "Save model")
+        saved = user_call(save, "Save model", self.option_names, self._status)
         if saved is not None:
             self._status.value = f"Model saved to {saved}"
         return saved

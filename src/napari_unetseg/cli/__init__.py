@@ -1,8 +1,10 @@
 """``unetseg``: the command line over the core engine.
 
 Each sub-command parses its flags into core config objects and calls one core
-function. Exit codes: 0 ok, 2 bad input (one line on stderr), 1 internal error,
-130 interrupted.
+function. Every default comes from the config classes in
+:mod:`napari_unetseg.core.config`: a flag left out is ``None`` here and the class's
+default applies. Exit codes: 0 ok, 2 bad input (one line on stderr, naming the flags
+to change), 1 internal error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,9 +14,31 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
 
 from napari_unetseg import __version__
+from napari_unetseg.core.config import AdvancedOptions, ModelSpec, PredictConfig, TrainConfig, defaults
 from napari_unetseg.core.errors import UserInputError
+
+MODEL = defaults(ModelSpec)
+TRAIN = defaults(TrainConfig)
+PREDICT = defaults(PredictConfig)
+MODEL_FLAGS = ("depth", "base_channels", "norm", "upsample", "deep_supervision", "anisotropy")
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Option key (the argument's ``dest``) -> its flag(s), for error messages."""
+    names: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
+        if action.option_strings and action.dest != "help":
+            flag = max(action.option_strings, key=len)
+            names[action.dest] = f"{names[action.dest]}/{flag}" if action.dest in names else flag
+    return names
+
+
+def _finish(p: argparse.ArgumentParser, func) -> None:
+    p.set_defaults(func=func, flag_names=_flag_names(p))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +54,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-axes", help="axes of the label files (default: from metadata)")
     p.add_argument(
         "--model",
-        help="architecture: unet (default), unetplusplus, unet3plus, fcn8s, fcn16s, fcn32s, "
-        "deeplabv3plus, unet3d, unetplusplus3d (see `unetseg models`)",
+        help=f"architecture (default {MODEL['name']}): unet, unetplusplus, unet3plus, fcn8s, fcn16s, "
+        "fcn32s, deeplabv3plus, unet3d, unetplusplus3d (see `unetseg models`)",
     )
-    p.add_argument("--depth", type=int, help="down-sampling steps (default 4)")
-    p.add_argument("--base-channels", type=int, help="width of the first level (default 32)")
-    p.add_argument("--norm", help="batch, instance, group or none")
-    p.add_argument("--upsample", help="bilinear or transpose (U-Net)")
+    p.add_argument("--depth", type=int, help=f"down-sampling steps (default {MODEL['depth']})")
+    p.add_argument(
+        "--base-channels", type=int, help=f"width of the first level (default {MODEL['base_channels']})"
+    )
+    p.add_argument("--norm", help=f"batch, instance, group or none (default {MODEL['norm']})")
+    p.add_argument("--upsample", help=f"bilinear or transpose (U-Net; default {MODEL['upsample']})")
     p.add_argument(
         "--anisotropy",
         type=float,
@@ -50,42 +76,57 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="UNet++ / UNet 3+: train only the last head",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--sparse",
-        dest="label_mode",
-        action="store_const",
-        const="sparse",
-        help="label 0 = unpainted, ignored (default)",
+    for value, text in (
+        ("sparse", "label 0 = unpainted, ignored"),
+        ("dense", "label 0 = background, a class"),
+    ):
+        default = " (default)" if value == TRAIN["label_mode"] else ""
+        mode.add_argument(
+            f"--{value}", dest="label_mode", action="store_const", const=value, help=text + default
+        )
+    p.add_argument("--steps", type=int, help=f"total optimisation steps (default {TRAIN['steps']})")
+    p.add_argument(
+        "--patch-size", type=int, help=f"training patch side in pixels (default {TRAIN['patch_size']})"
     )
-    mode.add_argument(
-        "--dense",
-        dest="label_mode",
-        action="store_const",
-        const="dense",
-        help="label 0 = background, a class like the others",
+    p.add_argument(
+        "--patch-depth", type=int, help=f"3D models: patch depth in slices (default {TRAIN['patch_depth']})"
     )
-    p.add_argument("--steps", type=int, help="total optimisation steps (default 500)")
-    p.add_argument("--patch-size", type=int, help="training patch side in pixels (default 128)")
-    p.add_argument("--patch-depth", type=int, help="3D models: training patch depth in slices (default 16)")
-    p.add_argument("--batch-size", type=int, help="patches per step (default 8)")
-    p.add_argument("--lr", dest="learning_rate", type=float, help="learning rate (default 1e-3)")
-    p.add_argument("--steps-per-epoch", type=int, help="steps between model files (default 50)")
-    p.add_argument("--validation-fraction", type=float, help="held-out labelled slices (default 0.2)")
-    p.add_argument("--device", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--precision", help="auto, fp32, bf16 or fp16 (default auto)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, help=f"patches per step (default {TRAIN['batch_size']})")
+    p.add_argument(
+        "--lr", dest="learning_rate", type=float, help=f"learning rate (default {TRAIN['learning_rate']:g})"
+    )
+    p.add_argument("--seed", type=int, help=f"random seed (default {TRAIN['seed']})")
     p.add_argument(
         "--tries",
         type=int,
         help="start this many runs (seeds SEED, SEED+1, ...) and keep the one whose training loss "
-        "is lowest after --try-steps (default 1)",
+        f"is lowest after --try-steps (default {TRAIN['tries']})",
     )
     p.add_argument("--try-steps", type=int, help="steps of each try (default: a quarter of --steps)")
+    p.add_argument(
+        "--learn-unpainted",
+        action="store_const",
+        const=True,
+        help="sparse labels: also learn from the unpainted pixels (flip/rot90/zoom consistency; "
+        "each step costs about twice as much)",
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, help="steps between model files (default: steps/4, at most 50)"
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        help=f"held-out labelled slices (default {TRAIN['validation_fraction']})",
+    )
+    p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {TRAIN['device']})")
+    p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {TRAIN['precision']})")
     p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
-    p.add_argument("--config", metavar="FILE", help="JSON/TOML file with [model] and [train] sections")
+    p.add_argument(
+        "--config", metavar="FILE", help="JSON/TOML file with [model], [train] and [train.advanced] sections"
+    )
     p.add_argument("--overwrite", action="store_true", help="allow a run folder that holds a model")
-    p.set_defaults(func=_run_train)
+    _finish(p, _run_train)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -105,23 +146,27 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
     p.add_argument("--axes", help="axes of the inputs (default: from metadata)")
-    p.add_argument("--tile-size", type=int, default=1024, help="largest tile side in pixels (default 1024)")
+    p.add_argument(
+        "--tile-size", type=int, help=f"largest tile side in pixels (default {PREDICT['tile_size']})"
+    )
     p.add_argument(
         "--overlap",
         type=float,
         help="overlap of neighbouring tiles: pixels, or a fraction of the tile if below 1 "
         "(default 64, a quarter of tiles under 256)",
     )
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
-    p.add_argument("--tile-depth", type=int, default=32, help="3D models: tile depth in slices (default 32)")
-    p.add_argument("--blending", default="gaussian", help="gaussian or constant (default gaussian)")
-    p.add_argument("--tta", action="store_true", help="average over flips (4x slower)")
+    p.add_argument("--batch-size", type=int, help=f"tiles per forward pass (default {PREDICT['batch_size']})")
+    p.add_argument(
+        "--tile-depth", type=int, help=f"3D models: tile depth in slices (default {PREDICT['tile_depth']})"
+    )
+    p.add_argument("--blending", help=f"gaussian or constant (default {PREDICT['blending']})")
+    p.add_argument("--tta", action="store_const", const=True, help="average over flips (4x slower)")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
     p.add_argument("--head", type=int, help="UNet++: predict from head L1..L4 (pruned)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {PREDICT['device']})")
+    p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {PREDICT['precision']})")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(func=_run_predict)
+    _finish(p, _run_predict)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -138,20 +183,22 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE", help="write per-class and per-slice metrics as CSV")
     p.add_argument("--no-surface", dest="surface", action="store_false", help="skip Hausdorff/HD95")
     p.add_argument("--overwrite", action="store_true", help="replace existing JSON/CSV files")
-    p.set_defaults(func=_run_evaluate)
+    _finish(p, _run_evaluate)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from napari_unetseg.core.demo import DEMO_OUT, DEMO_STEPS
+
     p = sub.add_parser(
         "demo",
         help="train on the built-in sample, predict, print Dice/IoU",
-        description="Generate the synthetic sample stack, train on its painted "
+        description="Generate the synthetic sample stack, train the default U-Net on its painted "
         "strokes, predict the whole stack and score it against the ground truth.",
     )
-    p.add_argument("--out", default="unetseg-demo", help="demo folder (default ./unetseg-demo)")
-    p.add_argument("--steps", type=int, default=150, help="training steps (default 150)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.set_defaults(func=_run_demo)
+    p.add_argument("--out", default=DEMO_OUT, help=f"demo folder (default ./{DEMO_OUT})")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
+    p.add_argument("--device", default=TRAIN["device"], help="auto, cpu, cuda or mps")
+    _finish(p, _run_demo)
 
 
 def _add_prune(sub: argparse._SubParsersAction) -> None:
@@ -165,12 +212,12 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", required=True, type=int, help="head to keep: 1 (fastest) .. depth (full)")
     p.add_argument("--out", required=True, metavar="FILE", help="the pruned model file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
-    p.set_defaults(func=_run_prune)
+    _finish(p, _run_prune)
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the available architectures")
-    p.set_defaults(func=_run_models)
+    _finish(p, _run_models)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,121 +227,53 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train U-Net/UNet++ on painted labels, segment stacks, score them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_predict, _add_evaluate, _add_prune, _add_demo, _add_models):
         add(sub)
     return parser
 
 
-def _progress(total: int | None = None, unit: str = "step"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
-
-
-def _train_printer():
-    """An ``on_event`` callback: a progress bar over steps, a line per epoch."""
-    from napari_unetseg.core.events import ChoiceEvent, EpochEvent, StepEvent, TryEvent
-
-    bar = None
-
-    def on_event(event) -> None:
-        nonlocal bar
-        if isinstance(event, (TryEvent, ChoiceEvent)) and bar is not None:
-            bar.close()
-            bar = None
-        if isinstance(event, TryEvent):
-            print(f"try {event.index}/{event.tries}: seed {event.seed}, {event.steps} steps", file=sys.stderr)
-        elif isinstance(event, ChoiceEvent):
-            losses = ", ".join(f"seed {seed}: {loss:.4f}" for seed, loss in event.losses.items())
-            print(
-                f"kept seed {event.seed} (mean loss over steps {event.first}-{event.last}: {losses})",
-                file=sys.stderr,
-            )
-        elif isinstance(event, StepEvent):
-            if bar is None:
-                bar = _progress(event.total_steps)
-                bar.update(event.step - 1)
-            bar.update(1)
-            bar.set_postfix(loss=f"{event.loss:.4f}")
-        elif isinstance(event, EpochEvent):
-            val = event.validation or {}
-            extra = f"  val Dice {val['val_dice_mean']:.4f}" if "val_dice_mean" in val else ""
-            message = f"epoch {event.epoch}  step {event.step}  loss {event.train_loss:.4f}{extra}"
-            (bar.write if bar else print)(message, file=sys.stderr)
-            if bar is not None and bar.n >= bar.total:
-                bar.close()
-                bar = None
-
-    return on_event
+def train_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``model`` and ``train`` sections the flags give (``None``: not given)."""
+    model = {"name": args.model, **{key: getattr(args, key) for key in MODEL_FLAGS}}
+    train: dict[str, Any] = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
+    }
+    train["advanced"] = {
+        f.name: getattr(args, f.name) for f in fields(AdvancedOptions) if hasattr(args, f.name)
+    }
+    return model, train
 
 
-def _predict_printer():
-    """An ``on_event`` callback: one progress bar of slices per input file."""
-    from napari_unetseg.core.events import PredictProgress
-
-    state = {"bar": None, "name": ""}
-
-    def on_event(event) -> None:
-        if isinstance(event, tuple) and event[0] == "file":
-            if state["bar"] is not None:
-                state["bar"].close()
-            state["bar"], state["name"] = None, event[2].name
-        elif isinstance(event, PredictProgress):
-            if state["bar"] is None:
-                state["bar"] = _progress(event.n_slices, unit="slice")
-                state["bar"].set_description(state["name"])
-            state["bar"].set_postfix(tiles=f"{event.done}/{event.total}")
-            if event.done == event.total:
-                state["bar"].update(1)
-
-    return on_event
+def predict_config(args: argparse.Namespace) -> PredictConfig:
+    """The :class:`PredictConfig` of the flags given (the class's defaults for the others)."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(PredictConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    return PredictConfig(**given)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from napari_unetseg.cli.progress import train_printer
     from napari_unetseg.core.workflows import train_from_files
 
-    model_options = {
-        "name": args.model,
-        "depth": args.depth,
-        "base_channels": args.base_channels,
-        "norm": args.norm,
-        "upsample": args.upsample,
-        "deep_supervision": args.deep_supervision,
-        "anisotropy": args.anisotropy,
-    }
-    train_options = {
-        key: getattr(args, key)
-        for key in (
-            "label_mode",
-            "steps",
-            "patch_size",
-            "patch_depth",
-            "batch_size",
-            "learning_rate",
-            "steps_per_epoch",
-            "validation_fraction",
-            "device",
-            "precision",
-            "seed",
-            "tries",
-            "try_steps",
-        )
-    }
+    model_options, options = train_options(args)
     result = train_from_files(
         args.images,
         args.labels,
         args.out,
         model_options,
-        train_options,
+        options,
         axes=args.axes,
         label_axes=args.label_axes,
         config_file=args.config,
         init=args.init,
         resume=args.resume,
         overwrite=args.overwrite,
-        on_event=_train_printer(),
+        on_event=train_printer(),
     )
     state = "stopped" if result.stopped else "finished"
     print(f"training {state} at step {result.loaded.step}: {result.run_dir / 'model.pt'}")
@@ -302,29 +281,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from napari_unetseg.core.config import PredictConfig
+    from napari_unetseg.cli.progress import predict_printer
     from napari_unetseg.core.workflows import predict_files
 
-    config = PredictConfig(
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        tile_depth=args.tile_depth,
-        blending=args.blending,
-        tta=args.tta,
-        device=args.device,
-        precision=args.precision,
-    )
     written = predict_files(
         args.model,
         args.inputs,
         args.out,
-        config,
+        predict_config(args),
         axes=args.axes,
         head=args.head,
         probabilities=args.probabilities,
         overwrite=args.overwrite,
-        on_event=_predict_printer(),
+        on_event=predict_printer(),
     )
     for path in written:
         print(path)
@@ -342,6 +311,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from napari_unetseg.cli.progress import demo_printer
     from napari_unetseg.core.demo import run_demo
     from napari_unetseg.core.metrics import format_table
 
@@ -350,23 +320,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         f"prediction and scores in {args.out}/",
         file=sys.stderr,
     )
-    result = run_demo(args.out, steps=args.steps, device=args.device, on_event=_demo_printer())
+    result = run_demo(args.out, steps=args.steps, device=args.device, on_event=demo_printer())
     print(format_table(result))
     fg = result.per_class.get(2)
     if fg is not None:
         print(f"nucleus class (2): Dice {fg['dice']:.3f}  IoU {fg['iou']:.3f}")
     return 0
-
-
-def _demo_printer():
-    train, predict = _train_printer(), _predict_printer()
-
-    def on_event(event) -> None:
-        from napari_unetseg.core.events import PredictProgress
-
-        (predict if isinstance(event, (tuple, PredictProgress)) else train)(event)
-
-    return on_event
 
 
 def _run_prune(args: argparse.Namespace) -> int:
@@ -377,13 +336,15 @@ def _run_prune(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from napari_unetseg.core.config import ModelSpec
     from napari_unetseg.core.models import available_models, parameter_count
 
     for name, description in available_models().items():
         size = parameter_count(ModelSpec(name=name)) / 1e6
         print(f"{name:<14} {size:6.1f} M  {description}")
-    print("(parameters at the defaults: base width 32, depth 4, 1 channel, 2 classes)")
+    print(
+        f"(parameters at the defaults: base width {MODEL['base_channels']}, depth {MODEL['depth']}, "
+        f"{MODEL['in_channels']} channel, {MODEL['num_classes']} classes)"
+    )
     return 0
 
 
@@ -403,15 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserInputError as exc:
-        print(f"unetseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"unetseg {args.command}: error: {exc.worded(args.flag_names)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unetseg {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - a bug: say so, with the traceback
+    except Exception as exc:  # noqa: BLE001 - a bug: say so
         if args.debug:
             traceback.print_exc()
-        else:
-            print(traceback.format_exc(), file=sys.stderr)
-        print(f"unetseg {args.command}: internal error: {exc!r} (please report it)", file=sys.stderr)
+        hint = "" if args.debug else "; --debug shows the traceback"
+        print(f"unetseg {args.command}: internal error: {exc!r} (please report it{hint})", file=sys.stderr)
         return 1
