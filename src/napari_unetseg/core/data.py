@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.io import check_pairs_match
 
 IGNORE = -1
 _MAX_COORDS_PER_CLASS = 2_000_000
@@ -210,6 +211,34 @@ def class_weights(targets: list[np.ndarray], num_classes: int) -> np.ndarray:
 
 
 MIN_SLICES_FOR_VALIDATION = 4
+
+
+def check_training_pairs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> int:
+    """Refuse image and label stacks that do not pair up; the images' channel count."""
+    if len(images) != len(labels) or not images:
+        raise UserInputError(
+            f"need one label image per image, got {len(images)} images and {len(labels)} labels"
+        )
+    for index, (image, label) in enumerate(zip(images, labels)):
+        check_pairs_match(image, label, f"#{index + 1} " if len(images) > 1 else "")
+    channels = {image.shape[1] for image in images}
+    if len(channels) > 1:
+        raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
+    return channels.pop()
+
+
+def check_training_sizes(images: Sequence[np.ndarray], patch_size: int) -> None:
+    """Refuse training images too small for the networks or for the patches."""
+    for index, image in enumerate(images):
+        name = f"#{index + 1} " if len(images) > 1 else ""
+        check_image_size(image, f"training image {name}".strip())
+        side = min(image.shape[-2:])
+        if patch_size > side:
+            raise UserInputError(
+                f"patch size {patch_size} is larger than training image "
+                f"{name}({image.shape[-2]}x{image.shape[-1]})",
+                (f"use a patch size of {side} or less", "patch_size"),
+            )
 
 
 def training_items(

@@ -94,3 +94,38 @@ def transform_consistency(
     if grid is not None:
         target = warp(target, grid)
     return (torch.softmax(logits_turned.float(), dim=1) - target).square().sum(1).mean()
+
+
+def training_loss(
+    heads: list[torch.Tensor],
+    images: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    advanced,
+    consistency: float = 0.0,
+    turn: int = 0,
+    grid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss of one training step.
+
+    :func:`segmentation_loss` on the labelled pixels, averaged over the heads (deep
+    supervision); with ``turn`` the batch holds a second view (:func:`~napari_unetseg.core.
+    transforms.second_view`) in its second half, and ``consistency`` times
+    :func:`transform_consistency` between the two views is added; and the edge-aware
+    smoothness term when ``advanced`` (the :class:`~napari_unetseg.core.config.AdvancedOptions`)
+    weighs it.
+    """
+    term = 0.0
+    if turn:
+        b = target.shape[0]
+        term = consistency * transform_consistency(heads[-1][:b], heads[-1][b:], turn, grid)
+        heads, images = [h[:b] for h in heads], images[:b]
+    loss = (
+        sum(segmentation_loss(h.float(), target, weight, advanced.dice_weight) for h in heads) / len(heads)
+        + term
+    )
+    if advanced.smoothness_weight:
+        loss = loss + advanced.smoothness_weight * edge_aware_smoothness(
+            heads[-1], images, sigma=advanced.smoothness_sigma
+        )
+    return loss

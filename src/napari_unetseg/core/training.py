@@ -31,22 +31,13 @@ from napari_unetseg.core.device import autocast, resolve_device, resolve_precisi
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, TrainResult, run_generator
 from napari_unetseg.core.inference import channels_last_format, inference_copy
-from napari_unetseg.core.io import check_pairs_match
-from napari_unetseg.core.losses import edge_aware_smoothness, segmentation_loss, transform_consistency
+from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
 from napari_unetseg.core.models import build_model
 from napari_unetseg.core.priors import PriorEstimator
 from napari_unetseg.core.run_folder import RunFolder
 from napari_unetseg.core.tiler import Tiler, smaller_batch
-from napari_unetseg.core.transforms import (
-    dihedral,
-    random_deformation,
-    random_dihedral,
-    random_intensity,
-    random_z_flip,
-    random_zoom_grid,
-    warp,
-)
+from napari_unetseg.core.transforms import augment, second_view
 from napari_unetseg.core.tries import BestOfTries
 
 PREVIEW = PredictConfig()  # previews, validation and priors predict like the Predict dock's defaults
@@ -110,15 +101,14 @@ class Trainer:
         self.step = 0
         self.tries_record: dict | None = None  # set by BestOfTries on the run it keeps
         self.logit_bias: tuple[float, ...] = ()
-        channels = _check_inputs(images, labels)
+        channels = data_mod.check_training_pairs(images, labels)
         if self.folder is not None and not run.resume and not run.overwrite:
             self.folder.check_new()
         base, resume_state = self._base(run)
         self.label_mode = base.label_mode if run.resume else self.config.label_mode
         known = base.class_values if base else ()
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
-        for index, image in enumerate(images):
-            self._check_size(image, f"#{index + 1} " if len(images) > 1 else "")
+        data_mod.check_training_sizes(images, self.config.patch_size)
         self.spec = (base.spec if base else spec or ModelSpec()).replace(
             in_channels=channels, num_classes=len(self.class_values)
         )
@@ -182,16 +172,6 @@ class Trainer:
             )
         if self.config.advanced.smoothness_weight:
             raise UserInputError("the smoothness term is for 2D models: set smoothness_weight to 0")
-
-    def _check_size(self, image: np.ndarray, name: str) -> None:
-        data_mod.check_image_size(image, f"training image {name}".strip())
-        side = min(image.shape[-2:])
-        if self.config.patch_size > side:
-            raise UserInputError(
-                f"patch size {self.config.patch_size} is larger than training image {name}"
-                f"({image.shape[-2]}x{image.shape[-1]})",
-                (f"use a patch size of {side} or less", "patch_size"),
-            )
 
     def _prepare_data(self, images, labels) -> None:
         """Normalised, encoded training items (labelled slices, or labelled stacks as
@@ -319,72 +299,27 @@ class Trainer:
                 self.batch_size = smaller_batch(self.batch_size, self.device, "batch size", "patch_size")
 
     def _optimise(self, batch_size: int) -> float:
-        x, y = self._augmented_batch(batch_size)
-        turn, grid = 0, None
-        if self.config.consistency_weight():  # a second, turned, zoomed and jittered view of the batch
-            turn, grid, second = self._second_view(x)
+        advanced = self.config.advanced
+        x, y = self.sampler.sample(batch_size)
+        if advanced.augment:
+            x, y = augment(x, y, self.generator, advanced.deform)
+        turn, grid, weight = 0, None, self.config.consistency_weight()
+        if weight:  # a second, turned, zoomed and jittered view of the batch
+            turn, grid, second = second_view(x, advanced.consistency_zoom, self.generator)
             x = torch.cat([x, second])
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
             heads = self.model.forward_heads(x)
-        loss = self._loss(heads, x, y, turn, grid)
+        # the consistency term ramps up over the first quarter: the early network is no teacher yet
+        ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
+        loss = training_loss(heads, x, y, self.class_weights, advanced, ramp * weight, turn, grid)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return float(loss.detach())
-
-    def _augmented_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.sampler.sample(batch_size)
-        advanced = self.config.advanced
-        if advanced.augment:
-            x, y = random_dihedral(x, y, self.generator)
-            if x.ndim == 5:
-                x, y = random_z_flip(x, y, self.generator)
-            x = random_intensity(x, self.generator)
-            if advanced.deform:
-                x, y = random_deformation(x, y, self.generator)
-        return x, y
-
-    def _second_view(self, x: torch.Tensor) -> tuple[int, torch.Tensor | None, torch.Tensor]:
-        """A random flip/rot90 ``turn`` of the batch, jittered, and zoomed on ``grid`` (2D)."""
-        turn = int(torch.randint(1, 8, (1,), generator=self.generator))
-        second = random_intensity(dihedral(x, turn), self.generator)
-        grid = None
-        zoom = self.config.advanced.consistency_zoom
-        if zoom > 1 and x.ndim == 4:
-            b, _, h, w = x.shape
-            grid = random_zoom_grid(b, h, w, zoom, self.generator)
-            second = warp(second, grid)
-        return turn, grid, second
-
-    def _loss(
-        self, heads: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, turn: int, grid
-    ) -> torch.Tensor:
-        """Masked loss averaged over the heads, plus the consistency and smoothness terms."""
-        advanced = self.config.advanced
-        consistency = 0.0
-        if turn:  # ramped up over the first quarter: the early network is no teacher yet
-            b = y.shape[0]
-            ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
-            consistency = (
-                ramp
-                * self.config.consistency_weight()
-                * transform_consistency(heads[-1][:b], heads[-1][b:], turn, grid)
-            )
-            heads, x = [h[:b] for h in heads], x[:b]
-        loss = (
-            sum(segmentation_loss(h.float(), y, self.class_weights, advanced.dice_weight) for h in heads)
-            / len(heads)
-            + consistency
-        )
-        if advanced.smoothness_weight:
-            loss = loss + advanced.smoothness_weight * edge_aware_smoothness(
-                heads[-1], x, sigma=advanced.smoothness_sigma
-            )
-        return loss
 
     def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
         self._update_prior()
@@ -490,20 +425,6 @@ class Trainer:
             "history": self.history,
         }
         return self.folder.save(self.loaded(), state)
-
-
-def _check_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> int:
-    """Refuse mismatched image/label lists; the images' channel count."""
-    if len(images) != len(labels) or not images:
-        raise UserInputError(
-            f"need one label image per image, got {len(images)} images and {len(labels)} labels"
-        )
-    for index, (image, label) in enumerate(zip(images, labels)):
-        check_pairs_match(image, label, f"#{index + 1} " if len(images) > 1 else "")
-    channels = {image.shape[1] for image in images}
-    if len(channels) > 1:
-        raise UserInputError(f"all training images need the same channel count, got {sorted(channels)}")
-    return channels.pop()
 
 
 def make_trainer(

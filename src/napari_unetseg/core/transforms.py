@@ -113,3 +113,33 @@ def random_deformation(
     warped = warp(images, grid)
     labels = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest", **options)
     return warped, labels[:, 0].round().to(targets.dtype)
+
+
+def augment(
+    images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, deform: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training augmentation of a batch: a flip/rot90 per sample (and a z flip in 3D),
+    contrast/brightness jitter, and with ``deform`` the geometric warp of 2D batches."""
+    images, targets = random_dihedral(images, targets, generator)
+    if images.ndim == 5:
+        images, targets = random_z_flip(images, targets, generator)
+    images = random_intensity(images, generator)
+    if deform:
+        images, targets = random_deformation(images, targets, generator)
+    return images, targets
+
+
+def second_view(
+    images: torch.Tensor, max_zoom: float, generator: torch.Generator
+) -> tuple[int, torch.Tensor | None, torch.Tensor]:
+    """The consistency term's view of a batch: ``(turn, grid, view)``, the batch turned by a
+    random non-trivial flip/rot90 ``turn``, jittered, and zoomed on ``grid`` (2D, when
+    ``max_zoom`` > 1; else ``grid`` is ``None``)."""
+    turn = int(torch.randint(1, 8, (1,), generator=generator))
+    view = random_intensity(dihedral(images, turn), generator)
+    grid = None
+    if max_zoom > 1 and images.ndim == 4:
+        b, _, h, w = images.shape
+        grid = random_zoom_grid(b, h, w, max_zoom, generator)
+        view = warp(view, grid)
+    return turn, grid, view
