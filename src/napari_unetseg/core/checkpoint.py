@@ -6,7 +6,7 @@ pickled Python object: a model file from a stranger cannot execute code.
 
 Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fields),
 ``normalization`` (its normalisation recipe, kept apart as in earlier versions), ``class_values``,
-``class_names``, ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
+``label_mode``, ``train_config``, ``logit_bias``, ``history``,
 ``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
 separate ``resume.pt`` in the run folder so that shared model files stay small.
 """
@@ -42,7 +42,6 @@ class LoadedModel:
     spec: ModelSpec
     class_values: tuple[int, ...]
     label_mode: str = "sparse"
-    class_names: tuple[str, ...] = ()
     train_config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
@@ -68,7 +67,6 @@ class LoadedModel:
             "format_version": FORMAT_VERSION,
             "spec": self.spec.network_dict(),
             "class_values": list(self.class_values),
-            "class_names": list(self.class_names),
             "label_mode": self.label_mode,
             "normalization": self.normalization.to_dict(),
             "train_config": dict(self.train_config),
@@ -139,7 +137,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             spec=spec,
             class_values=tuple(int(v) for v in payload["class_values"]),
             label_mode=str(payload.get("label_mode", "sparse")),
-            class_names=tuple(payload.get("class_names", ())),
             train_config=dict(payload.get("train_config", {})),
             history=list(payload.get("history", [])),
             step=int(payload.get("step", 0)),

@@ -7,7 +7,8 @@ lives and how it starts). ``unetseg`` takes its flag defaults and the docks thei
 initial values from these classes. Each config checks itself in ``__post_init__`` and
 raises :class:`UserInputError` naming the bad field (its ``subject``).
 
-Files written by earlier versions (``config.json`` of a run folder, ``--config`` files,
+Files written by earlier versions (``config.json`` of a run folder, ``--config`` files
+(read by :mod:`~napari_unetseg.core.workflows`),
 the ``train_config`` of model files) have one flat ``train`` section;
 :func:`upgrade_sections` moves its keys to where they live now.
 """
@@ -15,7 +16,6 @@ the ``train_config`` of model files) have one flat ``train`` section;
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -403,39 +403,6 @@ def upgrade_sections(model: dict[str, Any], train: dict[str, Any]) -> tuple[dict
     return model, train
 
 
-def merge_sections(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated with ``top``; nested sections (``advanced``, ``normalization``)
-    are merged key by key, and ``None`` in ``top`` means "not given"."""
-    merged = dict(base)
-    for key, value in top.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            value = merge_sections(merged[key], value)
-        merged[key] = value
-    return merged
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a JSON or TOML config file into a dict (sections ``model``, ``train``, ``predict``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"config file {path} does not exist or is not a file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise UserInputError(f"config file {path} is not valid {path.suffix or 'JSON'}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserInputError(f"config file {path} must hold a mapping of sections")
-    return data
-
-
 def defaults(cls: type) -> dict[str, Any]:
     """The default of every field of a config class (what help texts and docks show)."""
     instance = cls()
@@ -449,7 +416,5 @@ __all__ = [
     "RunOptions",
     "TrainConfig",
     "defaults",
-    "load_config_file",
-    "merge_sections",
     "upgrade_sections",
 ]

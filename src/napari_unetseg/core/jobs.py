@@ -55,8 +55,6 @@ def check_run(run: RunOptions) -> None:
             ("continue it", "resume"),
             ("fine-tune", "init"),
         )
-    if run.resume and run.run_dir is None:
-        raise UserInputError("nothing to resume", ("give the run folder of an earlier run", "resume"))
     if run.run_dir is not None:
         check_output_folder(run.run_dir, "resume" if run.resume else "out")
 

@@ -38,7 +38,11 @@ __all__ = [
 
 
 def iter_tiled(
-    model: torch.nn.Module, image: np.ndarray, tile_size: int = 1024, overlap: float | None = None, **options
+    model: torch.nn.Module,
+    image: np.ndarray,
+    tile_size: int = PredictConfig.tile_size,
+    overlap: float | None = PredictConfig.overlap,
+    **options,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Generator form of :func:`predict_tiled`: yields ``(tiles_done, tiles_total)``."""
     device = options.pop("device", "auto")
@@ -50,8 +54,8 @@ def iter_tiled(
 def predict_tiled(
     model: torch.nn.Module,
     image: np.ndarray,
-    tile_size: int = 1024,
-    overlap: float | None = None,
+    tile_size: int = PredictConfig.tile_size,
+    overlap: float | None = PredictConfig.overlap,
     *,
     progress: Callable[[int, int], None] | None = None,
     **options,

@@ -9,6 +9,7 @@ positions, blending weights) is in :mod:`~napari_unetseg.core.tiling`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -86,29 +87,23 @@ class Tiler:
         overlap-tile); ``constant``: pad with zeros up to one tile only (MONAI's grid).
     """
 
-    tile_size: int = 1024
-    overlap: float | None = None
-    tile_depth: int = 32
-    batch_size: int = 4
-    blending: str = "gaussian"
-    tta: bool = False
-    precision: str = "auto"
+    # the defaults are PredictConfig's (the one home of every default)
+    tile_size: int = PredictConfig.tile_size
+    overlap: float | None = PredictConfig.overlap
+    tile_depth: int = PredictConfig.tile_depth
+    batch_size: int = PredictConfig.batch_size
+    blending: str = PredictConfig.blending
+    tta: bool = PredictConfig.tta
+    precision: str = PredictConfig.precision
     device: torch.device = torch.device("cpu")
     border: str = "reflect"
 
     @classmethod
     def from_config(cls, config: PredictConfig, device: torch.device | None = None) -> Tiler:
         """The tiler of a :class:`PredictConfig` (``device``: already resolved)."""
-        return cls(
-            tile_size=config.tile_size,
-            overlap=config.overlap,
-            tile_depth=config.tile_depth,
-            batch_size=config.batch_size,
-            blending=config.blending,
-            tta=config.tta,
-            precision=config.precision,
-            device=device if device is not None else resolve_device(config.device),
-        )
+        names = {f.name for f in dataclasses.fields(cls)} & {f.name for f in dataclasses.fields(config)}
+        settings = {name: getattr(config, name) for name in names - {"device"}}
+        return cls(**settings, device=device if device is not None else resolve_device(config.device))
 
     def __call__(self, model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
         """Blended logits ``(K, ...)`` of ``model`` over ``image`` (see :meth:`iter`)."""

@@ -21,8 +21,6 @@ from napari_unetseg.core.config import (
     PredictConfig,
     RunOptions,
     TrainConfig,
-    load_config_file,
-    merge_sections,
     upgrade_sections,
 )
 from napari_unetseg.core.errors import UserInputError
@@ -41,6 +39,39 @@ from napari_unetseg.core.metrics import EvaluationResult, evaluate
 from napari_unetseg.core.run_folder import RunFolder
 
 EventCallback = Callable[[Any], None] | None
+
+
+def merge_sections(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``top``; nested sections (``advanced``, ``normalization``)
+    are merged key by key, and ``None`` in ``top`` means "not given"."""
+    merged = dict(base)
+    for key, value in top.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge_sections(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict (sections ``model``, ``train``, ``predict``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"config file {path} does not exist or is not a file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise UserInputError(f"config file {path} is not valid {path.suffix or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserInputError(f"config file {path} must hold a mapping of sections")
+    return data
 
 
 def build_train_configs(

@@ -75,6 +75,13 @@ class LayerDock(Container):
         names = {key: getattr(widget, "text", None) or widget.label for key, widget in self.controls.items()}
         return {key: f"'{name}'" for key, name in names.items()}
 
+    def _ask_save_path(self, title: str, name: str, file_filter: str) -> str:
+        """A save dialog (it asks before replacing an existing file); ``""`` when cancelled."""
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, title, name, file_filter)
+        return path
+
     def _end_layout(self) -> None:
         """Keep the widgets packed at the top of a tall dock."""
         self.native.layout().addStretch(1)

@@ -199,8 +199,6 @@ class EvaluateWidget(LayerDock):
         return written
 
     def _export_dialog(self) -> None:
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getSaveFileName(self.native, "Export CSV", "evaluation.csv", "CSV (*.csv)")
-        if path:  # the dialog has asked before replacing an existing file
+        path = self._ask_save_path("Export CSV", "evaluation.csv", "CSV (*.csv)")
+        if path:
             self.export_csv(path, overwrite=True)

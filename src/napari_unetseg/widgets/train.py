@@ -30,7 +30,7 @@ from magicgui.widgets import (
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import ChoiceEvent, EpochEvent, PreviewEvent, StepEvent, TryEvent
+from napari_unetseg.core.events import PreviewEvent
 from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
@@ -41,8 +41,8 @@ from napari_unetseg.widgets._layers import (
     own_labels_layer,
     plane_shape,
 )
-from napari_unetseg.widgets._plot import CurvePlot
 from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call
+from napari_unetseg.widgets._train_progress import MAX_TRIES, TrainProgress
 
 MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
@@ -64,12 +64,6 @@ TRIES_TIP = (
     "strokes can fail with one seed, and the failed ones fit the strokes worse from early on. "
     "Costs a quarter of the steps per extra try."
 )
-LOSS_COLOURS = ("#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def z_step(layer) -> float:
@@ -99,7 +93,7 @@ class TrainWidget(LayerDock):
         self._lr.native.setDecimals(6)
         self._seed = SpinBox(label="Seed", value=TRAIN["seed"], min=0, max=2**31 - 1)
         self._seed.tooltip = SEED_TIP
-        self._tries = SpinBox(label="Tries", value=TRAIN["tries"], min=1, max=len(LOSS_COLOURS))
+        self._tries = SpinBox(label="Tries", value=TRAIN["tries"], min=1, max=MAX_TRIES)
         self._tries.tooltip = TRIES_TIP
         self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
@@ -114,10 +108,8 @@ class TrainWidget(LayerDock):
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
         self._status = Label(value="Paint a few strokes per class, then Start.")
         self._status.native.setWordWrap(True)
-        self.loss_plot = CurvePlot("loss")
-        self.dice_plot = CurvePlot("validation Dice (held-out painted slices)", y_range=(0.0, 1.0))
-        self._plain_curves()
-        self.dice_plot.setVisible(False)  # shown once there is validation data
+        self._view = TrainProgress(self._progress, self._status)
+        self.loss_plot, self.dice_plot = self._view.loss_plot, self._view.dice_plot
         buttons = Container(
             widgets=[self._start, self._stop, self._resume], layout="horizontal", labels=False
         )
@@ -146,11 +138,6 @@ class TrainWidget(LayerDock):
         self._trainer = None
         self._run_path: Path | None = None
         self._result = None
-        self._loss_ema: float | None = None
-        self._origin: tuple[int, float] | None = None  # (step, elapsed_s) of the first step seen
-        self._rate: float | None = None  # seconds per step
-        self._series: str | None = None  # the curves' series of the try that trains (None: no tries)
-        self._try: TryEvent | None = None
         self._preview_source = None
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
@@ -227,9 +214,7 @@ class TrainWidget(LayerDock):
         job = user_call(lambda: self._make_job(resume), "Training", self.option_names, self._status)
         if job is None:
             return None
-        if not resume:
-            self._plain_curves()
-        self._loss_ema = self._origin = self._rate = None
+        self._view.start(new_run=not resume)
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
         self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
@@ -289,61 +274,10 @@ class TrainWidget(LayerDock):
     # -- events (main thread) -----------------------------------------------------------
 
     def _on_event(self, event) -> None:
-        if isinstance(event, StepEvent):
-            self._on_step(event)
-        elif isinstance(event, TryEvent):
-            self._on_try(event)
-        elif isinstance(event, ChoiceEvent):  # the kept try goes on with its own curve
-            self._series, self._try, self._origin = f"seed {event.seed}", None, None
-            self._loss_ema = self.loss_plot.series[self._series][1][-1]
-            losses = ", ".join(f"seed {seed} {loss:.3f}" for seed, loss in event.losses.items())
-            self._status.value = (
-                f"Kept seed {event.seed} (loss over steps {event.first}-{event.last}: {losses})."
-            )
-        elif isinstance(event, EpochEvent):
-            if event.validation:
-                self.dice_plot.setVisible(True)
-                self.dice_plot.append(self._series or "mean", event.step, event.validation["val_dice_mean"])
-        elif isinstance(event, PreviewEvent):
+        if isinstance(event, PreviewEvent):
             self._show_preview(event)
-
-    def _plain_curves(self) -> None:
-        """One loss curve and one validation-Dice curve (a run without tries)."""
-        self.loss_plot.remove_all()
-        self.loss_plot.add_series("train", LOSS_COLOURS[0])
-        self.dice_plot.remove_all()
-        self.dice_plot.add_series("mean", "#1f77b4")
-        self._series, self._try = None, None
-
-    def _on_try(self, event: TryEvent) -> None:
-        """A try starts: its own loss and Dice curves (one colour per seed), EMA and rate."""
-        if self._series is None:  # the tries replace the single curves
-            self.loss_plot.remove_all()
-            self.dice_plot.remove_all()
-        self._series, self._try = f"seed {event.seed}", event
-        colour = LOSS_COLOURS[(event.index - 1) % len(LOSS_COLOURS)]
-        self.loss_plot.add_series(self._series, colour)
-        self.dice_plot.add_series(self._series, colour)
-        self._loss_ema = self._origin = None
-
-    def _on_step(self, event: StepEvent) -> None:
-        ema = event.loss if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * event.loss
-        self._loss_ema = ema
-        self.loss_plot.append(self._series or "train", event.step, ema)
-        self._progress.max = event.total_steps
-        self._progress.value = event.step
-        if self._origin is None:  # a kept try's clock includes the other tries: measure from here
-            self._origin = (event.step, event.elapsed_s)
-        elif event.step > self._origin[0]:
-            self._rate = (event.elapsed_s - self._origin[1]) / (event.step - self._origin[0])
-        text = f"step {event.step}/{event.total_steps}"
-        if self._try is not None:
-            t = self._try
-            text = f"try {t.index}/{t.tries} (seed {t.seed}) · {text}"
-        text += f" · loss {event.loss:.3f}"
-        if self._rate is not None:  # what is left of the whole job, tries included
-            text += f" · {_format_duration(self._rate * event.remaining)} left"
-        self._status.value = text
+        else:
+            self._view.show(event)
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
@@ -415,8 +349,6 @@ class TrainWidget(LayerDock):
         return saved
 
     def _save_dialog(self) -> None:
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getSaveFileName(self.native, "Save model", "model.pt", "Model files (*.pt)")
-        if path:  # the dialog has asked before replacing an existing file
+        path = self._ask_save_path("Save model", "model.pt", "Model files (*.pt)")
+        if path:
             self.save_model_to(path, overwrite=True)
