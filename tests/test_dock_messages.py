@@ -98,7 +98,8 @@ def test_train_dock_words_bad_input_in_its_own_terms(case, make_napari_viewer, q
     assert "--" not in shown[-1]  # no command-line flag in a dock
     if names is not None:
         assert names in shown[-1]
-    assert shown[-1] in train._status.value  # the status line says it too
+    heading, message = shown[-1].split(": ", 1)
+    assert heading == "Training" and message in train._status.value  # the status line says it too
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
@@ -149,7 +150,8 @@ def test_predict_and_evaluate_docks_word_bad_input_in_their_own_terms(
     predict.predict()
     wait_for(qtbot, predict)
     assert "tiny" not in [layer.name for layer in viewer.layers if "prediction" in layer.name]
-    assert "too small" in shown[-1] and "--" not in shown[-1] and shown[-1] in predict._status.value
+    assert "too small" in shown[-1] and "--" not in shown[-1]
+    assert shown[-1] == f"Prediction: {predict._status.value}"
     predict._images.value = [image]
     predict._tile.value, predict._overlap.value = 256, 256
     assert predict.predict() is None

@@ -600,5 +600,5 @@ def test_tries_from_the_dock_draw_one_curve_per_seed_and_keep_the_lowest(
         train.start() is None and "must be fewer steps than the run" in warnings_shown[-1]
     )  # a notification
     assert "('Steps')" in warnings_shown[-1] and "--" not in warnings_shown[-1]  # the dock's words
-    assert train._status.value == warnings_shown[-1]  # and the status line says it too
+    assert warnings_shown[-1] == f"Training: {train._status.value}"  # and the status line says it too
     assert not (tmp_path / "none").exists() and train.worker is None

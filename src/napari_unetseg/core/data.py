@@ -35,8 +35,8 @@ def check_image_size(stack: np.ndarray, what: str = "the image") -> None:
     h, w = stack.shape[-2:]
     if min(h, w) < MIN_IMAGE_SIZE:
         raise UserInputError(
-            f"{what} is {h}x{w} pixels: too small, "
-            f"the models need at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE}",
+            f"{what} is {h}x{w} pixels, too small for the networks "
+            f"(at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE})",
             ("check the file and its axes", "axes"),
         )
 
@@ -260,7 +260,7 @@ def training_items(
         lo, hi = normalization.percentiles(image)
         if np.all(hi <= lo):
             raise UserInputError(
-                f"training image #{number} is constant (every pixel is {lo[0]:g}): nothing to learn from",
+                f"training image #{number} is constant (every pixel is {lo[0]:g}), nothing to learn from",
                 ("check the file and its axes", "axes"),
             )
         if volumes:

@@ -120,11 +120,11 @@ def check_output_folder(folder: str | os.PathLike, option: str = "out") -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UserInputError(
-            f"cannot create {folder}: {ancestor} is a file", ("choose another folder", option)
+            f"cannot create {folder} ({ancestor} is a file)", ("choose another folder", option)
         )
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UserInputError(
-            f"cannot write to {ancestor}: permission denied", ("choose another folder", option)
+            f"cannot write to {ancestor} (permission denied)", ("choose another folder", option)
         )
     return folder
 
@@ -385,7 +385,7 @@ def _temporary_beside(path: Path) -> Path:
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     except PermissionError as exc:
-        raise UserInputError(f"cannot write to {path.parent}: permission denied") from exc
+        raise UserInputError(f"cannot write to {path.parent} (permission denied)") from exc
     os.close(fd)
     return Path(name)
 

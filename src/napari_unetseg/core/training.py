@@ -166,7 +166,7 @@ class Trainer:
             return
         if min(image.shape[0] for image in images) < 2:
             raise UserInputError(
-                f"{self.spec.name} segments z-stacks: the training images have a single slice",
+                f"{self.spec.name} segments z-stacks but the training images have a single slice",
                 ("use a 2D model", "model"),
                 ("check the image axes", "axes"),
             )

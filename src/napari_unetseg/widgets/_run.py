@@ -44,19 +44,20 @@ def guarded(job: Callable[[], Generator]) -> Generator[Any, None, Outcome]:
 
 
 def failure(outcome: Outcome, what: str, names: Mapping[str, str]) -> str | None:
-    """Notify the user of a failed outcome and return the message; ``None`` on success."""
+    """Notify the user of a failed outcome and return the message (for the dock's status
+    line); ``None`` on success."""
     return None if outcome.error is None else notify(outcome.error, what, names)
 
 
 def notify(error: Exception, what: str, names: Mapping[str, str]) -> str:
-    """Show ``error`` as a notification (bad input: a warning in the dock's words; a bug:
-    an error); returns the message shown."""
+    """Show ``error`` as a notification headed ``what`` (bad input: a warning in the dock's
+    words; a bug: an error); returns the message without the heading."""
     if isinstance(error, UserInputError):
-        message = f"{what}: {error.worded(names)}"
-        show_warning(message)
+        message = error.worded(names)
+        show_warning(f"{what}: {message}")
     else:
-        message = f"{what} failed unexpectedly: {type(error).__name__}: {error}"
-        show_error(message)
+        message = f"unexpected error, please report it: {type(error).__name__}: {error}"
+        show_error(f"{what} failed: {message}")
     return message
 
 

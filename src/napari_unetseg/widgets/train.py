@@ -291,9 +291,9 @@ class TrainWidget(LayerDock):
             verb = "Stopped" if result.stopped else "Finished"
             self._status.value = f"{verb} at step {result.loaded.step}. Model: {path}"
         elif trainer is None:
-            self._status.value = f"Did not start. {message}"
+            self._status.value = f"Did not start: {message}"
         else:
-            self._status.value = f"Stopped by an error. {message}"
+            self._status.value = f"Stopped: {message}"
         self._set_running(False)
 
     # -- live preview -----------------------------------------------------------------------
