@@ -52,6 +52,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run folder for model.pt, config.json, history")
     p.add_argument("--axes", help="axes of the images, e.g. ZYX, TCYX, YXC (default: from metadata)")
     p.add_argument("--label-axes", help="axes of the label files (default: from metadata)")
+    _add_model_flags(p)
+    _add_recipe_flags(p)
+    p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
+    p.add_argument(
+        "--config", metavar="FILE", help="JSON/TOML file with [model], [train] and [train.advanced] sections"
+    )
+    p.add_argument("--overwrite", action="store_true", help="allow a run folder that holds a model")
+    _finish(p, _run_train)
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """``unetseg train``'s ModelSpec flags."""
     p.add_argument(
         "--model",
         help=f"architecture (default {MODEL['name']}): unet, unetplusplus, unet3plus, fcn8s, fcn16s, "
@@ -75,6 +88,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         const=False,
         help="UNet++ / UNet 3+: train only the last head",
     )
+
+
+def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """``unetseg train``'s TrainConfig flags (one per top-level field, and --try-steps)."""
     mode = p.add_mutually_exclusive_group()
     for value, text in (
         ("sparse", "label 0 = unpainted, ignored"),
@@ -120,13 +137,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {TRAIN['device']})")
     p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {TRAIN['precision']})")
-    p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
-    p.add_argument(
-        "--config", metavar="FILE", help="JSON/TOML file with [model], [train] and [train.advanced] sections"
-    )
-    p.add_argument("--overwrite", action="store_true", help="allow a run folder that holds a model")
-    _finish(p, _run_train)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
