@@ -385,10 +385,12 @@ def upgrade_sections(model: dict[str, Any], train: dict[str, Any]) -> tuple[dict
     model, train = dict(model), dict(train)
     advanced = dict(train.pop("advanced", None) or {})
     weight = train.pop("consistency_weight", None)
-    if weight is not None:
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
         train.setdefault("learn_unpainted", weight > 0)
         if weight > 0:
             advanced.setdefault("consistency_weight", weight)
+    elif weight is not None:  # not a number: AdvancedOptions says so
+        advanced.setdefault("consistency_weight", weight)
     for key in _ADVANCED:
         if key in train:
             advanced.setdefault(key, train.pop(key))
