@@ -21,6 +21,7 @@ from napari_unetseg.core import tiling
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import run_generator
 from napari_unetseg.core.inference import channels_last_format, uses_channels_last
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -107,12 +108,7 @@ class Tiler:
 
     def __call__(self, model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
         """Blended logits ``(K, ...)`` of ``model`` over ``image`` (see :meth:`iter`)."""
-        gen = self.iter(model, image)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return run_generator(self.iter(model, image))
 
     def iter(self, model: torch.nn.Module, image: np.ndarray) -> Generator[tuple[int, int], None, np.ndarray]:
         """Yield ``(tiles_done, tiles_total)`` after every batch; return the blended logits.
