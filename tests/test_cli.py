@@ -45,6 +45,8 @@ def trained(files, tmp_path_factory):
             paths["strokes"],
             "--out",
             run,
+            "--class-names",
+            "background,nucleus",
             "--steps",
             "40",
             "--patch-size",
@@ -173,7 +175,23 @@ def test_predict_evaluate_roundtrip(cli, files, trained, tmp_path):
     scores = json.loads(report.read_text())
     assert set(scores["dice"]) == {"1", "2"} and set(scores["iou"]) == {"1", "2"}
     assert 0 <= scores["dice"]["2"] <= 1
-    assert (tmp_path / "scores.csv").read_text().startswith("scope,class,dice")
+    # the names given to unetseg train reach the label TIFF, the table, the JSON and the CSV
+    assert scores["class_names"] == {"1": "background", "2": "nucleus"} and scores["foreground"] == [2]
+    assert "2 nucleus" in proc.stdout and "headline: nucleus Dice" in proc.stdout
+    table = (tmp_path / "scores.csv").read_text()
+    assert table.startswith("scope,class,name,dice") and "all,2,nucleus," in table
+    assert not proc.stderr
+    # a ground truth numbered 0/1 against predictions 1/2: scored, with a warning that says why
+    shifted = tmp_path / "truth01.tif"
+    truth01 = (tifffile.imread(paths["truth"]) - 1).astype(np.uint8)
+    tifffile.imwrite(shifted, truth01, metadata={"axes": "ZYX"}, photometric="minisblack")
+    proc = cli("evaluate", "--prediction", out / "image.tif", "--truth", shifted)
+    assert proc.returncode == 0 and "number the classes differently" in proc.stderr
+    assert "truth 0 ~ prediction 1" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    named = cli(
+        "evaluate", "--prediction", out / "image.tif", "--truth", paths["truth"], "--class-names", "a"
+    )
+    assert named.returncode == 2 and "--class-names" in named.stderr and "1 class names for 2" in named.stderr
 
 
 def test_resume_and_finetune_from_cli(cli, files, trained, tmp_path):

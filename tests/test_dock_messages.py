@@ -163,5 +163,8 @@ def test_predict_and_evaluate_docks_word_bad_input_in_their_own_terms(
     evaluate._skip_zero.value = True
     evaluate.evaluate()
     wait_for(qtbot, evaluate)
-    assert "no classes left to evaluate" in shown[-1] and "ignore fewer values ('Skip class 0')" in shown[-1]
+    assert (
+        "no classes left to evaluate" in shown[-1]
+        and "ignore fewer values ('Ignore ground-truth 0 (unlabelled)')" in shown[-1]
+    )
     assert "--" not in shown[-1] and evaluate.result is None

@@ -10,7 +10,7 @@ from skimage.segmentation import find_boundaries
 from sklearn.metrics import f1_score, jaccard_score, precision_score, recall_score
 
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.metrics import error_map, evaluate, format_table, masked_dice
+from napari_unetseg.core.metrics import error_map, evaluate, format_table, masked_dice, numbering_warnings
 
 
 def _random_labels(seed, shape=(3, 40, 50), k=3):
@@ -117,3 +117,30 @@ def test_error_map_marks_true_false_positives_and_false_negatives():
     pred = np.array([[2, 2, 1], [1, 2, 1]])
     truth = np.array([[2, 1, 2], [1, 2, 1]])
     assert error_map(pred, truth, 2).tolist() == [[1, 2, 3], [0, 1, 0]]
+
+
+def test_ignored_truth_values_are_left_out_of_every_metric():
+    """ "Skip class 0": truth-0 pixels (unlabelled) count for no class, not as false positives."""
+    truth = np.array([[0, 0, 1, 1, 2, 2]])
+    pred = np.array([[1, 2, 1, 1, 2, 2]])
+    scored = evaluate(pred, truth, ignore=[0], surface=False)
+    assert scored.classes == (1, 2)
+    assert scored.per_class[1]["dice"] == 1.0 and scored.per_class[2]["dice"] == 1.0
+    assert evaluate(pred, truth, surface=False).per_class[1]["dice"] < 1.0  # without ignore they count
+
+
+def test_headline_is_the_foreground_by_name():
+    truth = np.array([[1, 1, 1, 1, 2, 2]])
+    pred = np.array([[1, 1, 1, 2, 2, 2]])
+    named = evaluate(pred, truth, surface=False, names={1: "background", 2: "nucleus"})
+    assert named.foreground() == (2,) and named.headline() == "nucleus Dice 0.800"
+    assert named.mean["dice"] > 0.8  # the mean over all classes would flatter it
+    unnamed = evaluate(pred, truth, surface=False)
+    assert unnamed.headline().startswith("class 2 Dice")
+
+
+def test_a_shifted_numbering_is_flagged():
+    truth = np.array([[0, 0, 0, 1, 1, 0]])
+    assert numbering_warnings(truth + 1, truth)
+    assert not numbering_warnings(truth, truth)
+    assert not numbering_warnings(np.zeros_like(truth), truth)  # a poor prediction is not a numbering

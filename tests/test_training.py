@@ -8,10 +8,10 @@ import torch
 from conftest import blobs
 
 from napari_unetseg.core.checkpoint import load_model, load_torch_safely
-from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
 from napari_unetseg.core.data import encode_labels, find_class_values
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent
+from napari_unetseg.core.events import EpochEvent, LabelsEvent, PreviewEvent, StepEvent
 from napari_unetseg.core.prediction import predict_stack
 from napari_unetseg.core.training import Trainer, train
 
@@ -184,7 +184,7 @@ def test_preview_events():
     image, labels = blobs()
     trainer = Trainer([image], [labels], SPEC, cfg(steps=10))
     trainer.preview_every = 5
-    trainer.set_preview(image[0])
+    trainer.set_preview(0)
     previews = [e for e in trainer.run() if isinstance(e, PreviewEvent)]
     assert [p.step for p in previews] == [5, 10]
     assert previews[0].labels.shape == image.shape[2:]
@@ -195,28 +195,87 @@ def test_time_based_previews_follow_the_requested_slice():
     image, labels = blobs(n=3)
     trainer = Trainer([image], [labels], SPEC, cfg(steps=4))
     trainer.preview_interval_s = 0.0  # as often as possible: after every step
-    trainer.set_preview(image[2], key=2)
+    trainer.set_preview(2)
     previews = []
     for event in trainer.run():
         if isinstance(event, PreviewEvent):
             previews.append(event)
-            trainer.set_preview(None if event.step == 2 else image[1], key=1)
+            trainer.set_preview(None if event.step == 2 else 1)
     # slice 2 first, then slice 1 as asked after step 1; None after step 2 stops them
     assert [(p.step, p.key) for p in previews] == [(1, 2), (2, 1)]
     assert previews[0].labels.shape == image.shape[2:]
 
 
-def test_predict_chosen_slices_with_whole_stack_normalisation():
-    from napari_unetseg.core.prediction import predict_stack
+def test_a_slice_gets_the_same_labels_alone_inside_its_stack_and_as_the_preview():
+    """One normalisation policy: each slice from its own percentiles, in training, in the
+    preview and in prediction, on a stack whose slices differ in brightness."""
+    image, labels = blobs(n=4)
+    image = (
+        image * np.array([1.0, 0.3, 4.0, 12.0], np.float32)[:, None, None, None]
+        + np.array([0, 50, 0, 400], np.float32)[:, None, None, None]
+    )  # dim, bright and offset slices side by side
+    trainer = Trainer([image], [labels], SPEC, cfg(steps=30, precision="fp32"))
+    trainer.preview_interval_s = 0.0
+    trainer.set_preview(3)
+    previews = [e for e in trainer.run() if isinstance(e, PreviewEvent)]
+    last = previews[-1]
+    assert last.step == 30 and last.key == 3
+    loaded = trainer.loaded()
+    config = PredictConfig(precision="fp32")
+    whole = predict_stack(loaded, image, config)
+    alone = predict_stack(loaded, image[3:4], config)
+    chosen = predict_stack(loaded, image, config, slices=[3])
+    assert len(np.unique(whole.labels[3])) == 2  # not a trivial answer
+    assert np.mean(last.labels == whole.labels[3]) >= 0.999
+    assert np.array_equal(alone.labels[0], whole.labels[3])
+    assert np.array_equal(chosen.labels[0], whole.labels[3])
+    with pytest.raises(UserInputError, match="out of range"):
+        predict_stack(loaded, image, slices=[4])
 
-    image, labels = blobs(n=3)
-    result = train([image], [labels], SPEC, cfg(steps=2))
-    image = image.copy()
-    image[0] *= 5  # slice 0 changes the stack's percentiles, hence slice 2's normalisation
-    whole = predict_stack(result.loaded, image)
-    chosen = predict_stack(result.loaded, image, slices=[2])
-    assert chosen.labels.shape == (1, *image.shape[2:])
-    assert np.array_equal(chosen.labels[0], whole.labels[2])
+
+def test_strokes_painted_while_training_join_the_run():
+    """update_labels: the running trainer takes the new strokes at the next step, keeps
+    its weights, and learns the newly painted region (a class it knew, elsewhere)."""
+    image, labels = blobs(n=2)
+    first = labels.copy()
+    first[1] = 0  # only slice 0 painted at the start
+    trainer = Trainer([image], [first], SPEC, cfg(steps=60, validation_fraction=0.0, precision="fp32"))
+    events = trainer.run()
+    for event in events:
+        if isinstance(event, StepEvent) and event.step == 20:
+            break
+    weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    painted = labels.copy()
+    painted[0, 0, 0] = 7  # a class the run does not know: ignored, and said so
+    trainer.update_labels([painted])
+    update = next(e for e in events if not isinstance(e, EpochEvent))  # the epoch of step 20 first
+    assert isinstance(update, LabelsEvent) and update.accepted and update.step == 20
+    assert len(trainer.sampler.images) == 2  # slice 1 is now drawn from
+    assert update.slices == 2 and update.unknown == (7,)
+    assert update.painted == int((labels > 0).sum()) - 1  # the pixel of class 7 is left out
+    assert all(torch.equal(weights[k], v) for k, v in trainer.model.state_dict().items())  # kept
+    for _ in events:
+        pass
+    assert trainer.step == 60
+    # erasing everything keeps the previous strokes
+    trainer.config = trainer.config.replace(steps=62)
+    trainer.update_labels([np.zeros_like(labels)])
+    refused = next(e for e in trainer.run() if isinstance(e, LabelsEvent))
+    assert not refused.accepted and "no painted pixels" in refused.reason
+
+
+def test_class_names_reach_the_model_file(tmp_path):
+    from napari_unetseg.core.checkpoint import load_model
+
+    image, labels = blobs()
+    train([image], [labels], SPEC, cfg(steps=2), RunOptions(run_dir=tmp_path), class_names=["back", "blob"])
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.class_names == ("back", "blob") and loaded.name_of(2) == "blob"
+    # fine-tuning keeps the names it is not given
+    result = train([image], [labels], SPEC, cfg(steps=2), RunOptions(init=tmp_path / "model.pt"))
+    assert result.loaded.class_names == ("back", "blob")
+    with pytest.raises(UserInputError, match="3 class names for 2 classes"):
+        Trainer([image], [labels], SPEC, cfg(), class_names=["a", "b", "c"])
     with pytest.raises(UserInputError, match="out of range"):
         predict_stack(result.loaded, image, slices=[3])
 

@@ -18,6 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from napari_unetseg import __version__
+from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import AdvancedOptions, ModelSpec, PredictConfig, TrainConfig, defaults
 from napari_unetseg.core.errors import UserInputError
 
@@ -52,6 +53,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run folder for model.pt, config.json, history")
     p.add_argument("--axes", help="axes of the images, e.g. ZYX, TCYX, YXC (default: from metadata)")
     p.add_argument("--label-axes", help="axes of the label files (default: from metadata)")
+    p.add_argument(
+        "--class-names",
+        metavar="NAMES",
+        help="what the classes are called, in the order of the label values, e.g. background,nucleus",
+    )
     _add_model_flags(p)
     _add_recipe_flags(p)
     p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
@@ -188,7 +194,19 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prediction", required=True, metavar="P", help="predicted label image")
     p.add_argument("--truth", required=True, metavar="T", help="ground-truth label image")
     p.add_argument("--classes", type=int, nargs="+", help="label values to score (default: all)")
-    p.add_argument("--ignore", type=int, nargs="+", default=[], help="label values to leave out")
+    p.add_argument(
+        "--ignore",
+        type=int,
+        nargs="+",
+        default=[],
+        help="truth values whose pixels are left out of every metric",
+    )
+    p.add_argument(
+        "--class-names",
+        metavar="NAMES",
+        help="names of the scored classes in value order, e.g. background,nucleus "
+        "(default: the names in the prediction file)",
+    )
     p.add_argument("--json", metavar="FILE", help="write all metrics as JSON")
     p.add_argument("--csv", metavar="FILE", help="write per-class and per-slice metrics as CSV")
     p.add_argument("--no-surface", dest="surface", action="store_false", help="skip Hausdorff/HD95")
@@ -284,6 +302,7 @@ def _run_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         on_event=train_printer(),
+        class_names=parse_names(args.class_names),
     )
     state = "stopped" if result.stopped else "finished"
     print(f"training {state} at step {result.loaded.step}: {result.run_dir / 'model.pt'}")
@@ -314,8 +333,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from napari_unetseg.core.metrics import format_table
     from napari_unetseg.core.workflows import evaluate_files, write_evaluation
 
-    result = evaluate_files(args.prediction, args.truth, args.classes, args.ignore, args.surface)
+    names = parse_names(args.class_names)
+    result = evaluate_files(args.prediction, args.truth, args.classes, args.ignore, args.surface, names)
     write_evaluation(result, args.json, args.csv, overwrite=args.overwrite)
+    for warning in result.warnings:
+        print(f"unetseg evaluate: warning: {warning}", file=sys.stderr)
     print(format_table(result))
     return 0
 

@@ -5,8 +5,9 @@ and tensors, read back with ``torch.load(..., weights_only=True)``, which refuse
 pickled Python object: a model file from a stranger cannot execute code.
 
 Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fields),
-``normalization`` (its normalisation recipe, kept apart as in earlier versions), ``class_values``,
-``label_mode``, ``train_config``, ``logit_bias``, ``history``,
+``normalization`` (its percentiles, kept apart as in earlier versions), ``normalization_scope``
+(absent from files of 0.1, which normalised whole stacks), ``class_values``, ``class_names``
+(one per class value, ``""`` where unnamed), ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
 ``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
 separate ``resume.pt`` in the run folder so that shared model files stay small.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_unetseg.core.class_names import class_name
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.io import atomic_write
@@ -46,6 +48,11 @@ class LoadedModel:
     history: list[dict[str, Any]] = field(default_factory=list)
     step: int = 0
     logit_bias: tuple[float, ...] = ()
+    class_names: tuple[str, ...] = ()  # one per class value; "" (or none at all): unnamed
+
+    def name_of(self, value: int) -> str:
+        """What to call class ``value``: its name, or ``"class {value}"``."""
+        return class_name(self.class_values, self.class_names, value)
 
     @property
     def normalization(self) -> Normalization:
@@ -68,7 +75,9 @@ class LoadedModel:
             "spec": self.spec.network_dict(),
             "class_values": list(self.class_values),
             "label_mode": self.label_mode,
-            "normalization": self.normalization.to_dict(),
+            "normalization": self.normalization.percentile_dict(),
+            "normalization_scope": self.normalization.scope,
+            "class_names": list(self.class_names),
             "train_config": dict(self.train_config),
             "history": list(self.history),
             "step": int(self.step),
@@ -128,7 +137,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             f"{FORMAT_VERSION}: upgrade napari-unetseg"
         )
     try:
-        normalization = Normalization.from_dict(payload["normalization"])
+        scope = payload.get("normalization_scope", "stack")  # 0.1 normalised whole stacks
+        normalization = Normalization.from_dict({**payload["normalization"], "scope": scope})
         spec = ModelSpec.from_dict(payload["spec"]).replace(normalization=normalization)
         model = build_model(spec)
         model.load_state_dict(payload["state_dict"])
@@ -141,12 +151,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
             history=list(payload.get("history", [])),
             step=int(payload.get("step", 0)),
             logit_bias=tuple(float(b) for b in payload.get("logit_bias", ())),
+            class_names=tuple(str(name) for name in payload.get("class_names", ())),
         )
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise UserInputError(f"{path} is a damaged model file: {exc}") from exc
     n_bias = len(loaded.logit_bias)
+    n_names = len(loaded.class_names)
     if len(loaded.class_values) != spec.num_classes or n_bias not in (0, spec.num_classes):
         raise UserInputError(f"{path} is a damaged model file: class values do not match the head")
+    if n_names not in (0, spec.num_classes):
+        raise UserInputError(f"{path} is a damaged model file: class names do not match the classes")
     return loaded
 
 

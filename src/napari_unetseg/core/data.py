@@ -80,6 +80,29 @@ def find_class_values(
     return tuple(sorted(values))
 
 
+DENSE_ZERO_WARNING = 0.9  # dense labels whose painted slices are this much 0 look like strokes
+
+
+def label_mode_warning(label_stacks: Sequence[np.ndarray], mode: str) -> str | None:
+    """A warning when dense mode meets what looks like strokes: on the slices with any
+    non-zero label, 0 (a class in dense mode) covers nearly everything, so the network
+    would learn "0" for the unpainted pixels."""
+    if mode != "dense":
+        return None
+    zeros = total = 0
+    for labels in label_stacks:
+        for plane in np.asarray(labels).reshape((-1, *labels.shape[-2:])):
+            if plane.any():
+                zeros += int((plane == 0).sum())
+                total += plane.size
+    if total and zeros / total >= DENSE_ZERO_WARNING:
+        return (
+            f"the labels are dense (0 is a class) but 0 covers {100 * zeros / total:.0f} % of the "
+            "labelled slices: if 0 means unpainted (strokes), train with sparse labels"
+        )
+    return None
+
+
 def encode_labels(labels: np.ndarray, class_values: Sequence[int], mode: str) -> np.ndarray:
     """Map label values to class indices ``0..K-1``; unpainted/unknown -> ``-1``."""
     lut_size = max(int(labels.max(initial=0)), max(class_values)) + 1
@@ -252,8 +275,9 @@ def training_items(
     """Normalised ``(x, target)`` pairs of every labelled slice (2D models: ``(C, Y, X)``
     and ``(Y, X)``) or labelled stack (3D models: ``(C, Z, Y, X)`` and ``(Z, Y, X)``).
 
-    Each image is normalised with its own percentiles (``normalization``, a
-    :class:`~napari_unetseg.core.normalization.Normalization`); a constant one is refused.
+    Each item is normalised as prediction will normalise it (``normalization``, a
+    :class:`~napari_unetseg.core.normalization.Normalization`: by default a slice from its
+    own percentiles, a volume from its own); a constant image is refused.
     """
     items = []
     for number, (image, label) in enumerate(zip(images, labels), start=1):
@@ -268,10 +292,11 @@ def training_items(
             if (target >= 0).any():
                 items.append((np.moveaxis(normalization.apply(image, lo, hi), 1, 0), target))
             continue
+        read = normalization.slice_reader(image)
         for i in range(image.shape[0]):
             target = encode_labels(np.asarray(label[i]), class_values, mode)
             if (target >= 0).any():
-                items.append((normalization.apply(image[i], lo, hi), target))
+                items.append((read(i), target))
     return items
 
 

@@ -51,6 +51,21 @@ class PreviewEvent:
 
 
 @dataclass(frozen=True)
+class LabelsEvent:
+    """The labels given to ``update_labels`` while the run goes on: from ``step`` on it
+    trains on ``painted`` labelled pixels in ``slices`` slices (or volumes). ``unknown``:
+    painted values of classes the run does not know (ignored). When ``accepted`` is false
+    the previous labels go on, for ``reason``."""
+
+    step: int
+    painted: int = 0
+    slices: int = 0
+    unknown: tuple[int, ...] = ()
+    accepted: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class TryEvent:
     """One of several tries (``TrainConfig.tries``) starts: the events that follow, up to
     the next ``TryEvent`` or :class:`ChoiceEvent`, are its steps."""

@@ -203,6 +203,27 @@ def read_labels(path: str | os.PathLike, axes: str | None = None) -> tuple[np.nd
     return data, found
 
 
+def _names_metadata(names: dict[int, str]) -> dict:
+    return {"class_names": {str(value): name for value, name in names.items()}} if names else {}
+
+
+def read_class_names(path: str | os.PathLike) -> dict[int, str]:
+    """Label value -> class name from a label TIFF that ``unetseg predict`` (or the Predict
+    dock's save) wrote; empty for other files."""
+    import tifffile
+
+    try:
+        with _quiet_tifffile(), tifffile.TiffFile(path) as tif:
+            metadata = tif.shaped_metadata or ()
+    except (OSError, ValueError, tifffile.TiffFileError):
+        return {}
+    names = metadata[0].get("class_names", {}) if metadata else {}
+    try:
+        return {int(value): str(name) for value, name in dict(names).items()}
+    except (TypeError, ValueError):
+        return {}
+
+
 def to_stack(image: np.ndarray, axes: str) -> tuple[np.ndarray, StackLayout]:
     """Reorder ``image`` to ``(N, C, Y, X)``; a view when no copy is needed."""
     axes = validate_axes(axes, image.ndim)
@@ -288,10 +309,20 @@ class TiffSliceWriter:
     classes
         ``None`` for labels (file axes: the image's without ``C``); the number of
         classes for probabilities (file axes: stacked axes, then ``CYX``).
+    class_names
+        Label value -> class name, kept in the file's metadata (:func:`read_class_names`).
     """
 
-    def __init__(self, path: Path, layout: StackLayout, dtype, classes: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        layout: StackLayout,
+        dtype,
+        classes: int | None = None,
+        class_names: dict[int, str] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.class_names = {int(k): str(v) for k, v in (class_names or {}).items() if v}
         self.dtype = np.dtype(dtype)
         self.stack_shape = layout.stack_shape
         sizes = dict(zip(layout.axes, layout.shape))
@@ -315,7 +346,7 @@ class TiffSliceWriter:
             self._tmp,
             shape=self.shape,
             dtype=self.dtype,
-            metadata={"axes": self.axes},
+            metadata={"axes": self.axes, **_names_metadata(self.class_names)},
             photometric="minisblack",
         )
         # the same memory in stack order: stacked axes (as in the stack), then (C,) Y, X

@@ -13,7 +13,7 @@ results go; their options are the same config objects (:mod:`~napari_unetseg.cor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ def start_training(
     spec: ModelSpec,
     config: TrainConfig,
     run: RunOptions,
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
 ) -> Trainer | BestOfTries:
     """Check the run options and build the trainer (nothing is written yet).
 
@@ -42,9 +43,11 @@ def start_training(
         ``(N, C, Y, X)`` image stacks and their ``(N, Y, X)`` label stacks.
     spec, config, run
         The model recipe, the training options and the run folder's options.
+    class_names
+        What the classes are called (one per class in label-value order, or value -> name).
     """
     check_run(run)
-    return make_trainer(images, labels, spec, config, run)
+    return make_trainer(images, labels, spec, config, run, class_names)
 
 
 def check_run(run: RunOptions) -> None:

@@ -25,6 +25,13 @@ Empty classes (documented convention; means over classes skip NaN):
   HD = HD95 = NaN.
 
 A whole-stack HD is NaN as soon as one slice has the class in only one of the two.
+
+Ignored values (``ignore``) are ground-truth values whose pixels are left out of every
+metric (as an "unlabelled" or "void" value is): what is predicted there counts for no class.
+
+The headline (:meth:`EvaluationResult.headline`) is the mean over the foreground classes:
+every class but the one named "background" (or, when the classes have no names, the
+lowest value), because a large, easy background lifts a mean over all classes.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from napari_unetseg.core.class_names import background_value
 from napari_unetseg.core.errors import UserInputError
 
 METRIC_NAMES = ("dice", "iou", "precision", "recall", "f1", "hausdorff", "hd95")
@@ -102,9 +110,13 @@ def _directed_distances(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return ndimage.distance_transform_edt(~target)[source]
 
 
-def slice_counts(pred: np.ndarray, truth: np.ndarray, value: int, surface: bool = True) -> Counts:
-    """Counts for one class in one 2D slice."""
+def slice_counts(
+    pred: np.ndarray, truth: np.ndarray, value: int, surface: bool = True, valid: np.ndarray | None = None
+) -> Counts:
+    """Counts for one class in one 2D slice (only the ``valid`` pixels, when given)."""
     p, t = pred == value, truth == value
+    if valid is not None:
+        p, t = p & valid, t & valid
     counts = Counts(tp=int((p & t).sum()), fp=int((p & ~t).sum()), fn=int((~p & t).sum()))
     if surface:
         if p.any() and t.any():
@@ -124,6 +136,28 @@ class EvaluationResult:
     per_class: dict[int, dict[str, float]]
     per_slice: list[dict[int, dict[str, float]]]
     mean: dict[str, float]
+    names: dict[int, str] = field(default_factory=dict)  # label value -> class name, where known
+    warnings: tuple[str, ...] = ()  # results that are probably not what the user meant
+
+    def name_of(self, value: int) -> str:
+        """The class's name, or ``"class {value}"``."""
+        return self.names.get(value) or f"class {value}"
+
+    def foreground(self) -> tuple[int, ...]:
+        """The classes the headline averages: all but the background (see the module notes)."""
+        background = background_value(self.classes, self.names)
+        rest = tuple(v for v in self.classes if v != background)
+        return rest or self.classes
+
+    def headline(self, metric: str = "dice") -> str:
+        """``"nucleus Dice 0.789"``, or ``"mean Dice 0.72 (membrane 0.70, synapse 0.74)"``."""
+        label = "Dice" if metric == "dice" else metric
+        values = {v: self.per_class[v][metric] for v in self.foreground()}
+        if len(values) == 1:
+            ((value, score),) = values.items()
+            return f"{self.name_of(value)} {label} {score:.3f}"
+        parts = ", ".join(f"{self.name_of(v)} {score:.3f}" for v, score in values.items())
+        return f"mean {label} {np.nanmean(list(values.values())):.3f} ({parts})"
 
     def to_dict(self) -> dict:
         """JSON-friendly: NaN becomes ``None``; class keys are the label values as strings."""
@@ -133,6 +167,9 @@ class EvaluationResult:
 
         return {
             "classes": list(self.classes),
+            "class_names": {str(v): self.name_of(v) for v in self.classes},
+            "foreground": list(self.foreground()),
+            "warnings": list(self.warnings),
             "per_class": {str(v): clean(m) for v, m in self.per_class.items()},
             "mean": clean(self.mean),
             "per_slice": [{str(v): clean(m) for v, m in s.items()} for s in self.per_slice],
@@ -154,6 +191,7 @@ def evaluate(
     classes: Sequence[int] | None = None,
     ignore: Sequence[int] = (),
     surface: bool = True,
+    names: dict[int, str] | None = None,
 ) -> EvaluationResult:
     """Dice, IoU, precision, recall, F1, HD and HD95 per class, per slice and on average.
 
@@ -164,10 +202,13 @@ def evaluate(
     classes
         Label values to score; default: every value present in either image.
     ignore
-        Values to leave out (e.g. ``[0]`` to skip background).
+        Ground-truth values whose pixels are left out of every metric (e.g. ``[0]``
+        for "unlabelled"); they are not scored as classes either.
     surface
         Compute the boundary distances (HD, HD95); they cost a distance transform per
         class and slice.
+    names
+        Label value -> class name, for the table, the headline and the files.
     """
     if prediction.shape != truth.shape:
         raise UserInputError(
@@ -188,9 +229,10 @@ def evaluate(
     pooled = {v: Counts() for v in classes}
     per_slice = []
     for p, t in zip(pred_s, truth_s):
+        valid = ~np.isin(t, list(ignore)) if len(ignore) else None
         row = {}
         for v in classes:
-            c = slice_counts(p, t, v, surface)
+            c = slice_counts(p, t, v, surface, valid)
             pooled[v].add(c)
             row[v] = c.metrics()
         per_slice.append(row)
@@ -203,7 +245,34 @@ def evaluate(
         for table in (per_class, mean, *[r for s in per_slice for r in s.values()]):
             table.pop("hausdorff", None)
             table.pop("hd95", None)
-    return EvaluationResult(classes, per_class, per_slice, mean)
+    names = {int(v): str(n) for v, n in (names or {}).items() if n}
+    warnings = numbering_warnings(pred_s, truth_s, ignore)
+    return EvaluationResult(classes, per_class, per_slice, mean, names, warnings)
+
+
+def numbering_warnings(
+    prediction: np.ndarray, truth: np.ndarray, ignore: Sequence[int] = ()
+) -> tuple[str, ...]:
+    """Warn when the two images seem to number the classes differently: most of the
+    (not ignored) truth pixels of a value lie under another predicted value (e.g. truth
+    0/1 against predictions 1/2), so the scores compare the wrong classes."""
+    valid = ~np.isin(truth, list(ignore)) if len(ignore) else np.ones(truth.shape, bool)
+    t, p = truth[valid].astype(np.int64), prediction[valid].astype(np.int64)
+    if t.size == 0:
+        return ()
+    values, t_index = np.unique(t, return_inverse=True)
+    pred_values, p_index = np.unique(p, return_inverse=True)
+    table = np.zeros((len(values), len(pred_values)), np.int64)
+    np.add.at(table, (t_index.ravel(), p_index.ravel()), 1)
+    best = pred_values[table.argmax(1)]
+    moved = best != values
+    if table[moved].max(1, initial=0).sum() < 0.5 * t.size:
+        return ()
+    pairs = ", ".join(f"truth {a} ~ prediction {b}" for a, b in zip(values.tolist(), best.tolist()) if a != b)
+    return (
+        f"the prediction and the ground truth seem to number the classes differently ({pairs}): "
+        "the scores compare different classes; relabel one of them",
+    )
 
 
 def masked_dice(pairs, num_classes: int) -> np.ndarray:
@@ -221,10 +290,14 @@ def masked_dice(pairs, num_classes: int) -> np.ndarray:
 ERROR_KINDS = ("", "true positive", "false positive", "false negative")
 
 
-def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarray:
+def error_map(
+    prediction: np.ndarray, truth: np.ndarray, value: int, ignore: Sequence[int] = ()
+) -> np.ndarray:
     """Where class ``value`` is right and wrong: 1 = true positive, 2 = false positive,
-    3 = false negative (:data:`ERROR_KINDS`), 0 elsewhere."""
+    3 = false negative (:data:`ERROR_KINDS`), 0 elsewhere (and where the truth is ``ignore``d)."""
     pred, true = np.asarray(prediction) == value, np.asarray(truth) == value
+    if len(ignore):
+        pred = pred & ~np.isin(truth, list(ignore))
     out = np.zeros(pred.shape, dtype=np.uint8)
     out[pred & true] = 1
     out[pred & ~true] = 2
@@ -233,15 +306,18 @@ def error_map(prediction: np.ndarray, truth: np.ndarray, value: int) -> np.ndarr
 
 
 def format_table(result: EvaluationResult) -> str:
-    """A plain-text table: one row per class and one for the mean."""
+    """A plain-text table: one row per class (value and name) and one for the mean."""
     names = [n for n in METRIC_NAMES if n in result.mean]
-    header = f"{'class':>8} " + " ".join(f"{n:>10}" for n in names)
+    width = max(8, *(len(f"{v} {result.name_of(v)}") for v in result.classes))
+    header = f"{'class':>{width}} " + " ".join(f"{n:>10}" for n in names)
     lines = [header, "-" * len(header)]
 
     def fmt(x: float) -> str:
         return f"{x:>10.4f}" if np.isfinite(x) else f"{'n/a':>10}"
 
     for v in result.classes:
-        lines.append(f"{v:>8} " + " ".join(fmt(result.per_class[v][n]) for n in names))
-    lines.append(f"{'mean':>8} " + " ".join(fmt(result.mean[n]) for n in names))
+        label = f"{v} {result.names[v]}" if v in result.names else str(v)
+        lines.append(f"{label:>{width}} " + " ".join(fmt(result.per_class[v][n]) for n in names))
+    lines.append(f"{'mean':>{width}} " + " ".join(fmt(result.mean[n]) for n in names))
+    lines.append(f"headline: {result.headline()}")
     return "\n".join(lines)

@@ -1,13 +1,21 @@
-"""Per-image percentile normalisation.
+"""Percentile normalisation: one policy for training, the live preview and prediction.
 
-Each image (one file, one layer: the whole stack) is scaled per channel so that its
-``low`` percentile maps to 0 and its ``high`` percentile to 1. The recipe (not the
-numbers) is stored in the model file, so prediction normalises each new image the same
-way from its own percentiles.
+What the network sees is scaled per channel so that its ``low`` percentile maps to 0 and
+its ``high`` percentile to 1, from its own percentiles (``scope="slice"``, the default):
+a 2D model's input is one slice (a plane of a stack, a frame of a time series), a 3D
+model's input is the volume. So a slice gets the same labels whether it is predicted
+alone, inside its stack, or shown as the training preview, and a stack whose slices
+differ in brightness (bleaching, uneven illumination) is read slice by slice, as it is
+seen. The recipe (not the numbers) is stored in the model file, so prediction normalises
+new images the same way.
+
+Model files of napari-unetseg 0.1 scaled every slice of a stack with the whole stack's
+percentiles (``scope="stack"``); they keep doing so, so they predict what they predicted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,6 +24,7 @@ from napari_unetseg.core.errors import UserInputError
 
 _MAX_SAMPLES = 4_000_000
 _MAX_SLICES = 64
+SCOPES = ("slice", "stack")
 
 
 @dataclass(frozen=True)
@@ -25,8 +34,14 @@ class Normalization:
 
     low: float = 1.0
     high: float = 99.8
+    scope: str = "slice"
 
     def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise UserInputError(
+                f"unknown normalisation scope {self.scope!r}; known: {', '.join(SCOPES)}",
+                subject="normalization",
+            )
         bad = any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in (self.low, self.high))
         if bad or not 0 <= self.low < self.high <= 100:
             raise UserInputError(
@@ -43,12 +58,17 @@ class Normalization:
         data = dict(data)
         if data.pop("method", "percentile") != "percentile":
             raise UserInputError(f"unknown normalisation method {data.get('method')!r}")
-        unknown = sorted(set(data) - {"low", "high"})
+        unknown = sorted(set(data) - {"low", "high", "scope"})
         if unknown:
             raise UserInputError(
-                f"unknown normalization option(s) {', '.join(unknown)}; known: high, low, method"
+                f"unknown normalization option(s) {', '.join(unknown)}; known: high, low, method, scope"
             )
-        return cls(**{key: float(value) for key, value in data.items()})
+        return cls(**{key: value if key == "scope" else float(value) for key, value in data.items()})
+
+    def percentile_dict(self) -> dict:
+        """:meth:`to_dict` without the scope: the model file's ``normalization`` entry,
+        in the layout napari-unetseg 0.1 reads (the scope has an entry of its own)."""
+        return {"method": "percentile", "low": self.low, "high": self.high}
 
     def percentiles(self, stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel ``(low, high)`` values of a ``(N, C, Y, X)`` stack.
@@ -80,6 +100,20 @@ class Normalization:
         return (slab - lo[:, None, None]) * scale[:, None, None]
 
     def normalize(self, stack: np.ndarray) -> np.ndarray:
-        """Normalise a whole ``(N, C, Y, X)`` stack (loads it into memory)."""
+        """Normalise a whole ``(N, C, Y, X)`` stack with its percentiles (loads it into memory)."""
         lo, hi = self.percentiles(stack)
         return self.apply(stack, lo, hi)
+
+    def slice_reader(self, stack: np.ndarray) -> Callable[[int], np.ndarray]:
+        """``index -> `` the normalised ``(C, Y, X)`` slice ``index`` of a ``(N, C, Y, X)``
+        stack, as a 2D model sees it: from the slice's own percentiles (``scope="slice"``),
+        or from the whole stack's (``"stack"``, computed here once). Reads one slice per call."""
+        if self.scope == "stack":
+            lo, hi = self.percentiles(stack)
+            return lambda index: self.apply(np.asarray(stack[index]), lo, hi)
+
+        def read(index: int) -> np.ndarray:
+            raw = np.asarray(stack[index])
+            return self.apply(raw, *self.percentiles(raw[None]))
+
+        return read

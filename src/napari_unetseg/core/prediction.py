@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -141,10 +142,12 @@ def iter_predict(
 ) -> Generator[PredictProgress, None, PredictionResult]:
     """Predict a ``(N, C, Y, X)`` stack with one model file's recipe, or an ensemble's.
 
-    The stack is normalised with its own percentiles (each model's recipe); a 2D model
-    predicts each slice, a 3D model the stack as one ``(C, Z, Y, X)`` volume in 3D tiles.
-    Yields :class:`PredictProgress`. ``slices`` predicts only those slice indices
-    (normalised with the whole stack's percentiles all the same); the result then holds
+    A 2D model predicts each slice, normalised from its own percentiles (each model's
+    recipe, :mod:`~napari_unetseg.core.normalization`), so a slice gets the same labels
+    alone or inside its stack; a 3D model predicts the stack as one ``(C, Z, Y, X)``
+    volume in 3D tiles, normalised from the volume's percentiles. Yields
+    :class:`PredictProgress`. ``slices`` predicts only those slice indices (a 3D model
+    still normalises with the whole stack's percentiles); the result then holds
     ``len(slices)`` slices.
 
     Several models (an ensemble, e.g. one recipe trained with different seeds; they
@@ -170,15 +173,8 @@ def iter_predict(
     probs = probabilities_out if probabilities else None
     if probabilities and probs is None:
         probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
-    # members with the same normalisation recipe share its percentiles (which read up to 64 slices)
-    bounds = {recipe: recipe.percentiles(stack) for recipe in dict.fromkeys(m.normalization for m in models)}
     members = [
-        (
-            m,
-            inference_copy(m.model, device),
-            _jobs(m, stack, indices, *bounds[m.normalization], config.tile_depth),
-        )
-        for m in models
+        (m, inference_copy(m.model, device), _jobs(m, stack, indices, config.tile_depth)) for m in models
     ]
     n_jobs = len(members[0][2])
     softmax = len(members) > 1 or probs is not None
@@ -233,29 +229,26 @@ def _member_scores(tiler: Tiler, fast, volume: np.ndarray, rank: int, members: i
         )
 
 
-def _jobs(loaded: LoadedModel, stack, indices: list[int], lo, hi, tile_depth: int) -> list:
+def _jobs(loaded: LoadedModel, stack, indices: list[int], tile_depth: int) -> list:
     """What to run the network on: a list of ``(first slice, read normalised input,
-    [(output index, source slice)])``. 2D models: one slice at a time. 3D models: one
-    volume ``(C, Z, Y, X)``: the whole stack, or the slab around the requested slices
-    with half a z tile of context on each side. Inputs are read when called, normalised
-    with ``loaded``'s recipe and the whole stack's percentiles ``lo``, ``hi``."""
-    volumes = getattr(loaded.model, "spatial_dims", 2) == 3
-
-    def read(first: int, last: int) -> Callable[[], np.ndarray]:
-        def load() -> np.ndarray:
-            if not volumes:
-                return loaded.normalization.apply(np.asarray(stack[first]), lo, hi)
-            slab = loaded.normalization.apply(np.asarray(stack[first:last]), lo, hi)
-            return np.moveaxis(slab, 1, 0)
-
-        return load
-
-    if not volumes:
-        return [(source, read(source, source + 1), [(index, source)]) for index, source in enumerate(indices)]
+    [(output index, source slice)])``. 2D models: one slice at a time, normalised as
+    ``loaded``'s recipe says (:meth:`~napari_unetseg.core.normalization.Normalization.slice_reader`).
+    3D models: one volume ``(C, Z, Y, X)``: the whole stack, or the slab around the
+    requested slices with half a z tile of context on each side, normalised with the
+    whole stack's percentiles. Inputs are read when called."""
+    recipe = loaded.normalization
+    if getattr(loaded.model, "spatial_dims", 2) != 3:
+        read_slice = recipe.slice_reader(stack)
+        return [(src, partial(read_slice, src), [(index, src)]) for index, src in enumerate(indices)]
+    lo, hi = recipe.percentiles(stack)
     context = tile_depth // 2
     first = max(0, min(indices) - context)
     last = min(stack.shape[0], max(indices) + context + 1)
-    return [(first, read(first, last), list(enumerate(indices)))]
+
+    def load() -> np.ndarray:
+        return np.moveaxis(recipe.apply(np.asarray(stack[first:last]), lo, hi), 1, 0)
+
+    return [(first, load, list(enumerate(indices)))]
 
 
 def predict_stack(

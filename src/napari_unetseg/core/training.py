@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,18 @@ import torch
 
 from napari_unetseg.core import data as data_mod
 from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
+from napari_unetseg.core.class_names import name_classes
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import EpochEvent, PreviewEvent, StepEvent, TrainResult, run_generator
+from napari_unetseg.core.events import (
+    EpochEvent,
+    LabelsEvent,
+    PreviewEvent,
+    StepEvent,
+    TrainResult,
+    run_generator,
+)
 from napari_unetseg.core.inference import channels_last_format, inference_copy
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
@@ -72,6 +80,10 @@ class Trainer:
     run
         The run folder (``None``: in memory), the model file to fine-tune from, and
         whether to resume the run in the folder or overwrite it.
+    class_names
+        What the classes are called: one name per class in the order of the label
+        values, or value -> name; the model file keeps them (a fine-tuned or resumed
+        run keeps its model file's names for the classes not named here).
     """
 
     def __init__(
@@ -81,6 +93,7 @@ class Trainer:
         spec: ModelSpec | None = None,
         config: TrainConfig | None = None,
         run: RunOptions | None = None,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
     ) -> None:
         run = run or RunOptions()
         self.config = config or TrainConfig()
@@ -89,10 +102,13 @@ class Trainer:
         self.dtype = resolve_precision(self.config.precision, self.device)
         self._stop_requested = self._discarded = False
         self.batch_size = self.config.batch_size  # halved on out-of-memory errors
-        self._preview: tuple[np.ndarray, object] | None = None
+        self._images = list(images)  # the raw stacks: the preview reads its slice from the first
+        self._preview: int | None = None  # the slice of the first stack to preview
+        self._preview_reader = None
+        self._new_labels: list[np.ndarray] | None = None  # set from another thread: see update_labels
         self.preview_every = 25
         self.preview_interval_s: float | None = None
-        self._last_preview = -math.inf
+        self._last_preview, self._preview_step = -math.inf, -1
         self._fast: tuple[int, torch.nn.Module] | None = None  # (step, inference copy)
         self._tiler = dataclasses.replace(
             Tiler.from_config(PREVIEW, self.device), precision=self.config.precision
@@ -108,6 +124,10 @@ class Trainer:
         self.label_mode = base.label_mode if run.resume else self.config.label_mode
         known = base.class_values if base else ()
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
+        warning = data_mod.label_mode_warning(labels, self.label_mode)
+        self.warnings: tuple[str, ...] = (warning,) if warning else ()  # for the fronts to show
+        base_names = dict(zip(base.class_values, base.class_names)) if base and base.class_names else {}
+        self.class_names = name_classes(self.class_values, class_names, base_names)
         data_mod.check_training_sizes(images, self.config.patch_size)
         self.spec = (base.spec if base else spec or ModelSpec()).replace(
             in_channels=channels, num_classes=len(self.class_values)
@@ -121,6 +141,7 @@ class Trainer:
             base, keep_head=run.resume or base is None or base.class_values == self.class_values
         )
         self._check_3d(images)
+        self.generator = torch.Generator().manual_seed(self.config.seed)  # patches, flips: the run's own
         self._prepare_data(images, labels)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -176,19 +197,18 @@ class Trainer:
     def _prepare_data(self, images, labels) -> None:
         """Normalised, encoded training items (labelled slices, or labelled stacks as
         volumes for 3D models, which get no validation split), the sampler, class weights
-        and the prior estimate."""
+        and the prior estimate. Raises before changing anything when nothing is labelled."""
         cfg, advanced = self.config, self.config.advanced
         volumes = self.model.spatial_dims == 3
         items = data_mod.training_items(
             images, labels, self.class_values, self.label_mode, self.normalization, volumes
         )
-        train, self.val = data_mod.split_validation(
-            items, cfg.validation_fraction, cfg.seed, allowed=not volumes
-        )
+        if not items:
+            raise UserInputError("no painted pixels of the run's classes are left")
+        train, val = data_mod.split_validation(items, cfg.validation_fraction, cfg.seed, allowed=not volumes)
         train_x, train_y = [x for x, _ in train], [y for _, y in train]
-        self.generator = torch.Generator().manual_seed(cfg.seed)
         patch = (cfg.patch_depth, cfg.patch_size, cfg.patch_size) if volumes else cfg.patch_size
-        self.sampler = data_mod.PatchSampler(
+        sampler = data_mod.PatchSampler(
             train_x,
             train_y,
             patch,
@@ -199,6 +219,7 @@ class Trainer:
         )
         balance = self.label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
         weights = data_mod.class_weights(train_y, len(self.class_values)) if balance else None
+        self.sampler, self.val, self._labels = sampler, val, list(labels)
         self.class_weights = torch.from_numpy(weights).to(self.device) if weights is not None else None
         self.priors = None
         if advanced.prior_correction and self.label_mode == "sparse" and not volumes:
@@ -230,17 +251,27 @@ class Trainer:
         """Stop without saving or updating anything (a try that was not kept)."""
         self._discarded = self._stop_requested = True
 
-    def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
-        """Set the ``(C, Y, X)`` raw slice to preview (normalised by its own percentiles).
+    def set_preview(self, index: int | None) -> None:
+        """Preview slice ``index`` of the first image stack (``None``: no preview; thread-safe).
 
-        ``key`` (e.g. the slice index) comes back in the :class:`PreviewEvent`. Previews
-        come every ``preview_every`` steps, or, when ``preview_interval_s`` is set, as
-        soon as that many seconds have passed since the last one (the first after step 1).
+        The slice is read and normalised in the training thread, exactly as prediction
+        normalises it, so the preview of a model is what predicting that slice gives.
+        The index comes back as the :class:`PreviewEvent`'s ``key``. Previews come every
+        ``preview_every`` steps, or, when ``preview_interval_s`` is set, as soon as that
+        many seconds have passed since the last one (the first after step 1).
         """
-        if image is None:
-            self._preview = None
-            return
-        self._preview = (self.normalization.normalize(np.asarray(image)[None])[0], key)
+        self._preview = None if index is None else int(index)
+
+    def update_labels(self, labels: Sequence[np.ndarray]) -> None:
+        """Train on these label stacks from the next step on (thread-safe): strokes painted
+        or erased while the run goes on join it, and the network keeps what it learned.
+
+        The stacks must have the shapes of the ones the run started with; they are copied
+        here. Values of classes the run does not know are ignored (a new class needs a
+        new run: its network has no output for it). A :class:`LabelsEvent` reports the
+        update.
+        """
+        self._new_labels = [np.array(stack, copy=True) for stack in labels]
 
     def _preview_due(self) -> bool:
         if self._preview is None:
@@ -250,10 +281,34 @@ class Trainer:
         return time.perf_counter() - self._last_preview >= self.preview_interval_s
 
     def _make_preview(self) -> PreviewEvent:
-        image, key = self._preview
-        labels = self.predict_slice(image)
-        self._last_preview = time.perf_counter()
-        return PreviewEvent(self.step, labels, key)
+        index = self._preview
+        if self._preview_reader is None:
+            stack = self._images[0]
+            if self.model.spatial_dims == 3:  # a 3D model's input is the volume: its percentiles
+                lo, hi = self.normalization.percentiles(stack)
+                self._preview_reader = lambda i: self.normalization.apply(np.asarray(stack[i]), lo, hi)
+            else:
+                self._preview_reader = self.normalization.slice_reader(stack)
+        labels = self.predict_slice(self._preview_reader(index))
+        self._last_preview, self._preview_step = time.perf_counter(), self.step
+        return PreviewEvent(self.step, labels, index)
+
+    def _take_new_labels(self) -> LabelsEvent:
+        """Rebuild the training data from the labels :meth:`update_labels` left; the
+        previous ones stay when nothing of the run's classes is painted any more."""
+        labels, self._new_labels = self._new_labels, None
+        if [stack.shape for stack in labels] != [tuple(stack.shape) for stack in self._labels]:
+            return LabelsEvent(self.step, accepted=False, reason="the labels changed shape")
+        ignored = {0} if self.label_mode == "sparse" else set()
+        found = set().union(*(np.unique(stack).tolist() for stack in labels))
+        unknown = tuple(sorted(found - set(self.class_values) - ignored))
+        try:
+            self._prepare_data(self._images, labels)
+        except UserInputError as exc:
+            return LabelsEvent(self.step, unknown=unknown, accepted=False, reason=exc.problem)
+        items = [*self.sampler.targets, *(y for _, y in self.val)]
+        painted = sum(int((y >= 0).sum()) for y in items)
+        return LabelsEvent(self.step, painted, len(items), unknown)
 
     # -- the loop -----------------------------------------------------------------
 
@@ -267,6 +322,8 @@ class Trainer:
         saved_at, every = -1, cfg.epoch_steps()
         try:
             while self.step < cfg.steps and not self._stop_requested:
+                if self._new_labels is not None:
+                    yield self._take_new_labels()
                 self.model.train()
                 loss = self._train_step()
                 self.step += 1
@@ -287,6 +344,8 @@ class Trainer:
             raise
         if saved_at != self.step:
             self._end_epoch(epoch_losses, time.perf_counter() - start)
+        if self._preview is not None and self._preview_step != self.step:
+            yield self._make_preview()  # the last preview shows the model as it is saved
         return TrainResult(self.loaded(), self.run_dir, stopped=self.step < cfg.steps)
 
     def _train_step(self) -> float:
@@ -393,6 +452,7 @@ class Trainer:
             history=list(self.history),
             step=self.step,
             logit_bias=self.logit_bias,
+            class_names=self.class_names,
         )
 
     def _config_record(self) -> dict:
@@ -400,6 +460,7 @@ class Trainer:
             "model": self.spec.to_dict(),
             "train": self.config.to_dict(),
             "class_values": list(self.class_values),
+            "class_names": list(self.class_names),
             "label_mode": self.label_mode,
         }
         if self.tries_record is not None:
@@ -433,6 +494,7 @@ def make_trainer(
     spec: ModelSpec | None = None,
     config: TrainConfig | None = None,
     run: RunOptions | None = None,
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
 ) -> Trainer | BestOfTries:
     """A :class:`BestOfTries` when ``config.tries > 1`` on a new run, else a :class:`Trainer`
     (a resumed run goes on with the seed that was kept)."""
@@ -441,10 +503,12 @@ def make_trainer(
         in_memory = RunOptions(init=run.init)
 
         def build(k: int) -> Trainer:
-            return Trainer(images, labels, spec, config.replace(seed=config.seed + k, tries=1), in_memory)
+            return Trainer(
+                images, labels, spec, config.replace(seed=config.seed + k, tries=1), in_memory, class_names
+            )
 
         return BestOfTries(build, config, run.run_dir, run.overwrite)
-    return Trainer(images, labels, spec, config, run)
+    return Trainer(images, labels, spec, config, run, class_names)
 
 
 def train(*args, on_event=None, **kwargs) -> TrainResult:

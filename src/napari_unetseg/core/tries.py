@@ -34,7 +34,7 @@ class BestOfTries:
     are held in memory at most.
 
     Same interface as :class:`~napari_unetseg.core.training.Trainer` (``run``,
-    ``request_stop``, ``set_preview``, ``preview_interval_s``); the events gain a
+    ``request_stop``, ``set_preview``, ``update_labels``, ``preview_interval_s``); the events gain a
     :class:`TryEvent` before each try and a :class:`ChoiceEvent` when one is kept, and
     each :class:`StepEvent`'s ``remaining`` counts the tries still to come. Stopping
     during the tries keeps the try that is running (saved as a stopped run, which can
@@ -54,9 +54,12 @@ class BestOfTries:
             RunFolder(run_dir).check_new()
         self._build = build
         self._first: Trainer | None = build(0)  # bad input fails here, before anything runs
+        self.warnings = self._first.warnings
+        self.class_values = self._first.class_values
         self.current: Trainer | None = None
         self.preview_interval_s: float | None = None
-        self._preview: tuple[np.ndarray | None, object] = (None, None)
+        self._preview: int | None = None
+        self._labels: list[np.ndarray] | None = None  # the latest update_labels, for later tries
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -65,16 +68,24 @@ class BestOfTries:
         if self.current is not None:
             self.current.request_stop()
 
-    def set_preview(self, image: np.ndarray | None, key: object = None) -> None:
+    def set_preview(self, index: int | None) -> None:
         """As :meth:`Trainer.set_preview`, for whichever try is running."""
-        self._preview = (image, key)
+        self._preview = index
         if self.current is not None:
-            self.current.set_preview(image, key)
+            self.current.set_preview(index)
+
+    def update_labels(self, labels) -> None:
+        """As :meth:`Trainer.update_labels`, for the running try and every later one."""
+        self._labels = [np.array(stack, copy=True) for stack in labels]
+        if self.current is not None:
+            self.current.update_labels(self._labels)
 
     def _start(self, trainer: Trainer) -> Trainer:
         self.current = trainer
         trainer.preview_interval_s = self.preview_interval_s
-        trainer.set_preview(*self._preview)
+        trainer.set_preview(self._preview)
+        if self._labels is not None:
+            trainer.update_labels(self._labels)
         if self._stop_requested:
             trainer.request_stop()
         return trainer
@@ -119,6 +130,8 @@ class BestOfTries:
         self.current = trainer
         if self._stop_requested:
             trainer.request_stop()
+        if self._labels is not None:  # strokes painted since this try paused
+            trainer.update_labels(self._labels)
         yield ChoiceEvent(seed, dict(losses), first, steps)
         if self.run_dir is not None:
             trainer.adopt_run_dir(self.run_dir)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_unetseg.core.class_names import name_classes
 from napari_unetseg.core.config import (
     ModelSpec,
     PredictConfig,
@@ -29,6 +31,7 @@ from napari_unetseg.core.io import (
     TiffSliceWriter,
     check_output_folder,
     labels_to_stack,
+    read_class_names,
     read_image,
     read_labels,
     to_stack,
@@ -140,8 +143,10 @@ def train_from_files(
     resume: str | Path | None = None,
     overwrite: bool = False,
     on_event: EventCallback = None,
+    class_names: Sequence[str] | None = None,
 ):
-    """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult."""
+    """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult.
+    ``class_names``: one per class, in the order of the label values."""
     if resume is None and out is None:
         raise UserInputError("no run folder given", ("give one", "out"), ("give the run to resume", "resume"))
     run = RunOptions(resume if resume is not None else out, init, resume is not None, overwrite)
@@ -153,7 +158,9 @@ def train_from_files(
         )
     spec, config = build_train_configs(model_options or {}, train_options or {}, config_file, resume)
     image_stacks, label_stacks = read_training_pairs(images, labels, axes, label_axes)
-    trainer = start_training(image_stacks, label_stacks, spec, config, run)
+    trainer = start_training(image_stacks, label_stacks, spec, config, run, class_names)
+    for message in trainer.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
     return run_generator(trainer.run(), on_event)
 
 
@@ -210,6 +217,7 @@ def predict_files(
     paths = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
     models = load_models(paths, head, resolve_device(config.device))
     class_values = models[0].class_values
+    names = {value: models[0].name_of(value) for value in class_values} if models[0].class_names else {}
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes, lazy=True)
@@ -218,7 +226,7 @@ def predict_files(
             on_event(FileEvent(index, len(inputs), Path(path)))
         # the writers create out_dir and their files on the first finished slice
         dtype = labels_dtype(class_values)
-        outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype)}
+        outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype, class_names=names)}
         if prob_path is not None:
             classes = len(class_values)
             outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
@@ -254,11 +262,17 @@ def evaluate_files(
     classes: Sequence[int] | None = None,
     ignore: Sequence[int] = (),
     surface: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> EvaluationResult:
-    """``unetseg evaluate``: read both label images and score them."""
+    """``unetseg evaluate``: read both label images and score them. The classes are named
+    by ``class_names`` (in the order of the scored values), else by the prediction file."""
     pred, _ = read_labels(prediction)
     true, _ = read_labels(truth)
-    return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface)
+    names = read_class_names(prediction)
+    if class_names is not None:
+        scored = evaluate(pred, true, classes=classes, ignore=ignore, surface=False).classes
+        names = dict(zip(scored, name_classes(scored, class_names)))
+    return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface, names=names)
 
 
 def write_evaluation(
@@ -277,11 +291,15 @@ def write_evaluation(
         buffer = io.StringIO()
         names = list(result.mean)
         writer = csv.writer(buffer)
-        writer.writerow(["scope", "class", *names])
+        writer.writerow(["scope", "class", "name", *names])
         for value in result.classes:
-            writer.writerow(["all", value, *[result.per_class[value][n] for n in names]])
-        writer.writerow(["all", "mean", *[result.mean[n] for n in names]])
+            writer.writerow(
+                ["all", value, result.name_of(value), *[result.per_class[value][n] for n in names]]
+            )
+        writer.writerow(["all", "mean", "all classes", *[result.mean[n] for n in names]])
         for index, row in enumerate(result.per_slice):
             for value in result.classes:
-                writer.writerow([f"slice {index}", value, *[row[value][n] for n in names]])
+                writer.writerow(
+                    [f"slice {index}", value, result.name_of(value), *[row[value][n] for n in names]]
+                )
         write_bytes_atomic(csv_path, buffer.getvalue().encode())

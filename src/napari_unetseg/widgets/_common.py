@@ -82,9 +82,40 @@ class LayerDock(Container):
         path, _ = QFileDialog.getSaveFileName(self.native, title, name, file_filter)
         return path
 
+    def _add_folded(self, title: str, section: Container, position: int) -> None:
+        """``section`` under a folded ``title`` (click to open) at ``position`` in the dock."""
+        from superqt import QCollapsible
+
+        folded = QCollapsible(title)
+        folded.addWidget(section.native)
+        folded.collapse(animate=False)
+        self.native.layout().insertWidget(position, folded)
+        self.folded = folded
+
     def _end_layout(self) -> None:
-        """Keep the widgets packed at the top of a tall dock."""
-        self.native.layout().addStretch(1)
+        """Put the dock's widgets in a scroll area (so the dock fits a laptop screen and
+        scrolls instead of stretching the window), packed at its top."""
+        from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+        outer = self.native.layout()
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.setContentsMargins(outer.contentsMargins())
+        column.setSpacing(outer.spacing())
+        while outer.count():
+            item = outer.takeAt(0)
+            if item.widget() is not None:
+                column.addWidget(item.widget())
+            else:
+                column.addItem(item)
+        column.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(inner)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.scroll_area = scroll
 
     def _refresh_choices(self, event=None) -> None:
         self.reset_choices()

@@ -123,3 +123,31 @@ def own_labels_layer(viewer, name: str, kind: str, shape: tuple[int, ...], dtype
         return None
     ours = layer.metadata.get("unetseg") == kind and not layer.metadata.get("unetseg_edited")
     return layer if ours and tuple(layer.data.shape) == tuple(shape) and layer.data.dtype == dtype else None
+
+
+def class_names_of(layer: Labels) -> dict[int, str]:
+    """Label value -> class name of an annotation layer (its ``features``; "unpainted" left out)."""
+    features = getattr(layer, "features", None)
+    if features is None or "class" not in features or "index" not in features:
+        return {}
+    return {
+        int(index): str(name)
+        for index, name in zip(features["index"], features["class"])
+        if str(name) and str(name) != "unpainted"
+    }
+
+
+def class_layer_style(values, names: dict[int, str], like: Labels | None = None) -> dict:
+    """``colormap`` and ``features`` keywords for a layer of predicted classes: each class in
+    the colour ``like`` (the annotation layer) gives it, the background class transparent so
+    the image shows through, and the class names in the status bar."""
+    from napari_unetseg.core.class_names import background_value
+
+    like = like if like is not None else Labels(np.zeros((1, 1), np.uint8))
+    background = background_value(values, names)
+    colors: dict = {None: "transparent", 0: "transparent"}
+    for value in values:
+        colors[int(value)] = "transparent" if value == background else like.get_color(int(value))
+    top = max([0, *[int(v) for v in values]])
+    features = {"index": list(range(top + 1)), "class": [names.get(i, "") for i in range(top + 1)]}
+    return {"colormap": colors, "features": features}

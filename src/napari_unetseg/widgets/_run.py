@@ -61,6 +61,11 @@ def notify(error: Exception, what: str, names: Mapping[str, str]) -> str:
     return message
 
 
+def warn(text: str) -> None:
+    """A warning notification (looked up when called, so tests can collect them)."""
+    show_warning(text)
+
+
 def user_call(func: Callable[[], Any], what: str, names: Mapping[str, str], status=None) -> Any:
     """Call ``func`` in the main thread; a :class:`UserInputError` becomes a notification
     (and the text of the ``status`` label, when given).
@@ -102,4 +107,14 @@ def as_job(func: Callable[[], Any]) -> Callable[[], Generator]:
     return job
 
 
-__all__ = ["Outcome", "as_job", "failure", "guarded", "notify", "show_info", "start_worker", "user_call"]
+__all__ = [
+    "Outcome",
+    "as_job",
+    "failure",
+    "guarded",
+    "notify",
+    "show_info",
+    "warn",
+    "start_worker",
+    "user_call",
+]

@@ -18,9 +18,9 @@ from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.metrics import ERROR_KINDS, METRIC_NAMES, error_map
 from napari_unetseg.widgets._common import LayerDock, labels_combo
-from napari_unetseg.widgets._layers import ERROR_COLORS, matching_geometry, own_labels_layer
+from napari_unetseg.widgets._layers import ERROR_COLORS, class_names_of, matching_geometry, own_labels_layer
 from napari_unetseg.widgets._plot import CurvePlot
-from napari_unetseg.widgets._run import Outcome, as_job, failure, start_worker, user_call
+from napari_unetseg.widgets._run import Outcome, as_job, failure, start_worker, user_call, warn
 
 ERROR_LAYER = "error map"
 ERROR_LEGEND = "  ".join(
@@ -37,7 +37,8 @@ class EvaluateWidget(LayerDock):
     def __init__(self, napari_viewer) -> None:
         self._prediction = labels_combo(napari_viewer, "Prediction")
         self._truth = labels_combo(napari_viewer, "Ground truth")
-        self._skip_zero = CheckBox(label="Skip class 0", value=False)
+        self._skip_zero = CheckBox(label="Ignore ground-truth 0 (unlabelled)", value=False)
+        self._skip_zero.tooltip = "Leave the pixels where the ground truth is 0 out of every score"
         self._surface = CheckBox(label="Hausdorff distances", value=True)
         self._run = PushButton(text="Evaluate")
         self._error_class = ComboBox(label="Error map of class", choices=self._class_choices)
@@ -68,9 +69,9 @@ class EvaluateWidget(LayerDock):
         self._refresh_choices()
         self._default_pair()
 
-    def _class_choices(self, _widget=None) -> list[int]:
+    def _class_choices(self, _widget=None) -> list[tuple[str, int]]:
         result = getattr(self, "result", None)
-        return list(result.classes) if result is not None else []
+        return [(f"{v} {result.name_of(v)}", v) for v in result.classes] if result is not None else []
 
     def _default_pair(self, layers=None) -> None:
         """Pick a prediction layer and a truth layer by their names (new layers only)."""
@@ -114,8 +115,9 @@ class EvaluateWidget(LayerDock):
             )
         ignore = [0] if self._skip_zero.value else []
         surface = self._surface.value
-        self._arrays = (pred, truth, truth_layer)
-        return as_job(lambda: evaluate(pred, truth, ignore=ignore, surface=surface))
+        names = _layer_names(pred_layer) or _layer_names(truth_layer)
+        self._arrays = (pred, truth, truth_layer, pred_layer)
+        return as_job(lambda: evaluate(pred, truth, ignore=ignore, surface=surface, names=names))
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
@@ -128,7 +130,10 @@ class EvaluateWidget(LayerDock):
         self._fill_table(result)
         self._fill_plot(result)
         self._export.enabled = True
-        self._status.value = f"mean Dice {result.mean['dice']:.3f} · mean IoU {result.mean['iou']:.3f}"
+        self._status.value = f"{result.headline()} · {result.headline('iou').replace('iou', 'IoU')}"
+        for warning in result.warnings:
+            warn(f"Evaluation: {warning}")
+            self._status.value += f"\nWarning: {warning}"
         self._error_class.reset_choices()
         self._error_class.value = result.classes[-1]
         self._show_error_map()
@@ -136,7 +141,7 @@ class EvaluateWidget(LayerDock):
     def _fill_table(self, result) -> None:
         """One row per metric, one column per class and one for the mean over classes."""
         names = [n for n in METRIC_NAMES if n in result.mean]
-        columns = [(f"class {v}", result.per_class[v]) for v in result.classes] + [("mean", result.mean)]
+        columns = [(result.name_of(v), result.per_class[v]) for v in result.classes] + [("mean", result.mean)]
         self.table.setRowCount(len(names))
         self.table.setColumnCount(len(columns))
         self.table.setVerticalHeaderLabels([HEADERS[n] for n in names])
@@ -155,16 +160,16 @@ class EvaluateWidget(LayerDock):
     def _fill_plot(self, result) -> None:
         self.slice_plot.series.clear()
         for i, v in enumerate(result.classes):
-            self.slice_plot.add_series(f"class {v}", SERIES_COLORS[i % len(SERIES_COLORS)])
+            self.slice_plot.add_series(result.name_of(v), SERIES_COLORS[i % len(SERIES_COLORS)])
             dice = [row[v]["dice"] for row in result.per_slice]
-            self.slice_plot.set_data(f"class {v}", range(len(dice)), dice)
+            self.slice_plot.set_data(result.name_of(v), range(len(dice)), dice)
 
     def _show_error_map(self, event=None) -> None:
         value = self._error_class.value
         if self._arrays is None or value is None:
             return
-        pred, truth, truth_layer = self._arrays
-        errors = error_map(pred, truth, value)
+        pred, truth, truth_layer, pred_layer = self._arrays
+        errors = error_map(pred, truth, value, ignore=[0] if self._skip_zero.value else ())
         layer = own_labels_layer(self._viewer, ERROR_LAYER, "error map", errors.shape, errors.dtype)
         if layer is not None:
             layer.data = errors
@@ -179,6 +184,8 @@ class EvaluateWidget(LayerDock):
                 **matching_geometry(truth_layer),
             )
         layer.metadata["class"] = value
+        if pred_layer in self._viewer.layers:
+            pred_layer.visible = False  # its colours would mix with the error map's
 
     # -- export ------------------------------------------------------------------------
 
@@ -202,3 +209,9 @@ class EvaluateWidget(LayerDock):
         path = self._ask_save_path("Export CSV", "evaluation.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path, overwrite=True)
+
+
+def _layer_names(layer) -> dict[int, str]:
+    """The class names a prediction layer (``metadata``) or annotation layer (features) carries."""
+    names = layer.metadata.get("class_names") or class_names_of(layer)
+    return {int(v): str(n) for v, n in names.items()}

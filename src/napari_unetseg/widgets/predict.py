@@ -27,6 +27,7 @@ from napari_unetseg.core.events import PredictProgress
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
+    class_layer_style,
     current_index,
     image_stack,
     layer_channels,
@@ -153,12 +154,12 @@ class PredictWidget(LayerDock):
             names = ", ".join(sorted({member.spec.name for member in models}))
             self._model_info.value = (
                 f"ensemble of {len(models)} models ({names}), {loaded.spec.in_channels} channel(s), "
-                f"classes {', '.join(map(str, loaded.class_values))}: probabilities averaged"
+                f"classes {_classes_text(loaded)}: probabilities averaged"
             )
             return  # pruning is offered for a single model only
         self._model_info.value = (
             f"{loaded.spec.name}, {loaded.spec.in_channels} channel(s), classes "
-            f"{', '.join(map(str, loaded.class_values))}, step {loaded.step}"
+            f"{_classes_text(loaded)}, step {loaded.step}"
         )
         self._show_heads(loaded.spec)
 
@@ -274,24 +275,32 @@ class PredictWidget(LayerDock):
 
     # -- output layers -------------------------------------------------------------------------
 
-    def _output_layer(self, source, name: str, dtype, metadata: dict):
-        """Our unedited output layer for ``source``, or a new empty one."""
+    def _output_layer(self, source, name: str, dtype, metadata: dict, style: dict):
+        """Our unedited output layer for ``source``, or a new empty one (``style``: its
+        colours and class names)."""
         shape = plane_shape(source)
         layer = own_labels_layer(self._viewer, name, metadata["unetseg"], shape, dtype)
         if layer is not None:
+            layer.metadata.update(metadata)
             return layer
         layer = self._viewer.add_labels(
-            new_output_array(shape, dtype), name=name, metadata=dict(metadata), **matching_geometry(source)
+            new_output_array(shape, dtype),
+            name=name,
+            metadata=dict(metadata),
+            **style,
+            **matching_geometry(source),
         )
         layer.events.paint.connect(_mark_edited(layer))
         return layer
 
     def _write_output(self, source, slices, result, loaded):
+        names = {v: loaded.name_of(v) for v in loaded.class_values}
         layer = self._output_layer(
             source,
             f"{source.name} prediction",
             result.labels.dtype,
-            {"unetseg": "prediction", "class_values": list(loaded.class_values)},
+            {"unetseg": "prediction", "class_values": list(loaded.class_values), "class_names": names},
+            class_layer_style(loaded.class_values, names, self._annotations.value),
         )
         shape = plane_shape(source)
         flat = layer.data.reshape((-1, *shape[-2:]))
@@ -309,7 +318,7 @@ class PredictWidget(LayerDock):
         self._viewer.add_image(
             result.probabilities.array.reshape((classes, *shape)),
             channel_axis=0,
-            name=[f"{source.name} p(class {v})" for v in loaded.class_values],
+            name=[f"{source.name} p({loaded.name_of(v)})" for v in loaded.class_values],
             colormap="inferno",
             contrast_limits=(0.0, 1.0),
             visible=False,
@@ -339,6 +348,13 @@ class PredictWidget(LayerDock):
         leading = np.unravel_index(np.full(rows.shape, index), shape[:-2]) if len(shape) > 2 else ()
         annotations.data_setitem((*leading, rows, cols), source[fill])
         return int(fill.sum())
+
+
+def _classes_text(loaded) -> str:
+    """``"1 background, 2 nucleus"`` (or ``"1, 2"`` for a model without names)."""
+    if not loaded.class_names:
+        return ", ".join(map(str, loaded.class_values))
+    return ", ".join(f"{v} {loaded.name_of(v)}" for v in loaded.class_values)
 
 
 class _ClassFirst:

@@ -6,6 +6,12 @@ field (:meth:`TrainWidget._spec`, :meth:`TrainWidget._config`), and the trainer 
 from :func:`~napari_unetseg.core.jobs.start_training`, as for ``unetseg train``; it runs
 in a thread worker. Stop asks the trainer to save and stop after the current step;
 Resume continues that run folder with its optimizer state.
+
+While it trains, the dock follows the brush: strokes painted or erased on the labels
+layer reach the running trainer a second after the last one
+(:meth:`~napari_unetseg.core.training.Trainer.update_labels`), and the preview shows the
+slice in view as prediction will label it. Closing the viewer stops the run after the
+current step and saves it. The rarely changed options sit under "Advanced".
 """
 
 from __future__ import annotations
@@ -26,28 +32,32 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QApplication
 
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import PreviewEvent
+from napari_unetseg.core.events import LabelsEvent, PreviewEvent
 from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
 from napari_unetseg.widgets._layers import (
+    class_layer_style,
+    class_names_of,
     current_index,
-    image_slice,
     image_stack,
     labels_stack,
     own_labels_layer,
     plane_shape,
 )
-from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call
+from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call, warn
 from napari_unetseg.widgets._train_progress import MAX_TRIES, TrainProgress
 
 MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
 WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
 PREVIEW_LAYER = "training preview"
+STROKE_DELAY_MS = 1000  # strokes reach the running training this long after the last one
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
@@ -113,15 +123,18 @@ class TrainWidget(LayerDock):
         buttons = Container(
             widgets=[self._start, self._stop, self._resume], layout="horizontal", labels=False
         )
+        self.advanced = Container(
+            widgets=[self._width, self._depth, self._size, self._patch, self._batch, self._lr,
+                     self._seed, self._tries, self._init, self._run_dir, self._device],
+        )  # fmt: skip
         super().__init__(
             napari_viewer,
             widgets=[
-                self._image, self._labels_layer, self._mode, self._model, self._width, self._depth,
-                self._size, self._patch, self._steps, self._batch, self._lr, self._seed, self._tries,
-                self._unpainted, self._init, self._run_dir, self._preview, self._device, buttons,
-                self._progress, self._status, self._save,
+                self._image, self._labels_layer, self._mode, self._model, self._steps,
+                self._unpainted, self._preview, buttons, self._progress, self._status, self._save,
             ],
         )  # fmt: skip
+        self._add_folded("Advanced", self.advanced, position=7)
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.dice_plot)
         self._end_layout()
@@ -148,6 +161,14 @@ class TrainWidget(LayerDock):
         self._save.changed.connect(self._save_dialog)
         self._preview.changed.connect(lambda: self._send_preview_slice())
         napari_viewer.dims.events.current_step.connect(self._send_preview_slice)
+        self._stroke_timer = QTimer()
+        self._stroke_timer.setSingleShot(True)
+        self._stroke_timer.setInterval(STROKE_DELAY_MS)
+        self._stroke_timer.timeout.connect(self._send_strokes)
+        self._painted_layer = None
+        self._closing = False
+        self._close_filter = _CloseFilter(self._on_window_close)
+        self._watched_window = None
         self._refresh_choices()
         self._update_size()
 
@@ -215,6 +236,8 @@ class TrainWidget(LayerDock):
         if job is None:
             return None
         self._view.start(new_run=not resume)
+        self._warned = False
+        self._watch_window_close()
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
         self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
@@ -229,6 +252,13 @@ class TrainWidget(LayerDock):
             raise UserInputError("add an annotation layer (Annotate dock) or choose a Labels layer")
         stack = image_stack(images)
         labels = labels_stack(labels_layer, images[0])
+        names = class_names_of(labels_layer)
+        if self._mode.value == "dense" and _zero_is_unpainted(labels_layer) and not np.all(labels):
+            raise UserInputError(
+                f"'{labels_layer.name}' is an annotation layer, where 0 means unpainted, but dense "
+                "labels would teach 0 as a class",
+                ("choose sparse", "label_mode"),
+            )
         if resume and self._run_path is None:
             raise UserInputError("nothing to resume: Start a run first")
         spec, config = self._spec(), self._config()  # refused here before a folder is made
@@ -242,11 +272,12 @@ class TrainWidget(LayerDock):
         def job():
             from napari_unetseg.core.jobs import start_training
 
-            trainer = start_training([stack], [labels], spec, config, run)
+            trainer = start_training([stack], [labels], spec, config, run, names)
             trainer.preview_interval_s = 3.0
             self._trainer = trainer
             self._run_path = run_dir
             self._send_preview_slice()
+            self._follow_strokes(labels_layer)
             result = yield from trainer.run()
             return result
 
@@ -274,14 +305,26 @@ class TrainWidget(LayerDock):
     # -- events (main thread) -----------------------------------------------------------
 
     def _on_event(self, event) -> None:
+        if self._closing:
+            return  # the viewer is going: touch no layer
+        trainer = self._trainer
+        if trainer is not None and trainer.warnings and not self._warned:
+            self._warned = True
+            for message in trainer.warnings:
+                warn(f"Training: {message}")
         if isinstance(event, PreviewEvent):
             self._show_preview(event)
+        elif isinstance(event, LabelsEvent):
+            self._show_strokes_taken(event)
         else:
             self._view.show(event)
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
+        self._follow_strokes(None)
         trainer, self._trainer = self._trainer, None
+        if self._closing:
+            return
         message = failure(outcome, "Training", self.option_names)
         if message is None:
             result = outcome.value
@@ -299,6 +342,7 @@ class TrainWidget(LayerDock):
     # -- live preview -----------------------------------------------------------------------
 
     def _send_preview_slice(self, event=None) -> None:
+        """Tell the trainer which slice to preview (it reads and normalises it itself)."""
         trainer = self._trainer
         if trainer is None:
             return
@@ -306,14 +350,17 @@ class TrainWidget(LayerDock):
             trainer.set_preview(None)
             return
         images, _ = self._preview_source
-        index = current_index(self._viewer, images[0])
-        trainer.set_preview(image_slice(images, index), key=index)
+        trainer.set_preview(current_index(self._viewer, images[0]))
 
     def _show_preview(self, event: PreviewEvent) -> None:
+        """The preview layer: the classes in the annotation's colours, the background
+        transparent, just below the annotation layer so the strokes stay on top."""
         images, labels_layer = self._preview_source
         shape = plane_shape(images[0])
         layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
         if layer is None:
+            trainer = self._trainer
+            values = trainer.class_values if trainer is not None else np.unique(event.labels).tolist()
             layer = self._viewer.add_labels(
                 np.zeros(shape, dtype=event.labels.dtype),
                 name=PREVIEW_LAYER,
@@ -321,12 +368,78 @@ class TrainWidget(LayerDock):
                 scale=labels_layer.scale,
                 translate=labels_layer.translate,
                 metadata={"unetseg": "preview"},
+                **class_layer_style(values, class_names_of(labels_layer), labels_layer),
             )
-            self._viewer.layers.selection.active = labels_layer
+            layers = self._viewer.layers
+            if labels_layer in layers:
+                layers.move(layers.index(layer), layers.index(labels_layer))
+            layers.selection.active = labels_layer
         flat = layer.data.reshape((-1, *shape[-2:]))
         flat[:] = 0
         flat[event.key or 0] = event.labels
         layer.refresh()
+
+    # -- following the brush ---------------------------------------------------------------------
+
+    def _follow_strokes(self, layer) -> None:
+        """Send ``layer``'s strokes to the running trainer after each pause in painting
+        (``None``: stop following)."""
+        if self._painted_layer is not None:
+            self._painted_layer.events.paint.disconnect(self._on_paint)
+            self._painted_layer.events.data.disconnect(self._on_paint)
+        self._stroke_timer.stop()
+        self._painted_layer = layer
+        if layer is not None:
+            layer.events.paint.connect(self._on_paint)
+            layer.events.data.connect(self._on_paint)
+
+    def _on_paint(self, event=None) -> None:
+        self._stroke_timer.start()  # restarts: the strokes go once the brush rests
+
+    def _send_strokes(self) -> None:
+        trainer, layer = self._trainer, self._painted_layer
+        if trainer is None or layer is None or self._closing:
+            return
+        images, _ = self._preview_source
+        try:
+            trainer.update_labels([labels_stack(layer, images[0])])
+        except UserInputError as exc:
+            self._status.value = f"Strokes not taken: {exc.worded(self.option_names)}"
+            return
+        self._status.value = "New strokes: they join the training at the next step..."
+
+    def _show_strokes_taken(self, event: LabelsEvent) -> None:
+        if not event.accepted:
+            self._status.value = f"Strokes not taken at step {event.step} ({event.reason}): training goes on"
+            return
+        text = (
+            f"Strokes taken at step {event.step}: {event.painted:,} painted pixels on {event.slices} slice(s)"
+        )
+        if event.unknown:
+            values = ", ".join(map(str, event.unknown))
+            text += f"; label {values} is a new class: Stop, then Start to learn it"
+            show_info(f"Training: label {values} is a new class: Stop, then Start a new run to learn it")
+        self._status.value = text
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def _watch_window_close(self) -> None:
+        """Watch the main window the dock sits in (known once it is docked) for its closing."""
+        window = self.native.window()
+        if window is not self._watched_window:
+            self._watched_window = window
+            window.installEventFilter(self._close_filter)
+
+    def _on_window_close(self) -> None:
+        """The viewer closes: stop after this step and wait (a few seconds) for the save."""
+        if self.worker is None:
+            return
+        self._closing = True
+        self.stop()
+        deadline = time.monotonic() + 120
+        while self.worker is not None and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.01)
 
     # -- saving -------------------------------------------------------------------------------
 
@@ -352,3 +465,24 @@ class TrainWidget(LayerDock):
         path = self._ask_save_path("Save model", "model.pt", "Model files (*.pt)")
         if path:
             self.save_model_to(path, overwrite=True)
+
+
+def _zero_is_unpainted(layer) -> bool:
+    """Whether the layer says its 0 means "unpainted" (the Annotate dock's layers do)."""
+    features = getattr(layer, "features", None)
+    if features is None or "class" not in features or "index" not in features:
+        return False
+    return any(int(i) == 0 and str(c) == "unpainted" for i, c in zip(features["index"], features["class"]))
+
+
+class _CloseFilter(QObject):
+    """Calls ``on_close`` when the window it watches gets a close event."""
+
+    def __init__(self, on_close) -> None:
+        super().__init__()
+        self._on_close = on_close
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Close:
+            self._on_close()
+        return False
