@@ -21,6 +21,7 @@ class AnnotateWidget(LayerDock):
     def __init__(self, napari_viewer) -> None:
         self._image = image_combo(napari_viewer)
         self._classes = LineEdit(label="Classes", value="background, foreground")
+        self._classes.native.setCursorPosition(0)  # show the start of the names, not their end
         self._add = PushButton(text="Add annotation layer")
         help_label = Label(value=HELP)
         help_label.native.setWordWrap(True)
