@@ -37,20 +37,25 @@ def strokes_from(truth: np.ndarray, seed: int = 0) -> np.ndarray:
 def main() -> None:
     import napari
     import tifffile
-    from qtpy.QtCore import QTimer
+    from qtpy.QtCore import Qt, QTimer
 
     images = tifffile.imread(DATA / "images.tif")[:4].astype(np.float32)
     truth = tifffile.imread(DATA / "labels.tif")[:4]
     viewer = napari.Viewer(title="napari-unetseg")
     viewer.window.resize(1366, 768)
     image = viewer.add_image(images, name="nuclei")
-    _, annotate = viewer.window.add_plugin_dock_widget("napari-unetseg", "Annotate")
+    annotate_dock, annotate = viewer.window.add_plugin_dock_widget("napari-unetseg", "Annotate")
     annotate._classes.value = "background, nucleus"
     annotations = annotate.add_annotation_layer()
     for index in (0, 2):
         annotations.data[index] = strokes_from(truth[index], index)
     annotations.refresh()
-    _, train = viewer.window.add_plugin_dock_widget("napari-unetseg", "Train")
+    train_dock, train = viewer.window.add_plugin_dock_widget("napari-unetseg", "Train")
+
+    def drag_divider() -> None:  # down to the Annotate dock's content, as a user would
+        window = annotate.native.window()
+        window.resizeDocks([annotate_dock, train_dock], [200, 520], Qt.Orientation.Vertical)
+
     train._image.value, train._labels_layer.value = [image], annotations
     train._steps.value = 150
 
@@ -62,6 +67,8 @@ def main() -> None:
         print(f"{OUT}: {train._status.value}")
         viewer.close()
 
+    viewer.dims.set_current_step(0, 0)  # a painted frame in view: strokes over the preview
+    QTimer.singleShot(1000, drag_divider)
     QTimer.singleShot(2000, train.start)
     QTimer.singleShot(8000, grab)
     napari.run()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import weakref
 
-from magicgui.widgets import ComboBox, Container, Select
+from magicgui.widgets import ComboBox, Container, Label, Select
 from napari.layers import Image, Labels
 from psygnal import Signal
+from qtpy.QtCore import QEvent, QSize, Qt
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 
 class Session:
@@ -30,6 +32,33 @@ def session_for(viewer) -> Session:
     if viewer not in _SESSIONS:
         _SESSIONS[viewer] = Session()
     return _SESSIONS[viewer]
+
+
+STATUS_LINES = 4  # a dock's status line shows messages of up to this many lines in full
+
+
+def wrapping_label(value: str = "", lines: int = 0) -> Label:
+    """A label that wraps to the dock's width, long paths included (it never widens the
+    dock); ``lines``: the lines of text it always has room for (a status line: a message
+    of that length is never cut, whatever the layout makes of wrapped text)."""
+    label = _PathLabel(value=value)
+    label.native.setWordWrap(True)
+    if lines:
+        label.native.setMinimumHeight(lines * label.native.fontMetrics().lineSpacing() + 4)
+    return label
+
+
+class _PathLabel(Label):
+    """Shows ``value`` with a break opportunity after every ``/``, so a long path wraps
+    instead of widening the dock."""
+
+    @property
+    def value(self) -> str:
+        return super().value.replace("\u200b", "")
+
+    @value.setter
+    def value(self, text: str) -> None:
+        Label.value.fset(self, str(text).replace("/", "/\u200b"))
 
 
 def _choices(viewer, kind):
@@ -95,8 +124,6 @@ class LayerDock(Container):
     def _end_layout(self) -> None:
         """Put the dock's widgets in a scroll area (so the dock fits a laptop screen and
         scrolls instead of stretching the window), packed at its top."""
-        from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
-
         outer = self.native.layout()
         inner = QWidget()
         column = QVBoxLayout(inner)
@@ -109,10 +136,7 @@ class LayerDock(Container):
             else:
                 column.addItem(item)
         column.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setWidget(inner)
+        scroll = _DockScroll(inner)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
         self.scroll_area = scroll
@@ -122,3 +146,31 @@ class LayerDock(Container):
         for widget in self:
             if isinstance(widget, Select) and not widget.value and widget.choices:
                 widget.value = [widget.choices[-1]]
+
+
+class _DockScroll(QScrollArea):
+    """The dock's scroll area: asks for its content's full height (Qt's own hint stops at a
+    few hundred pixels), so a short dock stays short and a long one gets the room there is,
+    and is always as wide as its content needs, so no control is cut at the side."""
+
+    def __init__(self, inner: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(inner)
+        inner.installEventFilter(self)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        bar = self.verticalScrollBar().sizeHint().width()
+        self.setMinimumWidth(self.widget().minimumSizeHint().width() + bar)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.widget() and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+            self._fit_width()
+        return super().eventFilter(watched, event)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        hint = self.widget().sizeHint()
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import Label, LineEdit, PushButton
+from magicgui.widgets import LineEdit, PushButton
 
-from napari_unetseg.widgets._common import LayerDock, image_combo
+from napari_unetseg.widgets._common import LayerDock, image_combo, wrapping_label
 from napari_unetseg.widgets._layers import class_features, matching_geometry, parse_class_names, plane_shape
 from napari_unetseg.widgets._run import user_call
 
@@ -23,8 +23,7 @@ class AnnotateWidget(LayerDock):
         self._classes = LineEdit(label="Classes", value="background, foreground")
         self._classes.native.setCursorPosition(0)  # show the start of the names, not their end
         self._add = PushButton(text="Add annotation layer")
-        help_label = Label(value=HELP)
-        help_label.native.setWordWrap(True)
+        help_label = wrapping_label(HELP)
         super().__init__(napari_viewer, widgets=[self._image, self._classes, self._add, help_label])
         self._add.changed.connect(self.add_annotation_layer)
         self._end_layout()

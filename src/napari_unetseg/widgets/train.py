@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,14 @@ from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import LabelsEvent, PreviewEvent
 from napari_unetseg.core.models import MODELS, parameter_count
-from napari_unetseg.widgets._common import LayerDock, image_select, labels_combo, session_for
+from napari_unetseg.widgets._common import (
+    STATUS_LINES,
+    LayerDock,
+    image_select,
+    labels_combo,
+    session_for,
+    wrapping_label,
+)
 from napari_unetseg.widgets._layers import (
     class_layer_style,
     class_names_of,
@@ -116,8 +124,7 @@ class TrainWidget(LayerDock):
         self._resume = PushButton(text="Resume", enabled=False)
         self._save = PushButton(text="Save model as...", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
-        self._status = Label(value="Paint a few strokes per class, then Start.")
-        self._status.native.setWordWrap(True)
+        self._status = wrapping_label("Paint a few strokes per class, then Start.", lines=STATUS_LINES)
         self._view = TrainProgress(self._progress, self._status)
         self.loss_plot, self.dice_plot = self._view.loss_plot, self._view.dice_plot
         buttons = Container(
@@ -168,7 +175,7 @@ class TrainWidget(LayerDock):
         self._painted_layer = None
         self._closing = False
         self._close_filter = _CloseFilter(self._on_window_close)
-        self._watched_window = None
+        self._watched_window = lambda: None  # weakref.ref of the watched main window
         self._refresh_choices()
         self._update_size()
 
@@ -426,8 +433,8 @@ class TrainWidget(LayerDock):
     def _watch_window_close(self) -> None:
         """Watch the main window the dock sits in (known once it is docked) for its closing."""
         window = self.native.window()
-        if window is not self._watched_window:
-            self._watched_window = window
+        if window is not self._watched_window():
+            self._watched_window = weakref.ref(window)  # weak: the dock must not keep the window alive
             window.installEventFilter(self._close_filter)
 
     def _on_window_close(self) -> None:
