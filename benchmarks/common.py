@@ -35,15 +35,16 @@ def save_results(results: dict, name: str) -> Path:
     return path
 
 
-def viewer_with_train_dock(n_slices: int, painted_slices: int):
-    """A shown napari viewer holding the synthetic sample and a Train dock set up to train
-    on its strokes (for an open-ended run); returns ``(viewer, app, train_dock, sample)``."""
+def viewer_with_train_dock(n_slices: int, painted_slices: int, size: int = 256):
+    """A shown napari viewer holding the synthetic sample (``size`` px slices) and a Train
+    dock set up to train on its strokes (for an open-ended run); returns ``(viewer, app,
+    train_dock, sample)``."""
     import napari
     from qtpy.QtWidgets import QApplication
 
     from napari_unetseg.core.sample import make_sample
 
-    sample = make_sample(n_slices=n_slices, size=256, painted_slices=painted_slices)
+    sample = make_sample(n_slices=n_slices, size=size, painted_slices=painted_slices)
     viewer = napari.Viewer(show=True)
     image = viewer.add_image(sample.image, name="nuclei")
     strokes = viewer.add_labels(sample.strokes, name="strokes")

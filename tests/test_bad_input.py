@@ -19,6 +19,7 @@ import pytest
 import tifffile
 import torch
 
+from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.sample import make_sample
@@ -196,6 +197,12 @@ CASES = [
          lambda f, o: TrainConfig(learning_rate=-0.1), "must be a number >= 1e-12", "--lr must"),
     Case("unknown architecture", [*TRAIN, "--model", "vgg"],
          lambda f, o: _train(f, o, model={"name": "vgg"}), "unknown model", "(--model)"),
+    Case("more class names than classes", [*TRAIN, "--class-names", "background,nucleus,debris"],
+         lambda f, o: _train(f, o, class_names=["background", "nucleus", "debris"]),
+         "3 class names for 2 classes", "(--class-names)"),
+    Case("an empty or repeated class name", [*TRAIN, "--class-names", "background,,nucleus"],
+         lambda f, o: _train(f, o, class_names=parse_names("background,,nucleus")),
+         "must be distinct and separated by commas", "(--class-names)"),
     Case("float prediction to evaluate",
          ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
          lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),

@@ -190,3 +190,17 @@ def test_a_model_without_names_still_reads(make_napari_viewer, qtbot, tmp_path):
     predict._source.value = "file"
     predict._model_file.value = str(path)
     assert "classes 1, 2" in predict._model_info.value
+
+
+def test_plots_read_with_one_point_and_with_none(qtbot):
+    from napari_unetseg.widgets._plot import CurvePlot
+
+    plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0), empty_text="after Evaluate")
+    qtbot.addWidget(plot)
+    plot.resize(300, 150)
+    plot.grab()  # paints the hint, no axes
+    plot.add_series("nucleus", "#1f77b4")
+    plot.set_data("nucleus", [0], [0.9])  # a single 2D image: one slice
+    x0, x1, _, _ = plot._ranges()
+    assert (x0, x1) == (0.0, 1.0)  # not an axis ending at 1e-09
+    plot.grab()

@@ -20,11 +20,20 @@ class CurvePlot(QWidget):
         Drawn at the top left, followed by the legend.
     y_range
         Fixed ``(low, high)`` y range, or ``None`` to fit the data.
+    empty_text
+        What the plot says while it has no point (instead of empty axes).
     """
 
-    def __init__(self, title: str = "", y_range: tuple[float, float] | None = None, parent=None) -> None:
+    def __init__(
+        self,
+        title: str = "",
+        y_range: tuple[float, float] | None = None,
+        parent=None,
+        empty_text: str = "no data yet",
+    ) -> None:
         super().__init__(parent)
         self.title = title
+        self.empty_text = empty_text
         self.y_range = y_range
         self.series: dict[str, tuple[list[float], list[float], str]] = {}
         self.setMinimumHeight(140)
@@ -64,7 +73,9 @@ class CurvePlot(QWidget):
         else:
             y0, y1 = (min(ys), max(ys)) if ys else (0.0, 1.0)
             y0 = min(y0, 0.0)
-        return x0, max(x1, x0 + 1e-9), y0, max(y1, y0 + 1e-9)
+        if x1 - x0 < 1e-6:  # one point (one slice, one step): a unit-wide axis, not 0..1e-09
+            x1 = x0 + 1.0
+        return x0, x1, y0, max(y1, y0 + 1e-9)
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         painter = QPainter(self)
@@ -78,6 +89,11 @@ class CurvePlot(QWidget):
         )
         x0, x1, y0, y1 = self._ranges()
         painter.setPen(QPen(text, 1))
+        if not any(xs for xs, _, _ in self.series.values()):
+            painter.drawText(QPointF(4, 15), self.title)
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter, self.empty_text)
+            painter.end()
+            return
         painter.drawRect(area)
         painter.drawText(QPointF(4, area.top() + 10), f"{y1:.3g}")
         painter.drawText(QPointF(4, area.bottom()), f"{y0:.3g}")

@@ -20,8 +20,12 @@ class TrainProgress:
 
     def __init__(self, progress, status) -> None:
         self.progress, self.status = progress, status
-        self.loss_plot = CurvePlot("loss")
-        self.dice_plot = CurvePlot("validation Dice (held-out painted slices)", y_range=(0.0, 1.0))
+        self.loss_plot = CurvePlot("loss", empty_text="the loss curve starts with the training")
+        self.dice_plot = CurvePlot(
+            "validation Dice (held-out painted slices)",
+            y_range=(0.0, 1.0),
+            empty_text="appears when four or more slices are painted",
+        )
         self.dice_plot.setVisible(False)  # shown once there is validation data
         self._plain_curves()
         self._loss_ema: float | None = None

@@ -54,7 +54,7 @@ class EvaluateWidget(LayerDock):
         self.table = QTableWidget(0, 0)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setVisible(False)
-        self.slice_plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0))
+        self.slice_plot = CurvePlot("Dice per slice", y_range=(0.0, 1.0), empty_text="after Evaluate")
         self.native.layout().insertWidget(7, self.table)
         self.native.layout().insertWidget(8, self.slice_plot)
         self._end_layout()
