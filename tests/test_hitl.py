@@ -163,6 +163,23 @@ def test_closing_the_viewer_during_training_saves_the_run(make_napari_viewer, qt
     assert load_model(tmp_path / "run" / "model.pt").step >= 2
 
 
+def test_closing_the_dock_during_training_saves_the_run(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=7)
+    image = viewer.add_image(sample.image, name="cells")
+    annotations = open_dock(viewer, "Annotate").add_annotation_layer()
+    annotations.data[:] = sample.strokes
+    train = open_dock(viewer, "Train")
+    small_run(train, image, annotations, tmp_path / "run", steps=100_000)
+    train.start()
+    qtbot.waitUntil(lambda: train._progress.value >= 2, timeout=120_000)
+    viewer.window.remove_dock_widget(train.native)
+    qtbot.waitUntil(lambda: train.worker is None, timeout=120_000)
+    from napari_unetseg.core.checkpoint import load_model
+
+    assert load_model(tmp_path / "run" / "model.pt").step >= 2
+
+
 def test_dense_mode_on_strokes_is_refused_or_warned(make_napari_viewer, qtbot, tmp_path, warnings_shown):  # noqa: F811
     viewer = make_napari_viewer()
     sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=8)

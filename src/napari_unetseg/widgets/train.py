@@ -174,7 +174,11 @@ class TrainWidget(LayerDock):
         self._stroke_timer.timeout.connect(self._send_strokes)
         self._painted_layer = None
         self._closing = False
-        self._close_filter = _CloseFilter(self._on_window_close)
+        self._close_filter = _EventWatch(QEvent.Type.Close, lambda _: self._on_window_close())
+        # napari takes a closed dock out of the window (its widget loses its parent) or deletes it
+        self._parent_watch = _EventWatch(QEvent.Type.ParentChange, self._on_parent_change)
+        self.native.installEventFilter(self._parent_watch)
+        self.native.destroyed.connect(self._on_dock_closed)
         self._watched_window = lambda: None  # weakref.ref of the watched main window
         self._refresh_choices()
         self._update_size()
@@ -243,7 +247,7 @@ class TrainWidget(LayerDock):
         if job is None:
             return None
         self._view.start(new_run=not resume)
-        self._warned = False
+        self._warned = self._closing = False
         self._watch_window_close()
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
@@ -437,6 +441,18 @@ class TrainWidget(LayerDock):
             self._watched_window = weakref.ref(window)  # weak: the dock must not keep the window alive
             window.installEventFilter(self._close_filter)
 
+    def _on_parent_change(self, widget) -> None:
+        if widget.parent() is None and self._watched_window() is not None:  # docked once, now out
+            self._on_dock_closed()
+
+    def _on_dock_closed(self, *_) -> None:
+        """The dock was closed: the run stops after this step and saves; no widget is touched."""
+        self._closing = True
+        if self._trainer is not None:
+            self._trainer.request_stop()
+        elif self.worker is not None:
+            self.worker.quit()
+
     def _on_window_close(self) -> None:
         """The viewer closes: stop after this step and wait (a few seconds) for the save."""
         if self.worker is None:
@@ -482,14 +498,14 @@ def _zero_is_unpainted(layer) -> bool:
     return any(int(i) == 0 and str(c) == "unpainted" for i, c in zip(features["index"], features["class"]))
 
 
-class _CloseFilter(QObject):
-    """Calls ``on_close`` when the window it watches gets a close event."""
+class _EventWatch(QObject):
+    """Calls ``callback(watched)`` when a widget it watches gets an event of ``kind``."""
 
-    def __init__(self, on_close) -> None:
+    def __init__(self, kind, callback) -> None:
         super().__init__()
-        self._on_close = on_close
+        self._kind, self._callback = kind, callback
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.Close:
-            self._on_close()
+        if event.type() == self._kind:
+            self._callback(watched)
         return False
