@@ -125,16 +125,22 @@ def own_labels_layer(viewer, name: str, kind: str, shape: tuple[int, ...], dtype
     return layer if ours and tuple(layer.data.shape) == tuple(shape) and layer.data.dtype == dtype else None
 
 
-def class_names_of(layer: Labels) -> dict[int, str]:
-    """Label value -> class name of an annotation layer (its ``features``; "unpainted" left out)."""
+def class_names_of(layer: Labels, keep_unpainted: bool = False) -> dict[int, str]:
+    """Label value -> class name of an annotation layer (its ``features``; "unpainted" left
+    out unless ``keep_unpainted``)."""
     features = getattr(layer, "features", None)
     if features is None or "class" not in features or "index" not in features:
         return {}
     return {
         int(index): str(name)
         for index, name in zip(features["index"], features["class"])
-        if str(name) and str(name) != "unpainted"
+        if str(name) and (keep_unpainted or str(name) != "unpainted")
     }
+
+
+def zero_is_unpainted(layer: Labels) -> bool:
+    """Whether the layer says its 0 means "unpainted" (the Annotate dock's layers do)."""
+    return class_names_of(layer, keep_unpainted=True).get(0) == "unpainted"
 
 
 def class_layer_style(values, names: dict[int, str], like: Labels | None = None) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,6 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QApplication
 
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
@@ -57,7 +55,9 @@ from napari_unetseg.widgets._layers import (
     labels_stack,
     own_labels_layer,
     plane_shape,
+    zero_is_unpainted,
 )
+from napari_unetseg.widgets._live import CloseWatch, StrokeFollower
 from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call, warn
 from napari_unetseg.widgets._train_progress import MAX_TRIES, TrainProgress
 
@@ -65,7 +65,6 @@ MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
 WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
 PREVIEW_LAYER = "training preview"
-STROKE_DELAY_MS = 1000  # strokes reach the running training this long after the last one
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
@@ -168,18 +167,9 @@ class TrainWidget(LayerDock):
         self._save.changed.connect(self._save_dialog)
         self._preview.changed.connect(lambda: self._send_preview_slice())
         napari_viewer.dims.events.current_step.connect(self._send_preview_slice)
-        self._stroke_timer = QTimer()
-        self._stroke_timer.setSingleShot(True)
-        self._stroke_timer.setInterval(STROKE_DELAY_MS)
-        self._stroke_timer.timeout.connect(self._send_strokes)
-        self._painted_layer = None
+        self._strokes = StrokeFollower(self._send_strokes)
         self._closing = False
-        self._close_filter = _EventWatch(QEvent.Type.Close, lambda _: self._on_window_close())
-        # napari takes a closed dock out of the window (its widget loses its parent) or deletes it
-        self._parent_watch = _EventWatch(QEvent.Type.ParentChange, self._on_parent_change)
-        self.native.installEventFilter(self._parent_watch)
-        self.native.destroyed.connect(self._on_dock_closed)
-        self._watched_window = lambda: None  # weakref.ref of the watched main window
+        self._close_watch = CloseWatch(self.native, self._on_window_close, self._on_dock_closed)
         self._refresh_choices()
         self._update_size()
 
@@ -248,7 +238,8 @@ class TrainWidget(LayerDock):
             return None
         self._view.start(new_run=not resume)
         self._warned = self._closing = False
-        self._watch_window_close()
+        self._close_watch.watch_window()
+        self._strokes.follow(self._labels_layer.value)
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
         self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
@@ -264,7 +255,7 @@ class TrainWidget(LayerDock):
         stack = image_stack(images)
         labels = labels_stack(labels_layer, images[0])
         names = class_names_of(labels_layer)
-        if self._mode.value == "dense" and _zero_is_unpainted(labels_layer) and not np.all(labels):
+        if self._mode.value == "dense" and zero_is_unpainted(labels_layer) and not np.all(labels):
             raise UserInputError(
                 f"'{labels_layer.name}' is an annotation layer, where 0 means unpainted, but dense "
                 "labels would teach 0 as a class",
@@ -288,7 +279,6 @@ class TrainWidget(LayerDock):
             self._trainer = trainer
             self._run_path = run_dir
             self._send_preview_slice()
-            self._follow_strokes(labels_layer)
             result = yield from trainer.run()
             return result
 
@@ -332,7 +322,7 @@ class TrainWidget(LayerDock):
 
     def _on_done(self, outcome: Outcome) -> None:
         self.worker = None
-        self._follow_strokes(None)
+        self._strokes.follow(None)
         trainer, self._trainer = self._trainer, None
         if self._closing:
             return
@@ -392,32 +382,21 @@ class TrainWidget(LayerDock):
 
     # -- following the brush ---------------------------------------------------------------------
 
-    def _follow_strokes(self, layer) -> None:
-        """Send ``layer``'s strokes to the running trainer after each pause in painting
-        (``None``: stop following)."""
-        if self._painted_layer is not None:
-            self._painted_layer.events.paint.disconnect(self._on_paint)
-            self._painted_layer.events.data.disconnect(self._on_paint)
-        self._stroke_timer.stop()
-        self._painted_layer = layer
-        if layer is not None:
-            layer.events.paint.connect(self._on_paint)
-            layer.events.data.connect(self._on_paint)
-
-    def _on_paint(self, event=None) -> None:
-        self._stroke_timer.start()  # restarts: the strokes go once the brush rests
-
-    def _send_strokes(self) -> None:
-        trainer, layer = self._trainer, self._painted_layer
-        if trainer is None or layer is None or self._closing:
-            return
+    def _send_strokes(self, layer) -> bool:
+        """Give the running trainer the layer's labels; ``False``: not yet (still setting up)."""
+        trainer = self._trainer
+        if self._closing or self.worker is None:
+            return True  # nothing to send them to any more
+        if trainer is None:
+            return False
         images, _ = self._preview_source
         try:
             trainer.update_labels([labels_stack(layer, images[0])])
         except UserInputError as exc:
             self._status.value = f"Strokes not taken: {exc.worded(self.option_names)}"
-            return
+            return True
         self._status.value = "New strokes: they join the training at the next step..."
+        return True
 
     def _show_strokes_taken(self, event: LabelsEvent) -> None:
         if not event.accepted:
@@ -434,18 +413,7 @@ class TrainWidget(LayerDock):
 
     # -- closing ----------------------------------------------------------------------------------
 
-    def _watch_window_close(self) -> None:
-        """Watch the main window the dock sits in (known once it is docked) for its closing."""
-        window = self.native.window()
-        if window is not self._watched_window():
-            self._watched_window = weakref.ref(window)  # weak: the dock must not keep the window alive
-            window.installEventFilter(self._close_filter)
-
-    def _on_parent_change(self, widget) -> None:
-        if widget.parent() is None and self._watched_window() is not None:  # docked once, now out
-            self._on_dock_closed()
-
-    def _on_dock_closed(self, *_) -> None:
+    def _on_dock_closed(self) -> None:
         """The dock was closed: the run stops after this step and saves; no widget is touched."""
         self._closing = True
         if self._trainer is not None:
@@ -488,24 +456,3 @@ class TrainWidget(LayerDock):
         path = self._ask_save_path("Save model", "model.pt", "Model files (*.pt)")
         if path:
             self.save_model_to(path, overwrite=True)
-
-
-def _zero_is_unpainted(layer) -> bool:
-    """Whether the layer says its 0 means "unpainted" (the Annotate dock's layers do)."""
-    features = getattr(layer, "features", None)
-    if features is None or "class" not in features or "index" not in features:
-        return False
-    return any(int(i) == 0 and str(c) == "unpainted" for i, c in zip(features["index"], features["class"]))
-
-
-class _EventWatch(QObject):
-    """Calls ``callback(watched)`` when a widget it watches gets an event of ``kind``."""
-
-    def __init__(self, kind, callback) -> None:
-        super().__init__()
-        self._kind, self._callback = kind, callback
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == self._kind:
-            self._callback(watched)
-        return False
