@@ -78,17 +78,17 @@ def main() -> None:
     idle = summary(probe.run(app, 5.0))
     train.start()
     probe.run(app, 60.0, until=lambda: train._progress.value >= 1)  # data and model set-up
-    previews = []
+    shown = []
     show = train._show_preview
 
     def counting(event) -> None:
-        previews.append(event.step)
+        shown.append(event.step)
         show(event)
 
     train._show_preview = counting
     training = summary(probe.run(app, args.seconds))
     steps = train._progress.value
-    previews = len(previews)
+    previews = len(shown)
     train.stop()
     probe.run(app, 120.0, until=lambda: train.worker is None)
     results = {

@@ -62,6 +62,7 @@ def run_demo(
         train_options={"steps": steps, "device": device},
         overwrite=True,
         on_event=on_event,
+        class_names=["background", "nucleus"],  # as the Annotate dock would call them
     )
     predict_files(
         run_dir / "model.pt",
