@@ -54,12 +54,13 @@ def test_the_final_preview_is_what_predict_gives(make_napari_viewer, qtbot, tmp_
 
 
 def textures(size=96):
-    """Three vertical bands: flat dark (A), flat bright (B), stripes (C)."""
+    """Three vertical bands: dark (A), bright (B), mid-grey (C): C goes with A or with B
+    by where the strokes put the threshold."""
     rng = np.random.default_rng(0)
     image = np.full((size, size), 0.1, np.float32)
     third = size // 3
     image[:, third : 2 * third] = 0.9
-    image[::2, 2 * third :] = 0.9  # stripes
+    image[:, 2 * third :] = 0.5
     return image + rng.normal(0, 0.02, image.shape).astype(np.float32), third
 
 
@@ -73,19 +74,26 @@ def test_strokes_painted_while_training_change_the_preview_there(make_napari_vie
     annotations.data[10:86:4, 2 * third + 4 : -4] = 1  # C: class 1, for now
     annotations.refresh()
     train = open_dock(viewer, "Train")
-    small_run(train, image, annotations, tmp_path / "run", steps=200)
+    small_run(train, image, annotations, tmp_path / "run", steps=100_000)  # stopped below
+    previews, show_preview = [], train._show_preview
+    train._show_preview = lambda event: (show_preview(event), previews.append(event.step))
     assert train.start() is not None
-    qtbot.waitUntil(lambda: train._progress.value >= 60, timeout=240_000)
-    qtbot.waitUntil(lambda: "training preview" in viewer.layers, timeout=60_000)
+    qtbot.waitUntil(lambda: bool(previews) and previews[-1] >= 60, timeout=240_000)  # one after step 60
     band_c = (slice(None), slice(2 * third + 4, None))
     assert np.mean(viewer.layers["training preview"].data[band_c] == 1) > 0.5  # C learned as 1
+    updates, show = [], train._show_strokes_taken
+    train._show_strokes_taken = lambda event: (updates.append(event), show(event))
     rows, cols = np.nonzero(annotations.data[band_c] == 1)
     annotations.data_setitem((rows, cols + 2 * third + 4), 2)  # the user paints C as class 2
-    qtbot.waitUntil(lambda: "Strokes taken" in train._status.value, timeout=60_000)
+    qtbot.waitUntil(lambda: bool(updates), timeout=60_000)
+    assert updates[0].accepted and "Strokes taken" in train._status.value
     assert train.worker is not None  # the same run goes on
+    taken = updates[0].step
+    qtbot.waitUntil(lambda: train._progress.value >= taken + 140, timeout=240_000)  # as fast or slow as it is
+    train.stop()
     wait_for(qtbot, train)
-    assert np.mean(viewer.layers["training preview"].data[band_c] == 2) > 0.8
-    assert train._result.loaded.step == 200
+    assert np.mean(viewer.layers["training preview"].data[band_c] == 2) > 0.8  # the last preview: the model
+    assert train._result.loaded.step >= taken + 140
 
 
 def test_overlays_and_names_travel_from_annotate_to_evaluate(make_napari_viewer, qtbot, tmp_path):
@@ -146,16 +154,27 @@ def test_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
         assert dock.native.minimumSizeHint().height() < 300  # scrolls rather than stretching
 
 
-def test_closing_the_viewer_during_training_saves_the_run(make_napari_viewer, qtbot, tmp_path):
-    viewer = make_napari_viewer()
-    sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=7)
+def painted_sample(viewer, seed):
+    """The sample (2 slices of 96 px) and an Annotate layer holding its strokes; a Train dock."""
+    sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=seed)
     image = viewer.add_image(sample.image, name="cells")
     annotations = open_dock(viewer, "Annotate").add_annotation_layer()
     annotations.data[:] = sample.strokes
-    train = open_dock(viewer, "Train")
+    return sample, image, annotations, open_dock(viewer, "Train")
+
+
+def training_a_while(viewer, qtbot, tmp_path):
+    """A long run of the Train dock, two steps in."""
+    _, image, annotations, train = painted_sample(viewer, seed=7)
     small_run(train, image, annotations, tmp_path / "run", steps=100_000)
     train.start()
     qtbot.waitUntil(lambda: train._progress.value >= 2, timeout=120_000)
+    return train
+
+
+def test_closing_the_viewer_during_training_saves_the_run(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    train = training_a_while(viewer, qtbot, tmp_path)
     viewer.close()
     assert train.worker is None
     from napari_unetseg.core.checkpoint import load_model
@@ -165,14 +184,7 @@ def test_closing_the_viewer_during_training_saves_the_run(make_napari_viewer, qt
 
 def test_closing_the_dock_during_training_saves_the_run(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
-    sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=7)
-    image = viewer.add_image(sample.image, name="cells")
-    annotations = open_dock(viewer, "Annotate").add_annotation_layer()
-    annotations.data[:] = sample.strokes
-    train = open_dock(viewer, "Train")
-    small_run(train, image, annotations, tmp_path / "run", steps=100_000)
-    train.start()
-    qtbot.waitUntil(lambda: train._progress.value >= 2, timeout=120_000)
+    train = training_a_while(viewer, qtbot, tmp_path)
     viewer.window.remove_dock_widget(train.native)
     qtbot.waitUntil(lambda: train.worker is None, timeout=120_000)
     from napari_unetseg.core.checkpoint import load_model
@@ -182,11 +194,7 @@ def test_closing_the_dock_during_training_saves_the_run(make_napari_viewer, qtbo
 
 def test_dense_mode_on_strokes_is_refused_or_warned(make_napari_viewer, qtbot, tmp_path, warnings_shown):  # noqa: F811
     viewer = make_napari_viewer()
-    sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=8)
-    image = viewer.add_image(sample.image, name="cells")
-    annotations = open_dock(viewer, "Annotate").add_annotation_layer()
-    annotations.data[:] = sample.strokes
-    train = open_dock(viewer, "Train")
+    sample, image, annotations, train = painted_sample(viewer, seed=8)
     small_run(train, image, annotations, tmp_path / "run", steps=2)
     train._mode.value = "dense"
     assert train.start() is None  # the Annotate dock's layer says 0 is unpainted
