@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_unetseg.core.class_names import class_name
+from napari_unetseg.core.class_names import display_name
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.io import atomic_write
@@ -52,7 +52,7 @@ class LoadedModel:
 
     def name_of(self, value: int) -> str:
         """What to call class ``value``: its name, or ``"class {value}"``."""
-        return class_name(self.class_values, self.class_names, value)
+        return display_name(dict(zip(self.class_values, self.class_names)), value)
 
     @property
     def normalization(self) -> Normalization:

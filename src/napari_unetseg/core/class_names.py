@@ -12,12 +12,9 @@ from collections.abc import Mapping, Sequence
 from napari_unetseg.core.errors import UserInputError
 
 
-def class_name(values: Sequence[int], names: Sequence[str], value: int) -> str:
-    """The name of class ``value`` (``names`` aligned with ``values``), or ``"class {value}"``."""
-    values = list(values)
-    if value in values and len(names) == len(values) and names[values.index(value)]:
-        return names[values.index(value)]
-    return f"class {value}"
+def display_name(names: Mapping[int, str], value: int) -> str:
+    """What to call class ``value``: its name in ``names`` (value -> name), or ``"class {value}"``."""
+    return names.get(value) or f"class {value}"
 
 
 def name_classes(

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from napari_unetseg.core.class_names import background_value
+from napari_unetseg.core.class_names import background_value, display_name
 from napari_unetseg.core.errors import UserInputError
 
 METRIC_NAMES = ("dice", "iou", "precision", "recall", "f1", "hausdorff", "hd95")
@@ -141,7 +141,7 @@ class EvaluationResult:
 
     def name_of(self, value: int) -> str:
         """The class's name, or ``"class {value}"``."""
-        return self.names.get(value) or f"class {value}"
+        return display_name(self.names, value)
 
     def foreground(self) -> tuple[int, ...]:
         """The classes the headline averages: all but the background (see the module notes)."""
@@ -218,14 +218,7 @@ def evaluate(
         if np.asarray(array).dtype.kind not in "iub":
             raise UserInputError(f"the {name} must be an integer label image, got {array.dtype}")
     pred_s, truth_s = _as_slices(prediction), _as_slices(truth)
-    if classes is None:
-        classes = np.union1d(np.unique(pred_s), np.unique(truth_s)).tolist()
-    classes = tuple(int(c) for c in classes if int(c) not in set(ignore))
-    if not classes:
-        raise UserInputError(
-            "no classes left to evaluate once the ignored values are left out",
-            ("ignore fewer values", "ignore"),
-        )
+    classes = scored_classes(pred_s, truth_s, classes, ignore)
     pooled = {v: Counts() for v in classes}
     per_slice = []
     for p, t in zip(pred_s, truth_s):
@@ -248,6 +241,25 @@ def evaluate(
     names = {int(v): str(n) for v, n in (names or {}).items() if n}
     warnings = numbering_warnings(pred_s, truth_s, ignore)
     return EvaluationResult(classes, per_class, per_slice, mean, names, warnings)
+
+
+def scored_classes(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    classes: Sequence[int] | None = None,
+    ignore: Sequence[int] = (),
+) -> tuple[int, ...]:
+    """The label values :func:`evaluate` scores: ``classes``, or every value in either image,
+    without the ``ignore``d ones."""
+    if classes is None:
+        classes = np.union1d(np.unique(prediction), np.unique(truth)).tolist()
+    classes = tuple(int(c) for c in classes if int(c) not in set(ignore))
+    if not classes:
+        raise UserInputError(
+            "no classes left to evaluate once the ignored values are left out",
+            ("ignore fewer values", "ignore"),
+        )
+    return classes
 
 
 def numbering_warnings(

@@ -283,12 +283,10 @@ class Trainer:
     def _make_preview(self) -> PreviewEvent:
         index = self._preview
         if self._preview_reader is None:
-            stack = self._images[0]
-            if self.model.spatial_dims == 3:  # a 3D model's input is the volume: its percentiles
-                lo, hi = self.normalization.percentiles(stack)
-                self._preview_reader = lambda i: self.normalization.apply(np.asarray(stack[i]), lo, hi)
-            else:
-                self._preview_reader = self.normalization.slice_reader(stack)
+            recipe = self.normalization  # a 3D model's input is the volume: the stack's percentiles
+            if self.model.spatial_dims == 3:
+                recipe = dataclasses.replace(recipe, scope="stack")
+            self._preview_reader = recipe.slice_reader(self._images[0])
         labels = self.predict_slice(self._preview_reader(index))
         self._last_preview, self._preview_step = time.perf_counter(), self.step
         return PreviewEvent(self.step, labels, index)

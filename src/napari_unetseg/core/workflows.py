@@ -38,7 +38,7 @@ from napari_unetseg.core.io import (
     write_bytes_atomic,
 )
 from napari_unetseg.core.jobs import check_run, load_models, start_training
-from napari_unetseg.core.metrics import EvaluationResult, evaluate
+from napari_unetseg.core.metrics import EvaluationResult, evaluate, scored_classes
 from napari_unetseg.core.run_folder import RunFolder
 
 EventCallback = Callable[[Any], None] | None
@@ -270,7 +270,7 @@ def evaluate_files(
     true, _ = read_labels(truth)
     names = read_class_names(prediction)
     if class_names is not None:
-        scored = evaluate(pred, true, classes=classes, ignore=ignore, surface=False).classes
+        scored = scored_classes(pred, true, classes, ignore)
         names = dict(zip(scored, name_classes(scored, class_names)))
     return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface, names=names)
 

@@ -37,6 +37,11 @@ def session_for(viewer) -> Session:
 STATUS_LINES = 4  # a dock's status line shows messages of up to this many lines in full
 
 
+def status_label(value: str = "") -> Label:
+    """A dock's status line: wraps, and always has room for :data:`STATUS_LINES` lines."""
+    return wrapping_label(value, lines=STATUS_LINES)
+
+
 def wrapping_label(value: str = "", lines: int = 0) -> Label:
     """A label that wraps to the dock's width, long paths included (it never widens the
     dock); ``lines``: the lines of text it always has room for (a status line: a message

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.metrics import ERROR_KINDS, METRIC_NAMES, error_map
-from napari_unetseg.widgets._common import STATUS_LINES, LayerDock, labels_combo, wrapping_label
+from napari_unetseg.widgets._common import LayerDock, labels_combo, status_label
 from napari_unetseg.widgets._layers import ERROR_COLORS, class_names_of, matching_geometry, own_labels_layer
 from napari_unetseg.widgets._plot import CurvePlot
 from napari_unetseg.widgets._run import Outcome, as_job, failure, start_worker, user_call, warn
@@ -45,7 +45,7 @@ class EvaluateWidget(LayerDock):
         legend = Label(value=ERROR_LEGEND)
         legend.native.setTextFormat(Qt.TextFormat.RichText)
         self._export = PushButton(text="Export CSV...", enabled=False)
-        self._status = wrapping_label("", lines=STATUS_LINES)
+        self._status = status_label("")
         super().__init__(
             napari_viewer,
             widgets=[self._prediction, self._truth, self._skip_zero, self._surface, self._run,

@@ -26,12 +26,11 @@ from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import (
-    STATUS_LINES,
     LayerDock,
     image_select,
     labels_combo,
     session_for,
-    wrapping_label,
+    status_label,
 )
 from napari_unetseg.widgets._layers import (
     class_layer_style,
@@ -89,7 +88,7 @@ class PredictWidget(LayerDock):
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
-        self._status = wrapping_label("", lines=STATUS_LINES)
+        self._status = status_label("")
         self._annotations = labels_combo(napari_viewer, "Annotations", nullable=True)
         self._to_annotations = PushButton(text="Add slice in view to annotations")
         super().__init__(

@@ -40,12 +40,11 @@ from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import LabelsEvent, PreviewEvent
 from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import (
-    STATUS_LINES,
     LayerDock,
     image_select,
     labels_combo,
     session_for,
-    wrapping_label,
+    status_label,
 )
 from napari_unetseg.widgets._layers import (
     class_layer_style,
@@ -123,7 +122,7 @@ class TrainWidget(LayerDock):
         self._resume = PushButton(text="Resume", enabled=False)
         self._save = PushButton(text="Save model as...", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
-        self._status = wrapping_label("Paint a few strokes per class, then Start.", lines=STATUS_LINES)
+        self._status = status_label("Paint a few strokes per class, then Start.")
         self._view = TrainProgress(self._progress, self._status)
         self.loss_plot, self.dice_plot = self._view.loss_plot, self._view.dice_plot
         buttons = Container(
@@ -286,11 +285,17 @@ class TrainWidget(LayerDock):
 
     def stop(self) -> None:
         """Ask the run to save and stop after the current step (or abandon it while it sets up)."""
+        if self._request_stop():
+            self._status.value = "Stopping after this step..."
+
+    def _request_stop(self) -> bool:
+        """Stop the trainer after this step (``True``), or abandon a worker still setting up."""
         if self._trainer is not None:
             self._trainer.request_stop()
-            self._status.value = "Stopping after this step..."
-        elif self.worker is not None:
+            return True
+        if self.worker is not None:
             self.worker.quit()
+        return False
 
     def _on_aborted(self) -> None:
         self.worker = self._trainer = None
@@ -416,10 +421,7 @@ class TrainWidget(LayerDock):
     def _on_dock_closed(self) -> None:
         """The dock was closed: the run stops after this step and saves; no widget is touched."""
         self._closing = True
-        if self._trainer is not None:
-            self._trainer.request_stop()
-        elif self.worker is not None:
-            self.worker.quit()
+        self._request_stop()
 
     def _on_window_close(self) -> None:
         """The viewer closes: stop after this step and wait (a few seconds) for the save."""
