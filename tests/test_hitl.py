@@ -145,13 +145,25 @@ def test_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     window = viewer.window._qt_window
     window.resize(1366, 768)
+    qtbot.wait(50)
+    bare = window.minimumSizeHint().height()
     docks = [open_dock(viewer, name) for name in ("Annotate", "Train", "Predict", "Evaluate")]
     qtbot.wait(200)
     assert window.height() <= 768
     train = docks[1]
     assert not train.folded.isExpanded()  # seed, tries, learning rate, folders: under Advanced
+    train.folded.expand(animate=False)
+    qtbot.wait(200)
+    assert window.height() <= 768 and window.minimumSizeHint().height() <= max(bare, 600)
     for dock in docks:
         assert dock.native.minimumSizeHint().height() < 300  # scrolls rather than stretching
+    for dock in docks:  # the window was never made taller, so closing leaves nothing to shrink
+        viewer.window.remove_dock_widget(dock.native)
+    qtbot.wait(200)
+    assert window.minimumSizeHint().height() == bare
+    window.resize(1366, 600)
+    qtbot.wait(100)
+    assert window.height() <= 600
 
 
 def painted_sample(viewer, seed):
@@ -190,6 +202,39 @@ def test_closing_the_dock_during_training_saves_the_run(make_napari_viewer, qtbo
     from napari_unetseg.core.checkpoint import load_model
 
     assert load_model(tmp_path / "run" / "model.pt").step >= 2
+
+
+def test_the_preview_costs_the_viewer_little_while_training(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """What stalled the viewer while it trained: the preview layer was added at the first
+    preview (mid-run), held int64 labels that napari remaps on the CPU at every refresh,
+    every refresh cleared the whole stack, and each new layer made the model list build
+    every architecture again to count its parameters."""
+    import napari_unetseg.core.models as models
+
+    viewer = make_napari_viewer()
+    sample, image, annotations, train = painted_sample(viewer, seed=10)
+    built, build = [], models.build_model
+    monkeypatch.setattr(models, "build_model", lambda spec: (built.append(spec.name), build(spec))[1])
+    viewer.add_labels(np.zeros((2, 96, 96), np.uint8), name="another layer")  # every dock refreshes
+    viewer.add_labels(np.zeros((2, 96, 96), np.uint8), name="one more")
+    assert built == []  # the model list's sizes are known already
+    small_run(train, image, annotations, tmp_path / "run", steps=100_000)
+    previews, show_preview = [], train._show_preview
+    train._show_preview = lambda event: (previews.append(event.step), show_preview(event))
+    viewer.dims.set_current_step(0, 1)
+    train.start()
+    qtbot.waitUntil(lambda: "training preview" in viewer.layers, timeout=120_000)
+    assert previews == []  # there before the first preview
+    layer = viewer.layers["training preview"]
+    assert layer.data.dtype == np.uint8  # napari draws 1- and 2-byte labels without remapping
+    qtbot.waitUntil(lambda: bool(previews), timeout=120_000)
+    viewer.dims.set_current_step(0, 0)
+    shown = len(previews)
+    qtbot.waitUntil(lambda: len(previews) > shown, timeout=120_000)
+    train.stop()
+    wait_for(qtbot, train)
+    assert layer.data[0].any() and not layer.data[1].any()  # the slice in view; the other cleared
+    assert viewer.layers["training preview"] is layer  # the same layer all along
 
 
 def test_dense_mode_on_strokes_is_refused_or_warned(make_napari_viewer, qtbot, tmp_path, warnings_shown):  # noqa: F811

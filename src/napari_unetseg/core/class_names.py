@@ -2,12 +2,15 @@
 
 The Annotate dock names the classes of its layer (1, 2, ... in the order named), ``unetseg
 train --class-names`` names them in the order of the label values; the model file keeps
-the names, and prediction layers, label TIFFs and evaluation tables carry them on.
+the names, and prediction layers, label TIFFs and evaluation tables carry them on. Label
+images of a model's classes use the smallest unsigned dtype that holds its values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from napari_unetseg.core.errors import UserInputError
 
@@ -59,3 +62,9 @@ def background_value(values: Sequence[int], names: Mapping[int, str]) -> int | N
     if named:
         return named[0]
     return min(values) if values and not any(names.values()) else None
+
+
+def labels_dtype(class_values: tuple[int, ...]) -> np.dtype:
+    """The smallest unsigned dtype holding every class value."""
+    top = max(class_values)
+    return np.dtype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32)

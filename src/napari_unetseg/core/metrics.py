@@ -40,7 +40,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from napari_unetseg.core.class_names import background_value, display_name
 from napari_unetseg.core.errors import UserInputError
@@ -101,12 +100,17 @@ class Counts:
 
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with at least one 4-neighbour outside it (image edge = outside)."""
+    from scipy import ndimage  # here, not at the top: the trainer imports this module, and
+    # importing scipy.ndimage holds the GIL ~1 s, which froze the viewer when a run started
+
     eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), border_value=0)
     return mask & ~eroded
 
 
 def _directed_distances(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Distance from each ``source`` pixel to the nearest ``target`` pixel."""
+    from scipy import ndimage
+
     return ndimage.distance_transform_edt(~target)[source]
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core.checkpoint import LoadedModel
+from napari_unetseg.core.class_names import labels_dtype
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.data import check_image_size
 from napari_unetseg.core.device import resolve_device
@@ -99,12 +100,6 @@ class PredictionResult:
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
-
-
-def labels_dtype(class_values: tuple[int, ...]) -> np.dtype:
-    """The smallest unsigned dtype holding every class value."""
-    top = max(class_values)
-    return np.dtype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32)
 
 
 def check_ensemble(models: Sequence[LoadedModel]) -> None:

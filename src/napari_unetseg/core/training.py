@@ -26,7 +26,7 @@ import torch
 
 from napari_unetseg.core import data as data_mod
 from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
-from napari_unetseg.core.class_names import name_classes
+from napari_unetseg.core.class_names import labels_dtype, name_classes
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
@@ -266,12 +266,14 @@ class Trainer:
         """Train on these label stacks from the next step on (thread-safe): strokes painted
         or erased while the run goes on join it, and the network keeps what it learned.
 
-        The stacks must have the shapes of the ones the run started with; they are copied
-        here. Values of classes the run does not know are ignored (a new class needs a
-        new run: its network has no output for it). A :class:`LabelsEvent` reports the
-        update.
+        The stacks must have the shapes of the ones the run started with. They are read
+        in the training thread, at the next step, and not copied here: the caller's thread
+        (the viewer's, say) does no work, and a live array is fine (a stroke painted while
+        it is read joins fully at the next update). Values of classes the run does not
+        know are ignored (a new class needs a new run: its network has no output for it).
+        A :class:`LabelsEvent` reports the update.
         """
-        self._new_labels = [np.array(stack, copy=True) for stack in labels]
+        self._new_labels = list(labels)
 
     def _preview_due(self) -> bool:
         if self._preview is None:
@@ -430,7 +432,7 @@ class Trainer:
 
     def predict_slice(self, image: np.ndarray) -> np.ndarray:
         """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice."""
-        lut = np.asarray(self.class_values)
+        lut = np.asarray(self.class_values, dtype=labels_dtype(self.class_values))
         return lut[self._predict_index(image)]
 
     # -- output -------------------------------------------------------------------

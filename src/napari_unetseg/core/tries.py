@@ -76,7 +76,7 @@ class BestOfTries:
 
     def update_labels(self, labels) -> None:
         """As :meth:`Trainer.update_labels`, for the running try and every later one."""
-        self._labels = [np.array(stack, copy=True) for stack in labels]
+        self._labels = list(labels)
         if self.current is not None:
             self.current.update_labels(self._labels)
 

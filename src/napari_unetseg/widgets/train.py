@@ -34,6 +34,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QApplication
 
+from napari_unetseg.core.class_names import labels_dtype
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
@@ -64,6 +65,7 @@ MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
 LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
 WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
 PREVIEW_LAYER = "training preview"
+TRAINER_READY = object()  # the job's first event: the trainer is built, training starts
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
@@ -157,6 +159,7 @@ class TrainWidget(LayerDock):
         self._run_path: Path | None = None
         self._result = None
         self._preview_source = None
+        self._preview_shown = 0  # the slice of the preview layer that holds labels
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
         self._mode.changed.connect(self._update_unpainted)
@@ -278,6 +281,7 @@ class TrainWidget(LayerDock):
             self._trainer = trainer
             self._run_path = run_dir
             self._send_preview_slice()
+            yield TRAINER_READY
             result = yield from trainer.run()
             return result
 
@@ -318,7 +322,9 @@ class TrainWidget(LayerDock):
             self._warned = True
             for message in trainer.warnings:
                 warn(f"Training: {message}")
-        if isinstance(event, PreviewEvent):
+        if event is TRAINER_READY:
+            self._add_preview_layer()
+        elif isinstance(event, PreviewEvent):
             self._show_preview(event)
         elif isinstance(event, LabelsEvent):
             self._show_strokes_taken(event)
@@ -358,31 +364,56 @@ class TrainWidget(LayerDock):
         images, _ = self._preview_source
         trainer.set_preview(current_index(self._viewer, images[0]))
 
-    def _show_preview(self, event: PreviewEvent) -> None:
-        """The preview layer: the classes in the annotation's colours, the background
-        transparent, just below the annotation layer so the strokes stay on top."""
+    def _add_preview_layer(self) -> None:
+        """Make the (empty) preview layer once the trainer knows its classes, before the
+        first step: adding a layer costs the viewer a moment, refreshing one slice little.
+        The classes are in the annotation's colours, the background transparent, and the
+        layer sits just below the annotation layer so the strokes stay on top."""
         images, labels_layer = self._preview_source
+        shape, trainer = plane_shape(images[0]), self._trainer
+        if trainer is None or not self._preview.value:
+            return
+        dtype = labels_dtype(trainer.class_values)
+        style = class_layer_style(trainer.class_values, class_names_of(labels_layer), labels_layer)
+        layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, dtype)
+        if layer is not None:  # the last run's: this run's classes may differ, its slices are stale
+            layer.colormap, layer.features = style["colormap"], style["features"]
+            layer.data[...] = 0
+            self._preview_shown = 0
+            layer.refresh()
+            return
+        layer = self._viewer.add_labels(
+            np.zeros(shape, dtype=dtype),
+            name=PREVIEW_LAYER,
+            opacity=0.5,
+            scale=labels_layer.scale,
+            translate=labels_layer.translate,
+            metadata={"unetseg": "preview"},
+            **style,
+        )
+        self._preview_shown = 0
+        layers = self._viewer.layers
+        if labels_layer in layers:
+            layers.move(layers.index(layer), layers.index(labels_layer))
+        layers.selection.active = labels_layer
+
+    def _show_preview(self, event: PreviewEvent) -> None:
+        """Put the previewed slice into the preview layer (the slice shown before is
+        cleared), refreshing only the view."""
+        images, _ = self._preview_source
         shape = plane_shape(images[0])
         layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
-        if layer is None:
-            trainer = self._trainer
-            values = trainer.class_values if trainer is not None else np.unique(event.labels).tolist()
-            layer = self._viewer.add_labels(
-                np.zeros(shape, dtype=event.labels.dtype),
-                name=PREVIEW_LAYER,
-                opacity=0.5,
-                scale=labels_layer.scale,
-                translate=labels_layer.translate,
-                metadata={"unetseg": "preview"},
-                **class_layer_style(values, class_names_of(labels_layer), labels_layer),
-            )
-            layers = self._viewer.layers
-            if labels_layer in layers:
-                layers.move(layers.index(layer), layers.index(labels_layer))
-            layers.selection.active = labels_layer
+        if layer is None:  # removed by the user, or the preview was turned on later
+            self._add_preview_layer()
+            layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
+            if layer is None:
+                return
         flat = layer.data.reshape((-1, *shape[-2:]))
-        flat[:] = 0
-        flat[event.key or 0] = event.labels
+        key = event.key or 0
+        if self._preview_shown != key:
+            flat[self._preview_shown] = 0
+        flat[key] = event.labels
+        self._preview_shown = key
         layer.refresh()
 
     # -- following the brush ---------------------------------------------------------------------

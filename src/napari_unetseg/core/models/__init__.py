@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,8 +148,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+@functools.lru_cache(maxsize=256)
 def parameter_count(spec: ModelSpec) -> int:
     """Trainable parameters of the network ``spec`` describes, without allocating it
-    (built on PyTorch's ``meta`` device: shapes only, no memory, no initialisation cost)."""
+    (built on PyTorch's ``meta`` device: shapes only, no memory). Remembered per spec:
+    building a network still takes a few tens of ms, and the Train dock's model list asks
+    for every architecture each time napari's layers change."""
     with torch.device("meta"):
         return count_parameters(build_model(spec))
