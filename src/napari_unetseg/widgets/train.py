@@ -34,8 +34,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QApplication
 
-from napari_unetseg.core.class_names import labels_dtype
-from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig, defaults
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import LabelsEvent, PreviewEvent
@@ -48,48 +47,30 @@ from napari_unetseg.widgets._common import (
     status_label,
 )
 from napari_unetseg.widgets._layers import (
-    class_layer_style,
     class_names_of,
     current_index,
     image_stack,
     labels_stack,
-    own_labels_layer,
     plane_shape,
     zero_is_unpainted,
 )
 from napari_unetseg.widgets._live import CloseWatch, StrokeFollower
+from napari_unetseg.widgets._preview import PreviewLayer
 from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call, warn
+from napari_unetseg.widgets._train_options import (
+    LABEL_MODES,
+    MODEL,
+    SEED_TIP,
+    TRAIN,
+    TRIES_TIP,
+    UNPAINTED_TIP,
+    WIDTHS,
+    model_choices,
+    z_step,
+)
 from napari_unetseg.widgets._train_progress import MAX_TRIES, TrainProgress
 
-MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
-LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
-WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
-PREVIEW_LAYER = "training preview"
 TRAINER_READY = object()  # the job's first event: the trainer is built, training starts
-UNPAINTED_TIP = (
-    "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
-    "of every patch, on all pixels of the painted slices, painted or not. Meant for "
-    "a few strokes; each step costs about twice as much."
-)
-SEED_TIP = (
-    "The same seed on the same labels gives the same run. Another seed starts from other "
-    "initial weights and draws other patches and flips: train two or three and predict with "
-    "all of their model files (an ensemble), so that one unlucky run cannot spoil the result."
-)
-TRIES_TIP = (
-    "Start this many runs (seeds Seed, Seed+1, ...) for a quarter of the steps each, keep the "
-    "one whose loss is lowest and train it to the end; the others are dropped. Runs on a few "
-    "strokes can fail with one seed, and the failed ones fit the strokes worse from early on. "
-    "Costs a quarter of the steps per extra try."
-)
-
-
-def z_step(layer) -> float:
-    """The z step of an image layer over its pixel size, from ``layer.scale`` (1 for 2D)."""
-    scale = [float(v) for v in layer.scale]
-    if len(scale) < 3 or scale[-1] <= 0 or scale[-3] <= 0:
-        return 1.0
-    return scale[-3] / scale[-1]
 
 
 class TrainWidget(LayerDock):
@@ -159,7 +140,7 @@ class TrainWidget(LayerDock):
         self._run_path: Path | None = None
         self._result = None
         self._preview_source = None
-        self._preview_shown = 0  # the slice of the preview layer that holds labels
+        self._preview_layer: PreviewLayer | None = None  # the run's
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
         self._mode.changed.connect(self._update_unpainted)
@@ -182,15 +163,10 @@ class TrainWidget(LayerDock):
         return ModelSpec(**{name: widget.value for name, widget in self._model_fields.items()})
 
     def _model_choices(self, widget=None) -> list[tuple[str, str]]:
-        """Every architecture labelled with its size at the chosen width and depth."""
         try:
-            width, depth = self._width.value, self._depth.value
+            return model_choices(self._width.value, self._depth.value)
         except AttributeError:  # called while the widgets are being built
-            width, depth = MODEL["base_channels"], MODEL["depth"]
-        spec = ModelSpec(depth=depth, base_channels=width)
-        return [
-            (f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS
-        ]
+            return model_choices(MODEL["base_channels"], MODEL["depth"])
 
     def _update_size(self) -> None:
         """Refresh the sizes in the model list; enable the depth only where the
@@ -365,56 +341,20 @@ class TrainWidget(LayerDock):
         trainer.set_preview(current_index(self._viewer, images[0]))
 
     def _add_preview_layer(self) -> None:
-        """Make the (empty) preview layer once the trainer knows its classes, before the
-        first step: adding a layer costs the viewer a moment, refreshing one slice little.
-        The classes are in the annotation's colours, the background transparent, and the
-        layer sits just below the annotation layer so the strokes stay on top."""
+        """Once the trainer knows its classes, before the first step: the preview layer."""
         images, labels_layer = self._preview_source
-        shape, trainer = plane_shape(images[0]), self._trainer
-        if trainer is None or not self._preview.value:
+        trainer = self._trainer
+        if trainer is None:
             return
-        dtype = labels_dtype(trainer.class_values)
-        style = class_layer_style(trainer.class_values, class_names_of(labels_layer), labels_layer)
-        layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, dtype)
-        if layer is not None:  # the last run's: this run's classes may differ, its slices are stale
-            layer.colormap, layer.features = style["colormap"], style["features"]
-            layer.data[...] = 0
-            self._preview_shown = 0
-            layer.refresh()
-            return
-        layer = self._viewer.add_labels(
-            np.zeros(shape, dtype=dtype),
-            name=PREVIEW_LAYER,
-            opacity=0.5,
-            scale=labels_layer.scale,
-            translate=labels_layer.translate,
-            metadata={"unetseg": "preview"},
-            **style,
-        )
-        self._preview_shown = 0
-        layers = self._viewer.layers
-        if labels_layer in layers:
-            layers.move(layers.index(layer), layers.index(labels_layer))
-        layers.selection.active = labels_layer
+        shape = plane_shape(images[0])
+        self._preview_layer = PreviewLayer(self._viewer, shape, trainer.class_values, labels_layer)
+        if self._preview.value:
+            self._preview_layer.add()
 
     def _show_preview(self, event: PreviewEvent) -> None:
-        """Put the previewed slice into the preview layer (the slice shown before is
-        cleared), refreshing only the view."""
-        images, _ = self._preview_source
-        shape = plane_shape(images[0])
-        layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
-        if layer is None:  # removed by the user, or the preview was turned on later
-            self._add_preview_layer()
-            layer = own_labels_layer(self._viewer, PREVIEW_LAYER, "preview", shape, event.labels.dtype)
-            if layer is None:
-                return
-        flat = layer.data.reshape((-1, *shape[-2:]))
-        key = event.key or 0
-        if self._preview_shown != key:
-            flat[self._preview_shown] = 0
-        flat[key] = event.labels
-        self._preview_shown = key
-        layer.refresh()
+        """Put the previewed slice into the preview layer, refreshing only the view."""
+        if self._preview_layer is not None:
+            self._preview_layer.show(event.key, event.labels)
 
     # -- following the brush ---------------------------------------------------------------------
 

@@ -1,0 +1,41 @@
+"""The Train dock's choices and their help texts (no Qt): the defaults come from the core
+config classes, each in one place."""
+
+from __future__ import annotations
+
+from napari_unetseg.core.config import ModelSpec, TrainConfig, defaults
+from napari_unetseg.core.models import MODELS, parameter_count
+
+MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
+LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = background", "dense")]
+WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
+UNPAINTED_TIP = (
+    "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
+    "of every patch, on all pixels of the painted slices, painted or not. Meant for "
+    "a few strokes; each step costs about twice as much."
+)
+SEED_TIP = (
+    "The same seed on the same labels gives the same run. Another seed starts from other "
+    "initial weights and draws other patches and flips: train two or three and predict with "
+    "all of their model files (an ensemble), so that one unlucky run cannot spoil the result."
+)
+TRIES_TIP = (
+    "Start this many runs (seeds Seed, Seed+1, ...) for a quarter of the steps each, keep the "
+    "one whose loss is lowest and train it to the end; the others are dropped. Runs on a few "
+    "strokes can fail with one seed, and the failed ones fit the strokes worse from early on. "
+    "Costs a quarter of the steps per extra try."
+)
+
+
+def z_step(layer) -> float:
+    """The z step of an image layer over its pixel size, from ``layer.scale`` (1 for 2D)."""
+    scale = [float(v) for v in layer.scale]
+    if len(scale) < 3 or scale[-1] <= 0 or scale[-3] <= 0:
+        return 1.0
+    return scale[-3] / scale[-1]
+
+
+def model_choices(width: int, depth: int) -> list[tuple[str, str]]:
+    """Every architecture, labelled with its size at ``width`` and ``depth``."""
+    spec = ModelSpec(depth=depth, base_channels=width)
+    return [(f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS]
