@@ -10,7 +10,8 @@ validation (Dice on their labelled pixels after every epoch). The fronts come in
 through :func:`napari_unetseg.core.jobs.start_training`. Where the rest lives: the run
 folder in :mod:`~napari_unetseg.core.run_folder`, the tries in
 :mod:`~napari_unetseg.core.tries`, the class-prior correction in
-:mod:`~napari_unetseg.core.priors`, the patches in :mod:`~napari_unetseg.core.data`.
+:mod:`~napari_unetseg.core.priors`, the patches in :mod:`~napari_unetseg.core.data`, the
+set-up (starting point, network, data, schedule) in :mod:`~napari_unetseg.core.training_setup`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core import data as data_mod
-from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
+from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.class_names import labels_dtype, name_classes
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
@@ -38,28 +39,24 @@ from napari_unetseg.core.events import (
     TrainResult,
     run_generator,
 )
-from napari_unetseg.core.inference import channels_last_format, inference_copy
+from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
-from napari_unetseg.core.models import build_model
-from napari_unetseg.core.priors import PriorEstimator
 from napari_unetseg.core.run_folder import RunFolder
 from napari_unetseg.core.tiler import Tiler, smaller_batch
+from napari_unetseg.core.training_setup import (
+    build_network,
+    check_3d,
+    lr_factor,
+    prepare_data,
+    starting_point,
+)
 from napari_unetseg.core.transforms import augment, second_view
 from napari_unetseg.core.tries import BestOfTries
 
 PREVIEW = PredictConfig()  # previews, validation and priors predict like the Predict dock's defaults
 
 __all__ = ["BestOfTries", "TrainResult", "Trainer", "make_trainer", "train"]
-
-
-def _lr_factor(step: int, total: int) -> float:
-    """Linear warm-up over 5 % of the steps, then cosine decay to 1 %."""
-    warmup = max(1, min(100, total // 20))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class Trainer:
@@ -120,7 +117,10 @@ class Trainer:
         channels = data_mod.check_training_pairs(images, labels)
         if self.folder is not None and not run.resume and not run.overwrite:
             self.folder.check_new()
-        base, resume_state = self._base(run)
+        base, resume_state = starting_point(run, self.folder)
+        seed = base.train_config.get("seed") if run.resume else None  # the run's own (kept by tries)
+        if isinstance(seed, int) and seed != self.config.seed:
+            self.config = self.config.replace(seed=seed)
         self.label_mode = base.label_mode if run.resume else self.config.label_mode
         known = base.class_values if base else ()
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
@@ -137,10 +137,10 @@ class Trainer:
                 "resume cannot add classes", ("fine-tune from its model file instead", "init")
             )
         self.normalization = self.spec.normalization
-        self._build_model(
-            base, keep_head=run.resume or base is None or base.class_values == self.class_values
-        )
-        self._check_3d(images)
+        keep_head = run.resume or base is None or base.class_values == self.class_values
+        network = build_network(self.spec, self.config.seed, base, keep_head, self.device)
+        self.model, self.memory_format = network
+        check_3d(self.model, self.spec, images, self.config)
         self.generator = torch.Generator().manual_seed(self.config.seed)  # patches, flips: the run's own
         self._prepare_data(images, labels)
         self.optimizer = torch.optim.AdamW(
@@ -149,81 +149,23 @@ class Trainer:
             weight_decay=self.config.advanced.weight_decay,
         )
         steps = self.config.steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, steps))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         if resume_state is not None:
             self._restore(resume_state)
 
     # -- set-up -----------------------------------------------------------------
 
-    def _base(self, run: RunOptions) -> tuple[LoadedModel | None, dict | None]:
-        """The model file the run starts from (resumed or fine-tuned), and the resume state."""
-        if run.resume:
-            if self.folder is None:
-                raise UserInputError("resume needs the run folder of an earlier run", ("give it", "resume"))
-            base, state = self.folder.load()
-            seed = base.train_config.get("seed")  # the run's own (the seed kept by tries, say)
-            if isinstance(seed, int) and seed != self.config.seed:
-                self.config = self.config.replace(seed=seed)
-            return base, state
-        return (load_model(run.init) if run.init is not None else None), None
-
-    def _build_model(self, base: LoadedModel | None, keep_head: bool) -> None:
-        torch.manual_seed(self.config.seed)
-        self.model = build_model(self.spec)
-        if base is not None:
-            state = base.model.state_dict()
-            if not keep_head:  # fine-tuning on other classes: a new head
-                new_head = tuple(f"{name}." for name in self.model.class_layers)
-                state = {k: v for k, v in state.items() if not k.startswith(new_head)}
-            load_matching_weights(self.model, state)
-        self.model.to(self.device)
-        self.memory_format = channels_last_format(self.model)
-        if self.device.type == "cpu":
-            self.model.to(memory_format=self.memory_format)
-
-    def _check_3d(self, images: Sequence[np.ndarray]) -> None:
-        if self.model.spatial_dims != 3:
-            return
-        if min(image.shape[0] for image in images) < 2:
-            raise UserInputError(
-                f"{self.spec.name} segments z-stacks but the training images have a single slice",
-                ("use a 2D model", "model"),
-                ("check the image axes", "axes"),
-            )
-        if self.config.advanced.smoothness_weight:
-            raise UserInputError("the smoothness term is for 2D models: set smoothness_weight to 0")
-
     def _prepare_data(self, images, labels) -> None:
-        """Normalised, encoded training items (labelled slices, or labelled stacks as
-        volumes for 3D models, which get no validation split), the sampler, class weights
-        and the prior estimate. Raises before changing anything when nothing is labelled."""
-        cfg, advanced = self.config, self.config.advanced
+        """The training data of these labels (:func:`prepare_data`); nothing changes when
+        it refuses them."""
         volumes = self.model.spatial_dims == 3
-        items = data_mod.training_items(
-            images, labels, self.class_values, self.label_mode, self.normalization, volumes
-        )
-        if not items:
-            raise UserInputError("no painted pixels of the run's classes are left")
-        train, val = data_mod.split_validation(items, cfg.validation_fraction, cfg.seed, allowed=not volumes)
-        train_x, train_y = [x for x, _ in train], [y for _, y in train]
-        patch = (cfg.patch_depth, cfg.patch_size, cfg.patch_size) if volumes else cfg.patch_size
-        sampler = data_mod.PatchSampler(
-            train_x,
-            train_y,
-            patch,
-            len(self.class_values),
-            advanced.labelled_sampling,
-            self.device,
-            self.generator,
-        )
-        balance = self.label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
-        weights = data_mod.class_weights(train_y, len(self.class_values)) if balance else None
-        self.sampler, self.val, self._labels = sampler, val, list(labels)
-        self.class_weights = torch.from_numpy(weights).to(self.device) if weights is not None else None
-        self.priors = None
-        if advanced.prior_correction and self.label_mode == "sparse" and not volumes:
-            self.priors = PriorEstimator(train_x, train_y, len(self.class_values), weights)
+        data = prepare_data(
+            images, labels, self.class_values, self.label_mode, self.normalization,
+            self.config, volumes, self.device, self.generator,
+        )  # fmt: skip
+        self.sampler, self.val, self._labels = data.sampler, data.val, data.labels
+        self.class_weights, self.priors = data.class_weights, data.priors
 
     def _restore(self, state: dict) -> None:
         try:

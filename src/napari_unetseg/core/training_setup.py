@@ -1,0 +1,125 @@
+"""How a training run is set up, before its loop: the model file it starts from, its
+network, its training data, and its learning-rate schedule. Used by
+:class:`~napari_unetseg.core.training.Trainer`; no state of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from napari_unetseg.core import data as data_mod
+from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
+from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.inference import channels_last_format
+from napari_unetseg.core.models import build_model
+from napari_unetseg.core.normalization import Normalization
+from napari_unetseg.core.priors import PriorEstimator
+from napari_unetseg.core.run_folder import RunFolder
+
+
+def lr_factor(step: int, total: int) -> float:
+    """Linear warm-up over 5 % of the steps, then cosine decay to 1 %."""
+    warmup = max(1, min(100, total // 20))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def starting_point(run: RunOptions, folder: RunFolder | None) -> tuple[LoadedModel | None, dict | None]:
+    """The model file a run starts from (resumed or fine-tuned; ``None``: random weights)
+    and, for a resumed run, its resume state."""
+    if run.resume:
+        if folder is None:
+            raise UserInputError("resume needs the run folder of an earlier run", ("give it", "resume"))
+        return folder.load()
+    return (load_model(run.init) if run.init is not None else None), None
+
+
+def build_network(
+    spec: ModelSpec, seed: int, base: LoadedModel | None, keep_head: bool, device: torch.device
+) -> tuple[torch.nn.Module, torch.memory_format]:
+    """The network of ``spec`` (initialised from ``seed``, then with the weights of ``base``
+    that fit; without its head when ``keep_head`` is false: fine-tuning on other classes),
+    on ``device``, and the memory format its convolutions run fastest in."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    if base is not None:
+        state = base.model.state_dict()
+        if not keep_head:
+            new_head = tuple(f"{name}." for name in model.class_layers)
+            state = {k: v for k, v in state.items() if not k.startswith(new_head)}
+        load_matching_weights(model, state)
+    model.to(device)
+    memory_format = channels_last_format(model)
+    if device.type == "cpu":
+        model.to(memory_format=memory_format)
+    return model, memory_format
+
+
+def check_3d(
+    model: torch.nn.Module, spec: ModelSpec, images: Sequence[np.ndarray], config: TrainConfig
+) -> None:
+    """Refuse what a 3D network cannot train on (single slices, the 2D smoothness term)."""
+    if model.spatial_dims != 3:
+        return
+    if min(image.shape[0] for image in images) < 2:
+        raise UserInputError(
+            f"{spec.name} segments z-stacks but the training images have a single slice",
+            ("use a 2D model", "model"),
+            ("check the image axes", "axes"),
+        )
+    if config.advanced.smoothness_weight:
+        raise UserInputError("the smoothness term is for 2D models: set smoothness_weight to 0")
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What the loop trains and validates on."""
+
+    sampler: data_mod.PatchSampler
+    val: list  # held-out (image, target) pairs
+    labels: list[np.ndarray]  # the label stacks it was made from
+    class_weights: torch.Tensor | None
+    priors: PriorEstimator | None
+
+
+def prepare_data(
+    images: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    class_values: Sequence[int],
+    label_mode: str,
+    normalization: Normalization,
+    config: TrainConfig,
+    volumes: bool,
+    device: torch.device,
+    generator: torch.Generator,
+) -> TrainingData:
+    """Normalised, encoded training items (labelled slices, or labelled stacks as volumes
+    for 3D models, which get no validation split), the patch sampler, class weights and the
+    class-prior estimator. Raises when nothing of ``class_values`` is labelled."""
+    advanced = config.advanced
+    items = data_mod.training_items(images, labels, class_values, label_mode, normalization, volumes)
+    if not items:
+        raise UserInputError("no painted pixels of the run's classes are left")
+    fraction = config.validation_fraction
+    train, val = data_mod.split_validation(items, fraction, config.seed, allowed=not volumes)
+    train_x, train_y = [x for x, _ in train], [y for _, y in train]
+    patch = (config.patch_depth, config.patch_size, config.patch_size) if volumes else config.patch_size
+    classes = len(class_values)
+    sampler = data_mod.PatchSampler(
+        train_x, train_y, patch, classes, advanced.labelled_sampling, device, generator
+    )
+    balance = label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
+    weights = data_mod.class_weights(train_y, classes) if balance else None
+    priors = None
+    if advanced.prior_correction and label_mode == "sparse" and not volumes:
+        priors = PriorEstimator(train_x, train_y, classes, weights)
+    class_weights = torch.from_numpy(weights).to(device) if weights is not None else None
+    return TrainingData(sampler, val, list(labels), class_weights, priors)
