@@ -207,8 +207,11 @@ def test_closing_the_dock_during_training_saves_the_run(make_napari_viewer, qtbo
 def test_the_preview_costs_the_viewer_little_while_training(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     """What stalled the viewer while it trained: the preview layer was added at the first
     preview (mid-run), held int64 labels that napari remaps on the CPU at every refresh,
-    every refresh cleared the whole stack, and each new layer made the model list build
-    every architecture again to count its parameters."""
+    every refresh cleared the whole stack, each new layer made the model list build
+    every architecture again to count its parameters, and Python's full garbage
+    collections walked the viewer's millions of objects (0.3 s holding the GIL)."""
+    import gc
+
     import napari_unetseg.core.models as models
 
     viewer = make_napari_viewer()
@@ -227,6 +230,7 @@ def test_the_preview_costs_the_viewer_little_while_training(make_napari_viewer, 
     assert previews == []  # there before the first preview
     layer = viewer.layers["training preview"]
     assert layer.data.dtype == np.uint8  # napari draws 1- and 2-byte labels without remapping
+    assert gc.get_freeze_count() > 0  # full collections leave the objects of before the run alone
     qtbot.waitUntil(lambda: bool(previews), timeout=120_000)
     viewer.dims.set_current_step(0, 0)
     shown = len(previews)
@@ -235,6 +239,7 @@ def test_the_preview_costs_the_viewer_little_while_training(make_napari_viewer, 
     wait_for(qtbot, train)
     assert layer.data[0].any() and not layer.data[1].any()  # the slice in view; the other cleared
     assert viewer.layers["training preview"] is layer  # the same layer all along
+    assert gc.get_freeze_count() == 0  # and are collected again after it
 
 
 def test_dense_mode_on_strokes_is_refused_or_warned(make_napari_viewer, qtbot, tmp_path, warnings_shown):  # noqa: F811

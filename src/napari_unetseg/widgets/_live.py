@@ -3,11 +3,14 @@
 * :class:`StrokeFollower`: the labels layer's strokes go to the running trainer once the
   brush has rested for a moment (every stroke, fill or erase restarts the wait);
 * :class:`CloseWatch`: tells the dock when its main window closes or when napari takes the
-  dock out of the window, so the run can stop and save before anything is torn down.
+  dock out of the window, so the run can stop and save before anything is torn down;
+* :class:`QuietCollector`: keeps Python's full garbage collections from pausing the viewer
+  while a run goes on.
 """
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Callable
 
@@ -85,3 +88,28 @@ class CloseWatch:
     def _parent_changed(self, widget) -> None:
         if widget.parent() is None and self._window() is not None:  # docked once, now taken out
             self._on_dock_closed()
+
+
+class QuietCollector:
+    """While a run goes on, the objects that exist at its start (napari's, torch's: a few
+    million) are left out of Python's full garbage collections (:func:`gc.freeze`).
+
+    A full collection walks every object and holds the GIL all the while: 0.3 s in a
+    viewer with a network loaded, in whichever thread allocates at the time, so the viewer
+    froze every so often while it trained. Young objects are still collected as usual;
+    what becomes garbage among the frozen ones waits for :meth:`end`, which puts them back
+    (a layer deleted during the run, say, is freed afterwards). Runs may overlap: the
+    objects go back when the last one ends.
+    """
+
+    runs = 0
+
+    def begin(self) -> None:
+        if QuietCollector.runs == 0:
+            gc.freeze()
+        QuietCollector.runs += 1
+
+    def end(self) -> None:
+        QuietCollector.runs = max(0, QuietCollector.runs - 1)
+        if QuietCollector.runs == 0:
+            gc.unfreeze()

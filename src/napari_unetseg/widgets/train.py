@@ -54,7 +54,7 @@ from napari_unetseg.widgets._layers import (
     plane_shape,
     zero_is_unpainted,
 )
-from napari_unetseg.widgets._live import CloseWatch, StrokeFollower
+from napari_unetseg.widgets._live import CloseWatch, QuietCollector, StrokeFollower
 from napari_unetseg.widgets._preview import PreviewLayer
 from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worker, user_call, warn
 from napari_unetseg.widgets._train_options import (
@@ -151,6 +151,7 @@ class TrainWidget(LayerDock):
         self._preview.changed.connect(lambda: self._send_preview_slice())
         napari_viewer.dims.events.current_step.connect(self._send_preview_slice)
         self._strokes = StrokeFollower(self._send_strokes)
+        self._quiet = QuietCollector()
         self._closing = False
         self._close_watch = CloseWatch(self.native, self._on_window_close, self._on_dock_closed)
         self._refresh_choices()
@@ -220,6 +221,7 @@ class TrainWidget(LayerDock):
         self._strokes.follow(self._labels_layer.value)
         self._set_running(True)
         self._status.value = "Preparing the data and the model..."
+        self._quiet.begin()
         self.worker = start_worker(job, self._on_event, self._on_done, self._on_aborted)
         return self.worker
 
@@ -278,6 +280,7 @@ class TrainWidget(LayerDock):
         return False
 
     def _on_aborted(self) -> None:
+        self._quiet.end()
         self.worker = self._trainer = None
         self._status.value = "Stopped before the first step."
         self._set_running(False)
@@ -308,6 +311,7 @@ class TrainWidget(LayerDock):
             self._view.show(event)
 
     def _on_done(self, outcome: Outcome) -> None:
+        self._quiet.end()
         self.worker = None
         self._strokes.follow(None)
         trainer, self._trainer = self._trainer, None
