@@ -101,7 +101,7 @@ class Counts:
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with at least one 4-neighbour outside it (image edge = outside)."""
     from scipy import ndimage  # here, not at the top: the trainer imports this module, and
-    # importing scipy.ndimage holds the GIL ~1 s, which froze the viewer when a run started
+    # importing scipy.ndimage in the training thread froze the viewer when a run started
 
     eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1), border_value=0)
     return mask & ~eroded
