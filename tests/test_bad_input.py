@@ -23,7 +23,13 @@ from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.sample import make_sample
-from napari_unetseg.core.workflows import evaluate_files, predict_files, prune_file, train_from_files
+from napari_unetseg.core.workflows import (
+    evaluate_files,
+    evaluate_object_files,
+    predict_files,
+    prune_file,
+    train_from_files,
+)
 
 TINY = {"depth": 2, "base_channels": 4}
 FAST = {"steps": 1, "patch_size": 32, "batch_size": 2, "device": "cpu"}
@@ -65,6 +71,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     f["six_d"] = _tif(d / "six_d.tif", np.zeros((2, 2, 2, 2, 16, 16), np.uint8))
     f["rgb"] = _tif(d / "rgb.tif", np.zeros((64, 64, 3), np.uint8), "YXC")
     f["float_prediction"] = _tif(d / "float_prediction.tif", sample.truth.astype(np.float32) + 0.5, "ZYX")
+    f["nuclei_mask"] = _tif(d / "nuclei_mask.tif", (sample.truth == 2).astype(np.uint8), "ZYX")
+    f["huge_ids"] = _tif(d / "huge_ids.tif", (sample.truth == 2).astype(np.uint64) * 2**33, "ZYX")
     (d / "empty.tif").write_bytes(b"")
     f["empty"] = d / "empty.tif"
     f["truncated"] = d / "truncated.tif"
@@ -203,6 +211,13 @@ CASES = [
     Case("an empty or repeated class name", [*TRAIN, "--class-names", "background,,nucleus"],
          lambda f, o: _train(f, o, class_names=parse_names("background,,nucleus")),
          "must be distinct and separated by commas", "(--class-names)"),
+    Case("class mask given to an object evaluation",
+         ["evaluate", "--objects", "--prediction", "{nuclei_mask}", "--truth", "{nuclei_mask}"],
+         lambda f, o: evaluate_object_files(f["nuclei_mask"], f["nuclei_mask"]), "looks like a class mask",
+         "(--objects)"),
+    Case("object ids above 2**32",
+         ["evaluate", "--objects", "--prediction", "{huge_ids}", "--truth", "{huge_ids}"],
+         lambda f, o: evaluate_object_files(f["huge_ids"], f["huge_ids"]), "above 2**32"),
     Case("float prediction to evaluate",
          ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
          lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),

@@ -127,3 +127,35 @@ def test_nothing_on_either_side_gives_no_ratio():
     empty = np.zeros((8, 8), np.uint8)
     scores = object_scores(empty, empty)
     assert (scores.n_true, scores.n_pred) == (0, 0) and np.isnan(scores.f1) and np.isnan(scores.ap)
+
+
+def test_unetseg_evaluate_objects_scores_planes_and_volumes(tmp_path, cli):
+    import csv
+    import json
+
+    import tifffile
+
+    truth = np.stack([squares((40, 60), [(0, 10, 0, 10), (0, 10, 10, 20), (20, 30, 30, 40)])] * 2)
+    pred = truth.copy()
+    pred[0][pred[0] == 2] = 1  # plane 0: the two touching objects predicted as one
+    for name, array in (("truth", truth), ("pred", pred)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", array, metadata={"axes": "TYX"}, photometric="minisblack")
+    args = ["evaluate", "--objects", "--prediction", tmp_path / "pred.tif", "--truth", tmp_path / "truth.tif"]
+    proc = cli(*args, "--json", tmp_path / "o.json", "--csv", tmp_path / "o.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert "headline: object F1@0.5" in proc.stdout
+    result = json.loads((tmp_path / "o.json").read_text())
+    assert not result["volume"] and len(result["per_image"]) == 2
+    assert result["all"]["merges"] == 1 and result["all"]["n_true"] == 6 and result["all"]["n_pred"] == 5
+    assert result["per_image"][1]["f1"] == 1.0
+    rows = list(csv.DictReader((tmp_path / "o.csv").open()))
+    assert [r["image"] for r in rows] == ["all", "0", "1"] and float(rows[2]["ap"]) == 1.0
+    # the same files with a Z axis: one volume of 3D objects (the merge now joins 3D objects)
+    for name, array in (("truth", truth), ("pred", pred)):
+        tifffile.imwrite(tmp_path / f"{name}.tif", array, metadata={"axes": "ZYX"}, photometric="minisblack")
+    proc = cli(*args, "--json", tmp_path / "v.json")
+    result = json.loads((tmp_path / "v.json").read_text())
+    assert proc.returncode == 0 and result["volume"] and result["all"]["n_true"] == 3
+    # options of class scores are refused with object scores
+    proc = cli(*args, "--classes", "1")
+    assert proc.returncode == 2 and "--classes is for class scores" in proc.stderr

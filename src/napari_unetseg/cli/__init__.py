@@ -210,6 +210,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write all metrics as JSON")
     p.add_argument("--csv", metavar="FILE", help="write per-class and per-slice metrics as CSV")
     p.add_argument("--no-surface", dest="surface", action="store_false", help="skip Hausdorff/HD95")
+    p.add_argument(
+        "--objects",
+        action="store_true",
+        help="both files hold object ids (0 = background): score objects one to one (F1 at IoU 0.5, "
+        "AP over IoU 0.5:0.95, panoptic quality, splits, merges), plane by plane or as a Z volume",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing JSON/CSV files")
     _finish(p, _run_evaluate)
 
@@ -333,12 +339,27 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from napari_unetseg.core.metrics import format_table
     from napari_unetseg.core.workflows import evaluate_files, write_evaluation
 
+    if args.objects:
+        return _run_evaluate_objects(args)
     names = parse_names(args.class_names)
     result = evaluate_files(args.prediction, args.truth, args.classes, args.ignore, args.surface, names)
     write_evaluation(result, args.json, args.csv, overwrite=args.overwrite)
     for warning in result.warnings:
         print(f"unetseg evaluate: warning: {warning}", file=sys.stderr)
     print(format_table(result))
+    return 0
+
+
+def _run_evaluate_objects(args: argparse.Namespace) -> int:
+    from napari_unetseg.core.objects import format_object_table
+    from napari_unetseg.core.workflows import evaluate_object_files, write_object_evaluation
+
+    for option in ("classes", "ignore", "class_names"):
+        if getattr(args, option):
+            raise UserInputError("is for class scores: object scores take every object", subject=option)
+    result = evaluate_object_files(args.prediction, args.truth)
+    write_object_evaluation(result, args.json, args.csv, overwrite=args.overwrite)
+    print(format_object_table(result))
     return 0
 
 

@@ -28,7 +28,7 @@ def instance_classes(instances: np.ndarray, boundary_width: int = 2) -> np.ndarr
     """The three classes of an instance image (``uint8``): background, interior, and
     the outer ``boundary_width`` pixels of each object. An object too small to keep an
     interior is left all interior, so that it still gives a seed."""
-    instances = check_instances(instances, "instance labels")
+    instances = check_instances(instances, "instance image")
     edge = find_boundaries(instances, connectivity=1, mode="inner")
     band = edge if boundary_width <= 1 else ndimage.distance_transform_edt(~edge) < boundary_width
     band &= instances > 0

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linear_sum_assignment
+from skimage.measure import label as connected_components
 from skimage.metrics import contingency_table
 from skimage.segmentation import relabel_sequential
 
@@ -86,9 +87,9 @@ def check_instances(image: np.ndarray, what: str) -> np.ndarray:
     if not np.issubdtype(image.dtype, np.integer):
         raise UserInputError(f"the {what} must hold integer object ids (0 = background), not {image.dtype}")
     if image.size and image.min() < 0:
-        raise UserInputError(f"the {what} hold negative ids: object ids are 1, 2, ... (0 = background)")
+        raise UserInputError(f"the {what} holds negative ids: object ids are 1, 2, ... (0 = background)")
     if image.size and int(image.max()) > MAX_ID:
-        raise UserInputError(f"the {what} hold ids above 2**32 - 1: renumber the objects 1, 2, ...")
+        raise UserInputError(f"the {what} holds ids above 2**32 - 1: renumber the objects 1, 2, ...")
     return image
 
 
@@ -182,3 +183,82 @@ def object_scores(truth: np.ndarray, pred: np.ndarray) -> ObjectScores:
         splits=_held_halves(found, by_true=True),
         merges=_held_halves(found, by_true=False),
     )
+
+
+SUMMED = ("n_true", "n_pred", "tp", "fp", "fn", "splits", "merges")
+AVERAGED = ("precision", "recall", "f1", "panoptic_quality", "mean_matched_iou", "ap")
+TABLE = (*SUMMED, "precision", "recall", "f1", "ap", "panoptic_quality")
+
+
+@dataclass(frozen=True)
+class ObjectEvaluation:
+    """Object scores of each image (each 2D plane, or one 3D volume), their sum (counts)
+    and their mean over the images (the ratios, as the DSB2018 score does)."""
+
+    images: tuple[ObjectScores, ...]
+    volume: bool
+
+    def total(self) -> dict[str, float]:
+        row: dict[str, float] = {k: int(sum(getattr(s, k) for s in self.images)) for k in SUMMED}
+        for key in AVERAGED:
+            values = [getattr(s, key) for s in self.images if np.isfinite(getattr(s, key))]
+            row[key] = float(np.mean(values)) if values else float("nan")
+        return row
+
+    def to_dict(self) -> dict:
+        return {"volume": self.volume, "all": self.total(), "per_image": [s.to_dict() for s in self.images]}
+
+
+def looks_like_classes(truth: np.ndarray) -> str | None:
+    """Why ``truth`` looks like a class mask rather than object ids (``None`` if it does
+    not): at most three values, covering at least three times as many separate pieces."""
+    values = np.unique(truth[truth > 0])
+    if not 0 < len(values) <= 3:
+        return None
+    pieces = int(connected_components(truth > 0, connectivity=1).max())
+    if pieces < 3 * len(values):
+        return None
+    found = f"{len(values)} value(s): {', '.join(str(v) for v in values)}; {pieces} separate pieces"
+    return f"the ground truth looks like a class mask ({found})"
+
+
+def evaluate_objects(pred: np.ndarray, truth: np.ndarray, volume: bool = False) -> ObjectEvaluation:
+    """Score instance images: ``volume`` scores the whole array as one image (3D objects),
+    else every 2D plane (the last two axes) on its own."""
+    pred, truth = check_instances(pred, "prediction"), check_instances(truth, "ground truth")
+    if pred.shape != truth.shape:
+        raise UserInputError(f"prediction shape {pred.shape} differs from ground truth shape {truth.shape}")
+    if volume:
+        planes = [(pred, truth)]
+    else:
+        planes = list(zip(pred.reshape(-1, *pred.shape[-2:]), truth.reshape(-1, *truth.shape[-2:])))
+    for _, true_plane in planes:
+        why = looks_like_classes(true_plane)
+        if why:
+            raise UserInputError(
+                why,
+                "give instance labels (one id per object)",
+                ("leave out the flag to score classes", "objects"),
+            )
+    return ObjectEvaluation(tuple(object_scores(t, p) for p, t in planes), volume)
+
+
+def format_object_table(evaluation: ObjectEvaluation) -> str:
+    """A plain-text table: one row per image (when there are several) and one for all."""
+    header = f"{'image':>8} " + " ".join(f"{'PQ' if k == 'panoptic_quality' else k:>9}" for k in TABLE)
+    lines = [header, "-" * len(header)]
+
+    def fmt(x) -> str:
+        if isinstance(x, (int, np.integer)):
+            return f"{x:>9d}"
+        return f"{x:>9.4f}" if np.isfinite(x) else f"{'n/a':>9}"
+
+    total = evaluation.total()
+    rows = (
+        [(str(i), s.to_dict()) for i, s in enumerate(evaluation.images)] if len(evaluation.images) > 1 else []
+    )
+    for name, row in [*rows, ("all", total)]:
+        lines.append(f"{name:>8} " + " ".join(fmt(row[k]) for k in TABLE))
+    counts = f"{total['n_true']} true objects, {total['n_pred']} predicted"
+    lines.append(f"headline: object F1@0.5 {total['f1']:.4f}, AP@[0.5:0.95] {total['ap']:.4f} ({counts})")
+    return "\n".join(lines)

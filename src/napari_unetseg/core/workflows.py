@@ -39,6 +39,7 @@ from napari_unetseg.core.io import (
 )
 from napari_unetseg.core.jobs import check_run, load_models, start_training
 from napari_unetseg.core.metrics import EvaluationResult, evaluate, scored_classes
+from napari_unetseg.core.objects import ObjectEvaluation, evaluate_objects
 from napari_unetseg.core.run_folder import RunFolder
 
 EventCallback = Callable[[Any], None] | None
@@ -275,6 +276,12 @@ def evaluate_files(
     return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface, names=names)
 
 
+def _check_new_files(paths, overwrite: bool) -> None:
+    for path in paths:
+        if path is not None and Path(path).exists() and not overwrite:
+            raise UserInputError(f"{path} already exists", "choose another name", ("replace it", "overwrite"))
+
+
 def write_evaluation(
     result: EvaluationResult,
     json_path: str | Path | None = None,
@@ -282,9 +289,7 @@ def write_evaluation(
     overwrite: bool = False,
 ) -> None:
     """Write the evaluation as JSON and/or CSV (refusing to replace files unless asked)."""
-    for path in (json_path, csv_path):
-        if path is not None and Path(path).exists() and not overwrite:
-            raise UserInputError(f"{path} already exists", "choose another name", ("replace it", "overwrite"))
+    _check_new_files((json_path, csv_path), overwrite)
     if json_path is not None:
         write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
     if csv_path is not None:
@@ -302,4 +307,30 @@ def write_evaluation(
                 writer.writerow(
                     [f"slice {index}", value, result.name_of(value), *[row[value][n] for n in names]]
                 )
+        write_bytes_atomic(csv_path, buffer.getvalue().encode())
+
+
+def evaluate_object_files(prediction: str | Path, truth: str | Path) -> ObjectEvaluation:
+    """``unetseg evaluate --objects``: read two instance images and score their objects,
+    as one 3D volume when the ground truth has a Z axis, else plane by plane."""
+    pred, _ = read_labels(prediction)
+    true, axes = read_labels(truth)
+    return evaluate_objects(pred, true, volume="Z" in axes and true.ndim == 3)
+
+
+def write_object_evaluation(
+    result: ObjectEvaluation, json_path: str | Path | None, csv_path: str | Path | None, overwrite: bool
+) -> None:
+    """Write object scores as JSON and/or CSV (one row per image and one for all)."""
+    _check_new_files((json_path, csv_path), overwrite)
+    if json_path is not None:
+        write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
+    if csv_path is not None:
+        buffer = io.StringIO()
+        rows = [("all", result.total())] + [(str(i), s.to_dict()) for i, s in enumerate(result.images)]
+        keys = list(rows[0][1])
+        writer = csv.writer(buffer)
+        writer.writerow(["image", *keys])
+        for name, row in rows:
+            writer.writerow([name, *[row.get(k, "") for k in keys]])
         write_bytes_atomic(csv_path, buffer.getvalue().encode())
