@@ -107,6 +107,13 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
         mode.add_argument(
             f"--{value}", dest="label_mode", action="store_const", const=value, help=text + default
         )
+    p.add_argument(
+        "--objects",
+        action="store_const",
+        const=True,
+        help="the labels are objects (one id each, 0 = background): learn to separate touching "
+        "objects; predict then writes object ids",
+    )
     p.add_argument("--steps", type=int, help=f"total optimisation steps (default {TRAIN['steps']})")
     p.add_argument(
         "--patch-size", type=int, help=f"training patch side in pixels (default {TRAIN['patch_size']})"
@@ -178,6 +185,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blending", help=f"gaussian or constant (default {PREDICT['blending']})")
     p.add_argument("--tta", action="store_const", const=True, help="average over flips (4x slower)")
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
+    p.add_argument(
+        "--semantic",
+        action="store_true",
+        help="a model trained with --objects: write its classes (background, interior, boundary)",
+    )
     p.add_argument("--head", type=int, help="UNet++: predict from head L1..L4 (pruned)")
     p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {PREDICT['device']})")
     p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {PREDICT['precision']})")
@@ -329,6 +341,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         probabilities=args.probabilities,
         overwrite=args.overwrite,
         on_event=predict_printer(),
+        semantic=args.semantic,
     )
     for path in written:
         print(path)

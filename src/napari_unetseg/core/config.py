@@ -223,6 +223,10 @@ class TrainConfig(_ConfigMixin):
     learn_unpainted : bool
         Sparse labels: also train on the unpainted pixels, asking for the same answer
         on a flipped, turned and zoomed copy of every patch (about twice the cost of a step).
+    objects : bool
+        The labels are objects (one id per object, 0 = background, every object whole):
+        the network learns background, interior and boundary
+        (:mod:`~napari_unetseg.core.instances`) and prediction gives objects. 2D models.
     validation_fraction : float
         Share of the labelled slices held out for validation (when there are 4 or more).
     steps_per_epoch : int or None
@@ -242,6 +246,7 @@ class TrainConfig(_ConfigMixin):
     seed: int = 0
     tries: int = 1
     learn_unpainted: bool = False
+    objects: bool = False
     validation_fraction: float = 0.2
     steps_per_epoch: int | None = None
     device: str = "auto"

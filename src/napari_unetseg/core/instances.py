@@ -60,3 +60,20 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray
     if rest.max():
         objects[rest > 0] = rest[rest > 0] + objects.max()
     return relabel_sequential(objects)[0]
+
+
+class ObjectSlices:
+    """Where prediction writes class slices (``out[i] = slab``, as
+    :func:`~napari_unetseg.core.prediction.iter_predict` does): each slice's objects go to
+    ``target`` instead (ids 1..N within each slice)."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+
+    def __setitem__(self, index, slab: np.ndarray) -> None:
+        self.target[index] = instances_from_classes(slab)
+
+
+def is_object_model(loaded) -> bool:
+    """Whether a model file was trained on objects (``unetseg train --objects``)."""
+    return bool(loaded.train_config.get("objects"))

@@ -27,6 +27,7 @@ from napari_unetseg.core.config import (
 )
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import FileEvent, run_generator
+from napari_unetseg.core.instances import ObjectSlices, is_object_model
 from napari_unetseg.core.io import (
     TiffSliceWriter,
     check_output_folder,
@@ -188,8 +189,12 @@ def predict_files(
     probabilities: bool = False,
     overwrite: bool = False,
     on_event: EventCallback = None,
+    semantic: bool = False,
 ) -> list[Path]:
     """``unetseg predict``: one label TIFF per input, written atomically; returns the paths.
+
+    A model trained on objects writes object ids (``uint32``, 1..N in each slice) unless
+    ``semantic`` asks for its classes.
 
     Several model files predict as an ensemble (their probabilities are averaged,
     :func:`~napari_unetseg.core.prediction.iter_predict`); ``head`` prunes each of them.
@@ -219,6 +224,7 @@ def predict_files(
     models = load_models(paths, head, resolve_device(config.device))
     class_values = models[0].class_values
     names = {value: models[0].name_of(value) for value in class_values} if models[0].class_names else {}
+    objects = is_object_model(models[0]) and not semantic
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
         image, found = read_image(path, axes, lazy=True)
@@ -226,13 +232,19 @@ def predict_files(
         if on_event:
             on_event(FileEvent(index, len(inputs), Path(path)))
         # the writers create out_dir and their files on the first finished slice
-        dtype = labels_dtype(class_values)
-        outputs = {"labels_out": TiffSliceWriter(label_path, layout, dtype, class_names=names)}
+        dtype = np.dtype(np.uint32) if objects else labels_dtype(class_values)
+        outputs = {
+            "labels_out": TiffSliceWriter(label_path, layout, dtype, class_names={} if objects else names)
+        }
         if prob_path is not None:
             classes = len(class_values)
             outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
+        sinks = {
+            **outputs,
+            "labels_out": ObjectSlices(outputs["labels_out"]) if objects else outputs["labels_out"],
+        }
         try:
-            run_generator(iter_predict(models, stack, config, probabilities, **outputs), on_event)
+            run_generator(iter_predict(models, stack, config, probabilities, **sinks), on_event)
         except BaseException:
             for writer in outputs.values():
                 writer.discard()
