@@ -42,6 +42,13 @@ def instance_classes(instances: np.ndarray, boundary_width: int = 2) -> np.ndarr
     return classes
 
 
+def plane_classes(stack: np.ndarray, boundary_width: int = 2) -> np.ndarray:
+    """:func:`instance_classes` of every 2D plane (the last two axes) of ``stack``."""
+    stack = np.asarray(stack)
+    planes = stack.reshape(-1, *stack.shape[-2:])
+    return np.stack([instance_classes(plane, boundary_width) for plane in planes]).reshape(stack.shape)
+
+
 def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray:
     """Object ids (``uint32``, 1..N) from a class image of :func:`instance_classes`'
     numbering: seeds are the connected pieces of interior of at least ``min_seed`` pixels,

@@ -54,19 +54,12 @@ def start_training(
 
 def object_training(labels: Sequence[np.ndarray], spec: ModelSpec, config: TrainConfig):
     """Object labels as the three classes a network learns (dense, named), plane by plane."""
-    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes
+    from napari_unetseg.core.instances import CLASS_NAMES, plane_classes
     from napari_unetseg.core.models import MODELS
 
     if MODELS[spec.name].spatial_dims == 3:
         raise UserInputError("objects are learnt by 2D models for now", ("choose a 2D model", "model"))
-    classes = []
-    for stack in labels:
-        planes = np.asarray(stack)
-        classes.append(
-            np.stack([instance_classes(plane) for plane in planes.reshape(-1, *planes.shape[-2:])]).reshape(
-                planes.shape
-            )
-        )
+    classes = [plane_classes(stack) for stack in labels]
     return classes, config.replace(label_mode="dense"), list(CLASS_NAMES)
 
 
