@@ -159,3 +159,16 @@ def test_unetseg_evaluate_objects_scores_planes_and_volumes(tmp_path, cli):
     # options of class scores are refused with object scores
     proc = cli(*args, "--classes", "1")
     assert proc.returncode == 2 and "--classes is for class scores" in proc.stderr
+
+
+def test_an_empty_plane_is_left_out_of_the_mean_and_written_as_null():
+    import json
+
+    from napari_unetseg.core.objects import evaluate_objects, format_object_table
+
+    truth = np.zeros((2, 8, 8), np.uint8)
+    truth[1, 2:4, 2:4] = 1
+    result = evaluate_objects(truth, truth)
+    assert result.total()["f1"] == 1.0  # the empty plane has no ratio, and does not count
+    row = json.loads(json.dumps(result.to_dict(), allow_nan=False))["per_image"][0]
+    assert row["f1"] is None and "n/a" in format_object_table(result)

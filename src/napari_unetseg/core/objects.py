@@ -76,9 +76,14 @@ class ObjectScores:
     merges: int = 0
 
     def to_dict(self) -> dict:
+        """The scores as one flat row (``ap_0.50`` ... for the AP per threshold); NaN as ``None``."""
         row = {k: v for k, v in self.__dict__.items() if k != "ap_at"}
         row.update({f"ap_{t:.2f}": v for t, v in self.ap_at.items()})
-        return row
+        return _nan_to_none(row)
+
+
+def _nan_to_none(row: dict) -> dict:
+    return {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in row.items()}
 
 
 def check_instances(image: np.ndarray, what: str) -> np.ndarray:
@@ -206,7 +211,11 @@ class ObjectEvaluation:
         return row
 
     def to_dict(self) -> dict:
-        return {"volume": self.volume, "all": self.total(), "per_image": [s.to_dict() for s in self.images]}
+        return {
+            "volume": self.volume,
+            "all": _nan_to_none(self.total()),
+            "per_image": [s.to_dict() for s in self.images],
+        }
 
 
 def looks_like_classes(truth: np.ndarray) -> str | None:
@@ -249,6 +258,8 @@ def format_object_table(evaluation: ObjectEvaluation) -> str:
     lines = [header, "-" * len(header)]
 
     def fmt(x) -> str:
+        if x is None:
+            return f"{'n/a':>9}"
         if isinstance(x, (int, np.integer)):
             return f"{x:>9d}"
         return f"{x:>9.4f}" if np.isfinite(x) else f"{'n/a':>9}"
