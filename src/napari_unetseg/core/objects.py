@@ -98,12 +98,21 @@ def check_instances(image: np.ndarray, what: str) -> np.ndarray:
     return image
 
 
-def overlaps(truth: np.ndarray, pred: np.ndarray) -> Overlaps:
-    """Every pair of overlapping objects of ``truth`` and ``pred`` with its IoU."""
-    truth, pred = check_instances(truth, "ground truth"), check_instances(pred, "prediction")
+def check_pair(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as object ids of the same shape, or a clear refusal."""
+    pred, truth = check_instances(pred, "prediction"), check_instances(truth, "ground truth")
     if truth.shape != pred.shape:
         shapes = f"the ground truth {truth.shape} and the prediction {pred.shape}"
         raise UserInputError(f"{shapes} differ in shape")
+    return truth, pred
+
+
+def overlaps(truth: np.ndarray, pred: np.ndarray) -> Overlaps:
+    """Every pair of overlapping objects of ``truth`` and ``pred`` with its IoU."""
+    return _overlaps(*check_pair(truth, pred))
+
+
+def _overlaps(truth: np.ndarray, pred: np.ndarray) -> Overlaps:
     truth = relabel_sequential(truth)[0]
     pred = relabel_sequential(pred)[0]
     table = sparse.coo_matrix(contingency_table(truth, pred))
@@ -163,13 +172,14 @@ def _held_halves(found: Overlaps, by_true: bool) -> int:
 
 def object_scores(truth: np.ndarray, pred: np.ndarray) -> ObjectScores:
     """Object scores of the instance image ``pred`` against ``truth`` (module text)."""
-    found = overlaps(truth, pred)
+    return _scores(overlaps(truth, pred))
+
+
+def _scores(found: Overlaps) -> ObjectScores:
     n_true, n_pred = len(found.true_area), len(found.pred_area)
-    ap_at = {}
-    for t in AP_THRESHOLDS:
-        tp = len(match(found, t)[0])
-        ap_at[t] = _ratio(tp, n_true + n_pred - tp)
-    pairs, iou = match(found, 0.5)
+    matches = {t: match(found, t) for t in AP_THRESHOLDS}
+    ap_at = {t: _ratio(len(pairs), n_true + n_pred - len(pairs)) for t, (pairs, _) in matches.items()}
+    pairs, iou = matches[0.5]
     tp = len(pairs)
     fp, fn = n_pred - tp, n_true - tp
     return ObjectScores(
@@ -234,9 +244,7 @@ def looks_like_classes(truth: np.ndarray) -> str | None:
 def evaluate_objects(pred: np.ndarray, truth: np.ndarray, volume: bool = False) -> ObjectEvaluation:
     """Score instance images: ``volume`` scores the whole array as one image (3D objects),
     else every 2D plane (the last two axes) on its own."""
-    pred, truth = check_instances(pred, "prediction"), check_instances(truth, "ground truth")
-    if pred.shape != truth.shape:
-        raise UserInputError(f"prediction shape {pred.shape} differs from ground truth shape {truth.shape}")
+    truth, pred = check_pair(truth, pred)
     if volume:
         planes = [(pred, truth)]
     else:
@@ -249,7 +257,7 @@ def evaluate_objects(pred: np.ndarray, truth: np.ndarray, volume: bool = False) 
                 "give instance labels (one id per object)",
                 ("leave out the flag to score classes", "objects"),
             )
-    return ObjectEvaluation(tuple(object_scores(t, p) for p, t in planes), volume)
+    return ObjectEvaluation(tuple(_scores(_overlaps(t, p)) for p, t in planes), volume)
 
 
 def format_object_table(evaluation: ObjectEvaluation) -> str:
