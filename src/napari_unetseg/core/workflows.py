@@ -239,10 +239,7 @@ def predict_files(
         if prob_path is not None:
             classes = len(class_values)
             outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
-        sinks = {
-            **outputs,
-            "labels_out": ObjectSlices(outputs["labels_out"]) if objects else outputs["labels_out"],
-        }
+        sinks = {**outputs, "labels_out": ObjectSlices(outputs["labels_out"])} if objects else outputs
         try:
             run_generator(iter_predict(models, stack, config, probabilities, **sinks), on_event)
         except BaseException:
@@ -288,10 +285,24 @@ def evaluate_files(
     return evaluate(pred, true, classes=classes, ignore=ignore, surface=surface, names=names)
 
 
-def _check_new_files(paths, overwrite: bool) -> None:
-    for path in paths:
+def _write_report(
+    json_path: str | Path | None,
+    csv_path: str | Path | None,
+    overwrite: bool,
+    as_dict: Callable[[], dict],
+    csv_rows: Callable[[], list[list]],
+) -> None:
+    """Write a score report as JSON (``as_dict()``) and/or CSV (``csv_rows()``, header
+    first), atomically, refusing to replace a file unless asked."""
+    for path in (json_path, csv_path):
         if path is not None and Path(path).exists() and not overwrite:
             raise UserInputError(f"{path} already exists", "choose another name", ("replace it", "overwrite"))
+    if json_path is not None:
+        write_bytes_atomic(json_path, json.dumps(as_dict(), indent=2).encode())
+    if csv_path is not None:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(csv_rows())
+        write_bytes_atomic(csv_path, buffer.getvalue().encode())
 
 
 def write_evaluation(
@@ -301,25 +312,20 @@ def write_evaluation(
     overwrite: bool = False,
 ) -> None:
     """Write the evaluation as JSON and/or CSV (refusing to replace files unless asked)."""
-    _check_new_files((json_path, csv_path), overwrite)
-    if json_path is not None:
-        write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
-    if csv_path is not None:
-        buffer = io.StringIO()
+
+    def rows() -> list[list]:
         names = list(result.mean)
-        writer = csv.writer(buffer)
-        writer.writerow(["scope", "class", "name", *names])
+        table = [["scope", "class", "name", *names]]
         for value in result.classes:
-            writer.writerow(
-                ["all", value, result.name_of(value), *[result.per_class[value][n] for n in names]]
-            )
-        writer.writerow(["all", "mean", "all classes", *[result.mean[n] for n in names]])
+            table.append(["all", value, result.name_of(value), *[result.per_class[value][n] for n in names]])
+        table.append(["all", "mean", "all classes", *[result.mean[n] for n in names]])
         for index, row in enumerate(result.per_slice):
             for value in result.classes:
-                writer.writerow(
-                    [f"slice {index}", value, result.name_of(value), *[row[value][n] for n in names]]
-                )
-        write_bytes_atomic(csv_path, buffer.getvalue().encode())
+                scores = [row[value][n] for n in names]
+                table.append([f"slice {index}", value, result.name_of(value), *scores])
+        return table
+
+    _write_report(json_path, csv_path, overwrite, result.to_dict, rows)
 
 
 def evaluate_object_files(prediction: str | Path, truth: str | Path) -> ObjectEvaluation:
@@ -333,16 +339,11 @@ def evaluate_object_files(prediction: str | Path, truth: str | Path) -> ObjectEv
 def write_object_evaluation(
     result: ObjectEvaluation, json_path: str | Path | None, csv_path: str | Path | None, overwrite: bool
 ) -> None:
-    """Write object scores as JSON and/or CSV (one row per image and one for all)."""
-    _check_new_files((json_path, csv_path), overwrite)
-    if json_path is not None:
-        write_bytes_atomic(json_path, json.dumps(result.to_dict(), indent=2).encode())
-    if csv_path is not None:
-        buffer = io.StringIO()
-        rows = [("all", result.total())] + [(str(i), s.to_dict()) for i, s in enumerate(result.images)]
-        keys = list(rows[0][1])
-        writer = csv.writer(buffer)
-        writer.writerow(["image", *keys])
-        for name, row in rows:
-            writer.writerow([name, *[row.get(k, "") for k in keys]])
-        write_bytes_atomic(csv_path, buffer.getvalue().encode())
+    """Write object scores as JSON and/or CSV (one row for all images, then one per image)."""
+
+    def rows() -> list[list]:
+        named = [("all", result.total())] + [(str(i), s.to_dict()) for i, s in enumerate(result.images)]
+        keys = list(named[0][1])
+        return [["image", *keys], *[[name, *[row.get(k, "") for k in keys]] for name, row in named]]
+
+    _write_report(json_path, csv_path, overwrite, result.to_dict, rows)
