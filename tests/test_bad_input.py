@@ -73,6 +73,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     f["float_prediction"] = _tif(d / "float_prediction.tif", sample.truth.astype(np.float32) + 0.5, "ZYX")
     f["nuclei_mask"] = _tif(d / "nuclei_mask.tif", (sample.truth == 2).astype(np.uint8), "ZYX")
     f["huge_ids"] = _tif(d / "huge_ids.tif", (sample.truth == 2).astype(np.uint64) * 2**33, "ZYX")
+    instances = np.zeros((64, 64), np.uint16)
+    for k in range(12):  # twelve separate objects
+        instances[(k // 4) * 20 + 2 : (k // 4) * 20 + 12, (k % 4) * 16 + 2 : (k % 4) * 16 + 12] = k + 1
+    f["instances"] = _tif(d / "instances.tif", instances, "YX")
+    f["instances_mask"] = _tif(d / "instances_mask.tif", (instances > 0).astype(np.uint8), "YX")
     (d / "empty.tif").write_bytes(b"")
     f["empty"] = d / "empty.tif"
     f["truncated"] = d / "truncated.tif"
@@ -218,6 +223,18 @@ CASES = [
     Case("object ids above 2**32",
          ["evaluate", "--objects", "--prediction", "{huge_ids}", "--truth", "{huge_ids}"],
          lambda f, o: evaluate_object_files(f["huge_ids"], f["huge_ids"]), "above 2**32"),
+    Case("object ids given to a class evaluation",
+         ["evaluate", "--prediction", "{instances_mask}", "--truth", "{instances}"],
+         lambda f, o: evaluate_files(f["instances_mask"], f["instances"]),
+         "ground truth looks like object ids", "(--objects)"),
+    Case("class strokes given as objects", [*TRAIN, "--objects"],
+         lambda f, o: _train(f, o, train={"objects": True}),
+         "several separate pieces, as strokes of a class"),
+    Case("background strokes only, no object painted",
+         [*_swap(TRAIN, "{strokes}", "{one_class}"), "--objects"],
+         lambda f, o: _train(f, o, labels="one_class", train={"objects": True}), "no object is painted"),
+    Case("a class mask asked of a class model", [*PREDICT, "--semantic"],
+         lambda f, o: _predict(f, o, semantic=True), "is for models trained on objects", "--semantic is"),
     Case("float prediction to evaluate",
          ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
          lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),

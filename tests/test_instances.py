@@ -7,12 +7,16 @@ import pytest
 from skimage.draw import disk
 from skimage.measure import label as connected_components
 
+from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.instances import (
     BACKGROUND,
     BOUNDARY,
     INTERIOR,
+    ObjectSlices,
+    dense_objects_warning,
     instance_classes,
     instances_from_classes,
+    training_classes,
 )
 from napari_unetseg.core.objects import object_scores
 
@@ -35,11 +39,10 @@ def touching_discs(shape=(96, 96), seed=0, n=14):
     return image
 
 
-@pytest.mark.parametrize("width", [1, 2, 3])
-@pytest.mark.parametrize("seed", range(3))
-def test_touching_objects_come_back_apart(seed, width):
+@pytest.mark.parametrize("seed", range(5))
+def test_touching_objects_come_back_apart(seed):
     truth = touching_discs(seed=seed)
-    classes = instance_classes(truth, boundary_width=width)
+    classes = instance_classes(truth)
     objects = instances_from_classes(classes)
     scores = object_scores(truth, objects)
     pixel_only = object_scores(truth, connected_components(truth > 0, connectivity=1))
@@ -49,16 +52,17 @@ def test_touching_objects_come_back_apart(seed, width):
     assert np.array_equal(objects > 0, truth > 0)  # every foreground pixel is in an object
 
 
-def test_the_classes_are_background_interior_and_a_band_of_boundary():
+def test_the_classes_are_background_the_core_of_each_object_and_its_rim():
     truth = np.zeros((20, 30), np.uint8)
     truth[2:12, 2:12] = 1  # alone
     truth[2:12, 12:22] = 2  # touching object 1
-    truth[15:17, 25:27] = 3  # too small for an interior: all interior
-    classes = instance_classes(truth, boundary_width=2)
+    truth[15:17, 25:27] = 3  # all edge: all interior, so that it has a seed
+    classes = instance_classes(truth)  # the core: at least half of the largest depth (4) from the edge
     assert classes.dtype == np.uint8 and set(np.unique(classes)) == {BACKGROUND, INTERIOR, BOUNDARY}
     assert np.all(classes[truth == 0] == BACKGROUND)
     assert np.all(classes[2:4, 2:12] == BOUNDARY) and np.all(classes[4:10, 4:10] == INTERIOR)
     assert np.all(classes[2:12, 10:14] == BOUNDARY)  # 2 px on each side of the contact
+    assert 0.5 < (classes[truth == 1] == BOUNDARY).mean() < 0.75
     assert np.all(classes[15:17, 25:27] == INTERIOR)
     objects = instances_from_classes(classes)
     assert object_scores(truth, objects).f1 == 1.0
@@ -79,3 +83,70 @@ def test_small_interior_specks_can_be_left_out_as_seeds():
     classes[14, 14] = INTERIOR  # a one-pixel speck of noise inside the same foreground
     assert instances_from_classes(classes).max() == 2  # two seeds: a split
     assert instances_from_classes(classes, min_seed=4).max() == 1
+
+
+def painted(truth: np.ndarray, keep: list[int]) -> np.ndarray:
+    """Sparse object labels as a user paints them: the objects ``keep`` whole (ids from
+    2 on), a background stroke (label 1) along the top rows, the rest unpainted (0)."""
+    labels = np.zeros(truth.shape, np.uint16)
+    labels[:2] = np.where(truth[:2] == 0, 1, 0)
+    for new, old in enumerate(keep, start=2):
+        labels[truth == old] = new
+    return labels
+
+
+def test_painted_objects_and_background_strokes_become_sparse_classes():
+    truth = touching_discs(seed=1)
+    labels = painted(truth, keep=[1, 2, 3])
+    classes = training_classes(labels[None], "sparse")[0]
+    assert set(np.unique(classes)) == {0, 1, 2, 3}  # unpainted, background, interior, boundary
+    assert np.all(classes[labels == 0] == 0) and np.all(classes[labels == 1] == 1)
+    dense = instance_classes(np.where(labels >= 2, labels, 0))
+    inside = labels >= 2
+    assert np.array_equal(classes[inside], dense[inside] + 1)  # the painted objects' own classes
+
+
+def test_objects_mode_refuses_class_strokes_and_says_how_to_paint_objects():
+    truth = touching_discs(seed=2)
+    strokes = np.zeros(truth.shape, np.uint8)
+    strokes[:2] = 1
+    with pytest.raises(UserInputError, match="no object is painted.*press M"):
+        training_classes(strokes[None], "sparse")
+    for row in (20, 50, 80):  # three separate strokes of "foreground", label 2
+        strokes[row, 10:60] = 2
+    with pytest.raises(UserInputError, match="several separate pieces.*press M"):
+        training_classes(strokes[None], "sparse")
+    with pytest.raises(UserInputError, match="class mask"):  # dense: a mask, not ids
+        training_classes((truth > 0).astype(np.uint8)[None], "dense")
+
+
+def test_object_ground_truth_read_as_strokes_is_warned_about():
+    truth = touching_discs(seed=3)
+    assert "dense labels" in dense_objects_warning([truth[None]])
+    assert dense_objects_warning([painted(truth, keep=[1, 2, 3])[None]]) is None
+
+
+def test_object_ids_run_on_over_the_slices_of_a_stack():
+    truth = np.stack([touching_discs(seed=s) for s in range(3)])
+    found = np.zeros(truth.shape, np.uint32)
+    sink = ObjectSlices(found, len(truth))
+    for i, plane in enumerate(truth):
+        sink[i] = instance_classes(plane)
+    counts = [len(np.unique(p[p > 0])) for p in truth]
+    assert found.max() == sum(counts)  # one id per object of the stack
+    for i in range(3):
+        assert object_scores(truth[i], found[i]).f1 == 1.0
+
+
+def test_a_3d_sink_waits_for_every_slice_then_finds_3d_objects():
+    truth = np.zeros((12, 40, 40), np.uint32)
+    truth[1:11, 5:20, 5:20] = 1
+    truth[1:11, 5:20, 20:35] = 2
+    classes = instance_classes(truth) + 1  # as a sparse model numbers them: 1, 2, 3
+    found = np.zeros(truth.shape, np.uint32)
+    sink = ObjectSlices(found, len(truth), volume=True, interior=2, boundary=3)
+    for i in range(len(truth) - 1):
+        sink[i] = classes[i]
+    assert not found.any()  # nothing before the last slice
+    sink[len(truth) - 1] = classes[-1]
+    assert found.max() == 2 and object_scores(truth, found).f1 == 1.0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
 import tifffile
+import torch
 from scipy import ndimage
 from skimage.measure import label as connected_components
 from test_instances import touching_discs
@@ -34,7 +36,7 @@ def test_touching_objects_are_learnt_apart_from_the_command_line(tmp_path, cli):
     small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
     small += ["--device", "cpu"]
     proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "train_objects.tif",
-               "--out", tmp_path / "run", "--objects", "--steps", "200", *small)  # fmt: skip
+               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "200", *small)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     model = tmp_path / "run" / "model.pt"
     assert cli("predict", "--model", model, "--out", tmp_path / "pred", tmp_path / "test.tif").returncode == 0
@@ -52,15 +54,90 @@ def test_touching_objects_are_learnt_apart_from_the_command_line(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     assert set(np.unique(tifffile.imread(classes / "test.tif"))) <= {0, 1, 2}
 
+    # measure: one row per object, the areas and intensities of the objects
+    found = tmp_path / "pred" / "test.tif"
+    proc = cli("measure", found, "--image", tmp_path / "test.tif", "--csv", tmp_path / "m.csv")
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "m.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["label"]) for r in rows] == sorted(np.unique(predicted[predicted > 0]).tolist())
+    biggest = max(rows, key=lambda r: float(r["area"]))
+    inside = predicted == int(biggest["label"])
+    assert float(biggest["area"]) == inside.sum()
+    assert np.isclose(float(biggest["intensity_mean"]), images[3][inside].mean(), rtol=1e-4)
 
-def test_objects_need_a_2d_model(tmp_path):
-    import pytest
 
-    from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
-    from napari_unetseg.core.errors import UserInputError
+class PixelClasses(torch.nn.Module):
+    """A "network" that reads each pixel alone: dark -> background, bright -> interior,
+    mid-grey -> boundary. It needs no context, so any tiling gives it the same scores and
+    whatever differs between tilings comes from the stitching and the objects' step."""
+
+    spatial_dims = 2
+
+    def forward(self, x):
+        centres = torch.tensor([0.0, 1.0, 0.5]).reshape(1, 3, 1, 1)
+        return -50 * (x[:, :1] - centres) ** 2
+
+
+def test_objects_across_tile_seams_are_neither_cut_nor_doubled():
+    from napari_unetseg.core.checkpoint import LoadedModel
+    from napari_unetseg.core.config import ModelSpec, PredictConfig
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.prediction import predict_stack
+
+    truth = np.stack([touching_discs((160, 160), seed=s, n=40) for s in range(2)])
+    classes = np.stack([instance_classes(plane) for plane in truth])
+    image = np.choose(classes, [0.0, 1.0, 0.5]).astype(np.float32)[:, None]
+    loaded = LoadedModel(PixelClasses(), ModelSpec(), (0, 1, 2), "dense", {"objects": True},
+                         class_names=CLASS_NAMES)  # fmt: skip
+    results = []
+    for tile, overlap in ((1024, None), (48, 16), (64, 32)):  # one tile, then seams every 32 px
+        found = np.zeros(truth.shape, np.uint32)
+        config = PredictConfig(tile_size=tile, overlap=overlap, device="cpu")
+        predict_stack(loaded, image, config, labels_out=object_sink(loaded, found, len(truth)))
+        results.append(found)
+    seams = np.zeros(truth.shape[1:], bool)
+    seams[:, 32::32] = seams[32::32, :] = True
+    on_seams = np.unique(truth[:, seams][truth[:, seams] > 0])
+    assert len(on_seams) > 20  # many objects lie across the seams of the small tiles
+    for found in results:
+        assert np.array_equal(found, results[0])
+        for z in range(len(truth)):
+            assert object_scores(truth[z], found[z]).f1 == 1.0
+
+
+def touching_balls(shape=(24, 48, 48), seed=0, n=6) -> np.ndarray:
+    """Balls of radius 5-8 pressed into each other (the earlier ball keeps the overlap)."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape)
+    out = np.zeros(shape, np.uint16)
+    for k in range(n):
+        r = int(rng.integers(5, 9))
+        centre = [int(rng.integers(r, side - r)) for side in shape]
+        ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r * r
+        out[ball & (out == 0)] = k + 1
+    return out
+
+
+def test_a_3d_model_learns_3d_objects(tmp_path):
+    from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
+    from napari_unetseg.core.events import run_generator
+    from napari_unetseg.core.instances import object_sink
     from napari_unetseg.core.jobs import start_training
+    from napari_unetseg.core.prediction import predict_stack
 
-    objects = touching_discs((64, 64), seed=1, n=6)[None].repeat(4, 0)
-    with pytest.raises(UserInputError, match="2D models"):
-        start_training([objects[:, None].astype(np.float32)], [objects], ModelSpec("unet3d"),
-                       TrainConfig(objects=True), RunOptions())  # fmt: skip
+    rng = np.random.default_rng(0)
+    truth = touching_balls()
+    image = nuclei_like(truth, rng)[:, None]
+    spec = ModelSpec("unet3d", depth=2, base_channels=8)
+    config = TrainConfig(objects=True, label_mode="dense", steps=300, patch_size=32, patch_depth=16,
+                         batch_size=2, device="cpu")  # fmt: skip
+    result = run_generator(start_training([image], [truth], spec, config, RunOptions()).run())
+    assert result.loaded.class_names == ("background", "interior", "boundary")
+    found = np.zeros(truth.shape, np.uint32)
+    sink = object_sink(result.loaded, found, len(truth))
+    predict_stack(result.loaded, image, PredictConfig(device="cpu", tile_depth=16), labels_out=sink)
+    assert found.max() > 0
+    planes_of = [np.unique(np.nonzero(found == i)[0]) for i in np.unique(found[found > 0])]
+    assert max(len(p) for p in planes_of) >= 5  # objects are 3D: one id over many planes
+    assert object_scores(truth, found).f1 > object_scores(truth, connected_components(truth > 0)).f1

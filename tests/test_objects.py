@@ -172,3 +172,42 @@ def test_an_empty_plane_is_left_out_of_the_mean_and_written_as_null():
     assert result.total()["f1"] == 1.0  # the empty plane has no ratio, and does not count
     row = json.loads(json.dumps(result.to_dict(), allow_nan=False))["per_image"][0]
     assert row["f1"] is None and "n/a" in format_object_table(result)
+
+
+def test_the_error_view_marks_matched_false_missed_split_and_merged_objects():
+    from napari_unetseg.core.object_errors import FALSE, MATCHED, MERGED, MISSED, SPLIT, object_error_map
+
+    truth = np.zeros((40, 60), np.uint16)
+    pred = np.zeros_like(truth)
+    truth[2:10, 2:10], pred[2:10, 3:10] = 1, 7  # matched
+    truth[2:10, 20:28] = 2  # missed: nothing predicted over it
+    truth[20:30, 2:20] = 3  # split in two halves
+    pred[20:30, 2:11], pred[20:30, 11:20] = 8, 9
+    truth[20:30, 30:38], truth[20:30, 38:46] = 4, 5  # merged into one
+    pred[20:30, 30:46] = 10
+    pred[34:38, 50:56] = 11  # false: no true object there
+    kinds = object_error_map(pred, truth[None].repeat(2, 0)[0])
+    assert np.all(kinds[2:10, 3:10] == MATCHED) and np.all(kinds[2:10, 20:28] == MISSED)
+    assert np.all(kinds[20:30, 2:20] == SPLIT) and np.all(kinds[20:30, 30:46] == MERGED)
+    assert np.all(kinds[34:38, 50:56] == FALSE)
+    assert np.all(kinds[(truth == 0) & (pred == 0)] == 0)
+    stack = object_error_map(np.stack([pred, truth]), np.stack([truth, truth]))  # plane by plane
+    assert np.array_equal(stack[0], kinds) and np.all(stack[1][truth > 0] == MATCHED)
+
+
+def test_object_ids_given_to_class_scores_are_refused_naming_the_objects_option():
+    from napari_unetseg.core.errors import UserInputError
+    from napari_unetseg.core.metrics import evaluate
+
+    truth = np.zeros((64, 64), np.uint16)
+    for k in range(12):
+        truth[(k // 4) * 20 + 2 : (k // 4) * 20 + 12, (k % 4) * 16 + 2 : (k % 4) * 16 + 12] = k + 1
+    mask = (truth > 0).astype(np.uint8)
+    with pytest.raises(UserInputError, match="ground truth looks like object ids") as caught:
+        evaluate(mask, truth)
+    assert "--objects" in caught.value.worded({"objects": "--objects"})
+    with pytest.raises(UserInputError, match="prediction looks like object ids"):
+        evaluate(truth, mask)
+    classes = np.zeros((64, 64), np.uint8)  # twelve classes predicted as twelve classes: scored
+    classes[truth > 0] = truth[truth > 0] % 12 + 1
+    assert len(evaluate(classes, classes, surface=False).classes) == 13

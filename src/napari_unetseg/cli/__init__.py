@@ -232,6 +232,22 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _finish(p, _run_evaluate)
 
 
+def _add_measure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "measure",
+        help="measure every object of an object image (CSV)",
+        description="One CSV row per object (scikit-image regionprops): area, centroid, bounding box, "
+        "eccentricity (2D) or axis lengths (3D), and with --image mean and max intensity; plane by "
+        "plane, or as 3D objects when the file has a Z axis.",
+    )
+    p.add_argument("objects", metavar="OBJECTS", help="object image (one id per object, 0 = background)")
+    p.add_argument("--image", metavar="IMG", help="the image to read intensities from")
+    p.add_argument("--axes", help="axes of the image (default: from metadata)")
+    p.add_argument("--csv", required=True, metavar="FILE", help="the table to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV file")
+    _finish(p, _run_measure)
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from napari_unetseg.core.demo import DEMO_OUT, DEMO_STEPS
 
@@ -275,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_predict, _add_evaluate, _add_prune, _add_demo, _add_models):
+    for add in (_add_train, _add_predict, _add_evaluate, _add_measure, _add_prune, _add_demo, _add_models):
         add(sub)
     return parser
 
@@ -373,6 +389,18 @@ def _run_evaluate_objects(args: argparse.Namespace) -> int:
     result = evaluate_object_files(args.prediction, args.truth)
     write_object_evaluation(result, args.json, args.csv, overwrite=args.overwrite)
     print(format_object_table(result))
+    return 0
+
+
+def _run_measure(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from napari_unetseg.core.workflows import measure_file
+
+    columns = measure_file(args.objects, args.csv, args.image, args.axes, args.overwrite)
+    count = len(columns["label"])
+    median = f", median area {np.median(columns['area']):.0f} px" if count else ""
+    print(f"{count} objects{median}: {args.csv}")
     return 0
 
 

@@ -2,51 +2,156 @@
 touching objects (issue 23).
 
 Instance labels (one id per object, 0 = background) become three classes,
-:data:`BACKGROUND`, :data:`INTERIOR` and :data:`BOUNDARY` (the outer ``boundary_width``
-pixels of every object, where objects touch each other or the background), which the
-U-Net learns like any other classes. From a predicted class image the objects come back
-by a seeded watershed (scikit-image): every connected piece of interior is a seed, and the
-seeds grow over the foreground (interior and boundary) to the nearest seed, so the thin
-boundary between two touching objects is split between them. A piece of foreground with
-no interior (an object too small for an interior) becomes an object by itself. 2D and 3D.
+:data:`BACKGROUND`, :data:`INTERIOR` (the core of every object: its pixels at least half
+its largest depth from its edge, the edge being where it touches the background or
+another object) and :data:`BOUNDARY` (the rest of the object), which the U-Net learns
+like any other classes. The cores of touching objects lie apart, and the boundary class
+is about three quarters of each object, not a thin rare band, so it is learnt as well as
+the others. From a predicted class image the objects come back by a seeded watershed
+(scikit-image): every connected piece of interior is a seed, and the seeds grow over
+the foreground (interior and boundary) to the nearest seed. A piece of foreground with
+no interior becomes an object by itself. 2D and 3D.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
-from napari_unetseg.core.objects import check_instances
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_classes
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
+CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
 
 
-def instance_classes(instances: np.ndarray, boundary_width: int = 2) -> np.ndarray:
-    """The three classes of an instance image (``uint8``): background, interior, and
-    the outer ``boundary_width`` pixels of each object. An object too small to keep an
-    interior is left all interior, so that it still gives a seed."""
+def instance_classes(instances: np.ndarray, core: float = CORE) -> np.ndarray:
+    """The three classes of an instance image (``uint8``): background, interior (each
+    object's core: the pixels at least ``core`` times the object's largest distance from
+    its edge, where its edge touches the background or another object) and boundary (the
+    rest of each object). Every object keeps a core, however small."""
     instances = check_instances(instances, "instance image")
+    inside = instances > 0
+    classes = np.where(inside, INTERIOR, BACKGROUND).astype(np.uint8)
+    if not inside.any():
+        return classes
     edge = find_boundaries(instances, connectivity=1, mode="inner")
-    band = edge if boundary_width <= 1 else ndimage.distance_transform_edt(~edge) < boundary_width
-    band &= instances > 0
-    classes = np.where(instances > 0, INTERIOR, BACKGROUND).astype(np.uint8)
-    classes[band] = BOUNDARY
-    ids = np.unique(instances[instances > 0])
-    kept = np.unique(instances[(instances > 0) & ~band])
-    lost = np.setdiff1d(ids, kept)
-    if lost.size:
-        classes[np.isin(instances, lost)] = INTERIOR
+    depth = ndimage.distance_transform_edt(~edge)
+    ids = np.unique(instances[inside])
+    top = np.zeros(int(ids[-1]) + 1)
+    top[ids] = ndimage.maximum(depth, instances, ids)
+    classes[inside & (depth < core * top[instances])] = BOUNDARY
     return classes
 
 
-def plane_classes(stack: np.ndarray, boundary_width: int = 2) -> np.ndarray:
-    """:func:`instance_classes` of every 2D plane (the last two axes) of ``stack``."""
-    stack = np.asarray(stack)
-    planes = stack.reshape(-1, *stack.shape[-2:])
-    return np.stack([instance_classes(plane, boundary_width) for plane in planes]).reshape(stack.shape)
+def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) -> np.ndarray:
+    """The classes a network learns from object labels, plane by plane (or as one volume).
+
+    ``dense``: every object its own id, 0 = background -> :data:`BACKGROUND`,
+    :data:`INTERIOR`, :data:`BOUNDARY` (0, 1, 2) everywhere. ``sparse`` (painted in
+    napari): 0 = unpainted (ignored), 1 = background strokes, 2, 3, ... = whole objects,
+    each painted with its own label -> 0 unpainted, 1 background, 2 interior, 3 boundary.
+    """
+    labels = check_instances(labels, "labels")
+    planes = [labels] if volume else list(labels.reshape(-1, *labels.shape[-2:]))
+    if label_mode == "dense":
+        for plane in planes:
+            why = looks_like_classes(plane)
+            if why:
+                raise UserInputError(f"{why}: objects are learnt from object ids", PAINT_OBJECTS_DENSE)
+        return np.stack([instance_classes(plane) for plane in planes]).reshape(labels.shape)
+    check_painted_objects(labels)
+    out = []
+    for plane in planes:
+        objects = np.where(plane >= 2, plane, 0)
+        classes = np.where(plane == 1, 1, 0).astype(np.uint8)
+        inside = objects > 0
+        classes[inside] = instance_classes(objects)[inside] + 1
+        out.append(classes)
+    return np.stack(out).reshape(labels.shape)
+
+
+class ObjectClasses:
+    """What a trainer on objects (``TrainConfig.objects``) does to every label stack it
+    gets, at the start and at each live update: :func:`training_classes`, plane by plane
+    for a 2D model, as one volume for a 3D one."""
+
+    def __init__(self, label_mode: str, model_name: str) -> None:
+        from napari_unetseg.core.models import MODELS
+
+        self.label_mode = label_mode
+        self.volume = MODELS[model_name].spatial_dims == 3
+
+    def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [training_classes(stack, self.label_mode, self.volume) for stack in label_stacks]
+
+    def first(self, label_stacks: Sequence[np.ndarray], warning: str | None):
+        """The classes of the run's first labels, their names, and the warning to show
+        (the label-mode one, or for sparse labels :func:`dense_objects_warning`)."""
+        if self.label_mode == "sparse":
+            warning = dense_objects_warning(label_stacks)
+        return self(label_stacks), list(CLASS_NAMES), warning
+
+
+PAINT_OBJECTS = (
+    "paint each object whole with its own label (2, 3, ...: in napari press M for a new label and fill "
+    "the object with the bucket) and a few background strokes with label 1"
+)
+
+
+PAINT_OBJECTS_DENSE = "give every object its own id (0 = background), or paint objects with sparse labels"
+
+
+def dense_objects_warning(label_stacks) -> str | None:
+    """A warning when sparse object labels look like dense ground truth: on every plane
+    with label 1 (background strokes) and three or more objects, label 1 is one compact,
+    roundish piece no larger than the largest object, as object 1 of an instance image is
+    (a brush stroke is long and thin, or in several pieces)."""
+    from skimage.measure import regionprops
+
+    looked = 0
+    for labels in label_stacks:
+        for plane in np.asarray(labels).reshape(-1, *labels.shape[-2:]):
+            if not (plane == 1).any() or len(np.unique(plane[plane >= 2])) < 3:
+                continue
+            pieces = connected_components(plane == 1, connectivity=2)
+            if pieces.max() != 1:
+                return None
+            one = regionprops(pieces)[0]
+            largest = np.bincount(plane[plane >= 2].ravel()).max()
+            roundish = one.axis_major_length < 3 * max(one.axis_minor_length, 1)
+            if not (one.solidity > 0.85 and roundish and one.area <= largest):
+                return None
+            looked += 1
+    if not looked:
+        return None
+    return (
+        "label 1 is taken as background strokes (sparse labels), but it looks like one object: "
+        "if the labels are object ids with 0 = background, train with dense labels"
+    )
+
+
+def check_painted_objects(labels: np.ndarray) -> None:
+    """Refuse sparse object labels without a whole object: no label above 1, or every
+    label painted in several separate pieces (strokes of a class, not objects)."""
+    objects = np.where(labels >= 2, labels, 0)
+    if not objects.any():
+        raise UserInputError(f"no object is painted (only background strokes, label 1): {PAINT_OBJECTS}")
+    pieces = connected_components(objects, connectivity=2)
+    owner = np.zeros(int(pieces.max()) + 1, objects.dtype)
+    owner[pieces.ravel()] = objects.ravel()
+    ids, per_id = np.unique(owner[1:], return_counts=True)
+    if (per_id > 1).all():
+        listed = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+        which = f"label {listed} is" if len(ids) == 1 else f"labels {listed} are each"
+        raise UserInputError(
+            f"{which} painted in several separate pieces, as strokes of a class, not objects: {PAINT_OBJECTS}"
+        )
 
 
 def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray:
@@ -71,16 +176,53 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray
 
 class ObjectSlices:
     """Where prediction writes class slices (``out[i] = slab``, as
-    :func:`~napari_unetseg.core.prediction.iter_predict` does): each slice's objects go to
-    ``target`` instead (ids 1..N within each slice)."""
+    :func:`~napari_unetseg.core.prediction.iter_predict` does): their objects go to
+    ``target`` instead, numbered on from the slices before (every object of the stack
+    has its own id, so a layer's features table has one row per object).
 
-    def __init__(self, target) -> None:
-        self.target = target
+    ``n_slices`` and ``volume``: a 3D model's classes are kept until all ``n_slices``
+    slices have come and then turned into 3D objects at once (a 2D model's slice by
+    slice). ``interior`` and ``boundary`` are the model's values of those classes.
+    """
 
-    def __setitem__(self, index, slab: np.ndarray) -> None:
-        self.target[index] = instances_from_classes(slab)
+    def __init__(
+        self, target, n_slices: int, volume: bool = False, interior: int = INTERIOR, boundary: int = BOUNDARY
+    ) -> None:
+        self.target, self.n_slices, self.volume = target, n_slices, volume
+        self.interior, self.boundary = interior, boundary
+        self.count = 0
+        self._held: dict[int, np.ndarray] = {}
+
+    def __setitem__(self, index: int, slab: np.ndarray) -> None:
+        if not self.volume:
+            self.target[index] = self._number(slab)
+            return
+        self._held[index] = slab
+        if len(self._held) == self.n_slices:
+            objects = self._number(np.stack([self._held.pop(i) for i in range(self.n_slices)]))
+            for i, plane in enumerate(objects):
+                self.target[i] = plane
+
+    def _number(self, classes: np.ndarray) -> np.ndarray:
+        canonical = np.full(classes.shape, BACKGROUND, np.uint8)
+        canonical[classes == self.interior] = INTERIOR
+        canonical[classes == self.boundary] = BOUNDARY
+        objects = instances_from_classes(canonical)
+        found = int(objects.max())
+        if self.count + found > MAX_ID:
+            raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
+        objects[objects > 0] += np.uint32(self.count)
+        self.count += found
+        return objects
 
 
 def is_object_model(loaded) -> bool:
     """Whether a model file was trained on objects (``unetseg train --objects``)."""
     return bool(loaded.train_config.get("objects"))
+
+
+def object_sink(loaded, target, n_slices: int) -> ObjectSlices:
+    """The :class:`ObjectSlices` of an object model (its class values, 2D or 3D)."""
+    values = dict(zip(loaded.class_names, loaded.class_values))
+    volume = getattr(loaded.model, "spatial_dims", 2) == 3
+    return ObjectSlices(target, n_slices, volume, values["interior"], values["boundary"])

@@ -47,20 +47,7 @@ def start_training(
         What the classes are called (one per class in label-value order, or value -> name).
     """
     check_run(run)
-    if config.objects:
-        labels, config, class_names = object_training(labels, spec, config)
     return make_trainer(images, labels, spec, config, run, class_names)
-
-
-def object_training(labels: Sequence[np.ndarray], spec: ModelSpec, config: TrainConfig):
-    """Object labels as the three classes a network learns (dense, named), plane by plane."""
-    from napari_unetseg.core.instances import CLASS_NAMES, plane_classes
-    from napari_unetseg.core.models import MODELS
-
-    if MODELS[spec.name].spatial_dims == 3:
-        raise UserInputError("objects are learnt by 2D models for now", ("choose a 2D model", "model"))
-    classes = [plane_classes(stack) for stack in labels]
-    return classes, config.replace(label_mode="dense"), list(CLASS_NAMES)
 
 
 def check_run(run: RunOptions) -> None:

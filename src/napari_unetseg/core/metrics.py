@@ -221,6 +221,11 @@ def evaluate(
     for name, array in (("prediction", prediction), ("ground truth", truth)):
         if np.asarray(array).dtype.kind not in "iub":
             raise UserInputError(f"the {name} must be an integer label image, got {array.dtype}")
+    from napari_unetseg.core.object_errors import looks_like_objects
+
+    why = looks_like_objects(truth, prediction)
+    if why:
+        raise UserInputError(why, ("score them as objects", "objects"))
     pred_s, truth_s = _as_slices(prediction), _as_slices(truth)
     classes = scored_classes(pred_s, truth_s, classes, ignore)
     pooled = {v: Counts() for v in classes}

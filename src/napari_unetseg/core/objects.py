@@ -161,13 +161,15 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else float("nan")
 
 
-def _held_halves(found: Overlaps, by_true: bool) -> int:
-    """How many objects of one side hold more than half of two or more of the other's."""
+def holders(found: Overlaps, by_true: bool) -> np.ndarray:
+    """The objects of one side (indices into ``true_area`` / ``pred_area``) that hold more
+    than half of each of two or more objects of the other: split true objects
+    (``by_true``) or merging predicted ones."""
     side, other_area = (0, found.pred_area) if by_true else (1, found.true_area)
     other = found.pairs[:, 1 - side]
     holds = found.intersection * 2 > other_area[other]
-    holders, counts = np.unique(found.pairs[holds, side], return_counts=True)
-    return int(np.sum(counts >= 2))
+    ids, counts = np.unique(found.pairs[holds, side], return_counts=True)
+    return ids[counts >= 2]
 
 
 def object_scores(truth: np.ndarray, pred: np.ndarray) -> ObjectScores:
@@ -195,8 +197,8 @@ def _scores(found: Overlaps) -> ObjectScores:
         mean_matched_iou=_ratio(float(iou.sum()), tp),
         ap=float(np.mean(list(ap_at.values()))),
         ap_at=ap_at,
-        splits=_held_halves(found, by_true=True),
-        merges=_held_halves(found, by_true=False),
+        splits=len(holders(found, by_true=True)),
+        merges=len(holders(found, by_true=False)),
     )
 
 
@@ -244,12 +246,8 @@ def looks_like_classes(truth: np.ndarray) -> str | None:
 def evaluate_objects(pred: np.ndarray, truth: np.ndarray, volume: bool = False) -> ObjectEvaluation:
     """Score instance images: ``volume`` scores the whole array as one image (3D objects),
     else every 2D plane (the last two axes) on its own."""
-    truth, pred = check_pair(truth, pred)
-    if volume:
-        planes = [(pred, truth)]
-    else:
-        planes = list(zip(pred.reshape(-1, *pred.shape[-2:]), truth.reshape(-1, *truth.shape[-2:])))
-    for _, true_plane in planes:
+    planes = paired_images(*check_pair(truth, pred), volume)
+    for true_plane, _ in planes:
         why = looks_like_classes(true_plane)
         if why:
             raise UserInputError(
@@ -257,7 +255,15 @@ def evaluate_objects(pred: np.ndarray, truth: np.ndarray, volume: bool = False) 
                 "give instance labels (one id per object)",
                 ("leave out the flag to score classes", "objects"),
             )
-    return ObjectEvaluation(tuple(_scores(_overlaps(t, p)) for p, t in planes), volume)
+    return ObjectEvaluation(tuple(_scores(_overlaps(t, p)) for t, p in planes), volume)
+
+
+def paired_images(truth: np.ndarray, pred: np.ndarray, volume: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (truth, prediction) images to score: the whole arrays (``volume``), or views of
+    each 2D plane (the last two axes)."""
+    if volume:
+        return [(truth, pred)]
+    return list(zip(truth.reshape(-1, *truth.shape[-2:]), pred.reshape(-1, *pred.shape[-2:])))
 
 
 def format_object_table(evaluation: ObjectEvaluation) -> str:

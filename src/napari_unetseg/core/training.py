@@ -40,6 +40,7 @@ from napari_unetseg.core.events import (
     run_generator,
 )
 from napari_unetseg.core.inference import inference_copy
+from napari_unetseg.core.instances import ObjectClasses
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
 from napari_unetseg.core.run_folder import RunFolder
@@ -122,9 +123,13 @@ class Trainer:
         if isinstance(seed, int) and seed != self.config.seed:
             self.config = self.config.replace(seed=seed)
         self.label_mode = base.label_mode if run.resume else self.config.label_mode
+        warning = data_mod.label_mode_warning(labels, self.label_mode)
+        self._objects = None  # objects: what turns their labels into the classes learnt
+        if self.config.objects:
+            self._objects = ObjectClasses(self.label_mode, (base.spec if base else spec or ModelSpec()).name)
+            labels, class_names, warning = self._objects.first(labels, warning)
         known = base.class_values if base else ()
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
-        warning = data_mod.label_mode_warning(labels, self.label_mode)
         self.warnings: tuple[str, ...] = (warning,) if warning else ()  # for the fronts to show
         base_names = dict(zip(base.class_values, base.class_names)) if base and base.class_names else {}
         self.class_names = name_classes(self.class_values, class_names, base_names)
@@ -241,6 +246,11 @@ class Trainer:
         labels, self._new_labels = self._new_labels, None
         if [stack.shape for stack in labels] != [tuple(stack.shape) for stack in self._labels]:
             return LabelsEvent(self.step, accepted=False, reason="the labels changed shape")
+        if self._objects is not None:
+            try:
+                labels = self._objects(labels)
+            except UserInputError as exc:
+                return LabelsEvent(self.step, accepted=False, reason=exc.problem)
         ignored = {0} if self.label_mode == "sparse" else set()
         found = set().union(*(np.unique(stack).tolist() for stack in labels))
         unknown = tuple(sorted(found - set(self.class_values) - ignored))

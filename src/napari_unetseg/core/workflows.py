@@ -27,7 +27,7 @@ from napari_unetseg.core.config import (
 )
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import FileEvent, run_generator
-from napari_unetseg.core.instances import ObjectSlices, is_object_model
+from napari_unetseg.core.instances import is_object_model, object_sink
 from napari_unetseg.core.io import (
     TiffSliceWriter,
     check_output_folder,
@@ -193,7 +193,7 @@ def predict_files(
 ) -> list[Path]:
     """``unetseg predict``: one label TIFF per input, written atomically; returns the paths.
 
-    A model trained on objects writes object ids (``uint32``, 1..N in each slice) unless
+    A model trained on objects writes object ids (``uint32``, one per object of the stack) unless
     ``semantic`` asks for its classes.
 
     Several model files predict as an ensemble (their probabilities are averaged,
@@ -224,6 +224,9 @@ def predict_files(
     models = load_models(paths, head, resolve_device(config.device))
     class_values = models[0].class_values
     names = {value: models[0].name_of(value) for value in class_values} if models[0].class_names else {}
+    if semantic and not is_object_model(models[0]):
+        raise UserInputError("is for models trained on objects: this model's labels are classes already",
+                             subject="semantic")  # fmt: skip
     objects = is_object_model(models[0]) and not semantic
     written = []
     for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
@@ -239,7 +242,9 @@ def predict_files(
         if prob_path is not None:
             classes = len(class_values)
             outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
-        sinks = {**outputs, "labels_out": ObjectSlices(outputs["labels_out"])} if objects else outputs
+        sinks = dict(outputs)
+        if objects:
+            sinks["labels_out"] = object_sink(models[0], outputs["labels_out"], len(stack))
         try:
             run_generator(iter_predict(models, stack, config, probabilities, **sinks), on_event)
         except BaseException:
@@ -347,3 +352,22 @@ def write_object_evaluation(
         return [["image", *keys], *[[name, *[row.get(k, "") for k in keys]] for name, row in named]]
 
     _write_report(json_path, csv_path, overwrite, result.to_dict, rows)
+
+
+def measure_file(
+    objects_path: str | Path,
+    csv_path: str | Path,
+    image_path: str | Path | None = None,
+    axes: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, np.ndarray]:
+    """``unetseg measure``: one CSV row per object of an object image (with the intensities
+    of ``image_path``), plane by plane, or as 3D objects when the file has a Z axis."""
+    from napari_unetseg.core.measure import measure_objects, table_rows
+
+    objects, found = read_labels(objects_path)
+    volume = "Z" in found and objects.ndim == 3
+    image = None if image_path is None else to_stack(*read_image(image_path, axes))[0]
+    columns = measure_objects(objects if volume else labels_to_stack(objects, found), image, volume)
+    _write_report(None, csv_path, overwrite, dict, lambda: table_rows(columns))
+    return columns

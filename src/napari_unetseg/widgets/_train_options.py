@@ -14,6 +14,11 @@ UNPAINTED_TIP = (
     "of every patch, on all pixels of the painted slices, painted or not. Meant for "
     "a few strokes; each step costs about twice as much."
 )
+OBJECTS_TIP = (
+    "The labels are objects: sparse, each object painted whole with its own label (2, 3, ...) "
+    "and background strokes with label 1; dense, every object its own id and 0 = background. "
+    "The network learns to separate touching objects and Predict gives one label per object."
+)
 SEED_TIP = (
     "The same seed on the same labels gives the same run. Another seed starts from other "
     "initial weights and draws other patches and flips: train two or three and predict with "

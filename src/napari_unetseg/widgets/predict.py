@@ -24,6 +24,8 @@ from magicgui.widgets import (
 from napari_unetseg.core.config import PredictConfig, defaults
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress
+from napari_unetseg.core.instances import is_object_model, object_sink
+from napari_unetseg.core.prediction import PredictionResult
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import (
     LayerDock,
@@ -85,6 +87,10 @@ class PredictWidget(LayerDock):
         self._overlap = SpinBox(label="Overlap (px)", value=overlap, min=0, max=512, step=16)
         self._tta = CheckBox(label="Flip TTA (4x slower)", value=PREDICT["tta"])
         self._probabilities = CheckBox(label="Probabilities layer", value=False)
+        self._objects = CheckBox(label="Objects (one label each)", value=True, visible=False)
+        self._objects.tooltip = (
+            "The model separates objects; untick for its classes (background, interior, boundary)"
+        )
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -95,14 +101,14 @@ class PredictWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._source, self._model_file, self._model_info, self._head, self._images, self._scope,
-                self._tile,
-                self._overlap, self._tta, self._probabilities, self._run, self._cancel, self._progress,
-                self._status, self._annotations, self._to_annotations,
+                self._tile, self._overlap, self._tta, self._probabilities, self._objects, self._run,
+                self._cancel, self._progress, self._status, self._annotations, self._to_annotations,
             ],
         )  # fmt: skip
         self._end_layout()
         self._config_fields = {"tile_size": self._tile, "overlap": self._overlap, "tta": self._tta}
-        self.controls = {**self._config_fields, "model": self._model_file, "head": self._head}
+        self.controls = {**self._config_fields, "model": self._model_file, "head": self._head,
+                         "semantic": self._objects}  # fmt: skip
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
@@ -143,6 +149,7 @@ class PredictWidget(LayerDock):
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
         self._show_heads(None)
+        self._objects.visible = False
         if self._source.value == "session" and self._session.model is None:
             self._model_info.value = "no model trained yet"
             return
@@ -155,6 +162,7 @@ class PredictWidget(LayerDock):
             self._model_info.value = exc.worded(self.option_names)
             return
         loaded = models[0]
+        self._objects.visible = is_object_model(loaded)
         if len(models) > 1:
             names = ", ".join(sorted({member.spec.name for member in models}))
             self._model_info.value = (
@@ -229,6 +237,8 @@ class PredictWidget(LayerDock):
             slices = [current_index(self._viewer, group[0])] if self._scope.value == "slice" else None
             tasks.append((group, stack, slices))
 
+        objects = is_object_model(loaded) and self._objects.value
+
         def job():
             results = []
             for number, (group, stack, slices) in enumerate(tasks):
@@ -236,11 +246,15 @@ class PredictWidget(LayerDock):
                 # probabilities go straight into the array the layer will show: one copy
                 out = _ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
                 rows = stack.shape[0] if slices is None else len(slices)
-                labels = new_output_array((rows, *stack.shape[2:]), labels_dtype(loaded.class_values))
+                dtype = np.uint32 if objects else labels_dtype(loaded.class_values)
+                labels = new_output_array((rows, *stack.shape[2:]), dtype)
+                sink = object_sink(loaded, labels, rows) if objects else labels
                 result = yield from iter_predict(
-                    models, stack, config, probabilities, slices, labels_out=labels, probabilities_out=out
+                    models, stack, config, probabilities, slices, labels_out=sink, probabilities_out=out
                 )
-                results.append((group, slices, result))
+                result = PredictionResult(labels, result.probabilities)
+                features = object_features(labels, stack, slices) if objects else None
+                results.append((group, slices, result, features))
             return loaded, results
 
         return job
@@ -274,7 +288,12 @@ class PredictWidget(LayerDock):
             self._status.value = message
             return
         loaded, results = outcome.value
-        outputs = [self._write_output(group[0], slices, result, loaded) for group, slices, result in results]
+        outputs = [
+            self._write_output(group[0], slices, result, loaded)
+            if features is None
+            else self._write_objects(group[0], slices, result.labels, features, loaded)
+            for group, slices, result, features in results
+        ]
         self.last_output = outputs[-1]
         self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs)
 
@@ -317,6 +336,32 @@ class PredictWidget(LayerDock):
             self._write_probabilities(source, result, loaded)
         return layer
 
+    def _write_objects(self, source, slices, objects: np.ndarray, features, loaded):
+        """Objects into our unedited objects layer (or a new one), each with its own id;
+        their measurements into its features table (the rows of the slices predicted replaced)."""
+        import pandas as pd
+
+        volume = getattr(loaded.model, "spatial_dims", 2) == 3  # 3D objects: scored as volumes
+        metadata = {"unetseg": "objects", "volume": volume}
+        layer = self._output_layer(source, f"{source.name} objects", np.uint32, metadata, {})
+        flat = layer.data.reshape((-1, *plane_shape(source)[-2:]))
+        targets = range(flat.shape[0]) if slices is None else slices
+        offset = 0
+        if slices is not None:  # a slice joins the stack's objects: new ids after the others'
+            others = np.setdiff1d(np.arange(flat.shape[0]), slices)
+            offset = max((int(flat[i].max()) for i in others), default=0)
+            objects = np.where(objects > 0, objects + np.uint32(offset), 0).astype(np.uint32)
+            features = {**features, "label": features["label"] + offset}
+        for row, index in enumerate(targets):
+            flat[index] = objects[row]
+        table = pd.DataFrame({"index": features["label"], **features})
+        old = layer.features
+        if slices is not None and "plane" in old:
+            table = pd.concat([old[~old["plane"].isin(list(slices))], table], ignore_index=True)
+        layer.features = table
+        layer.refresh()
+        return layer
+
     def _write_probabilities(self, source, result, loaded) -> None:
         shape = plane_shape(source)
         classes = len(loaded.class_values)
@@ -333,7 +378,8 @@ class PredictWidget(LayerDock):
     # -- human in the loop -----------------------------------------------------------------------
 
     def add_to_annotations(self):
-        """Copy the slice in view of the last prediction into unpainted annotation pixels."""
+        """Copy the slice in view of the last prediction into unpainted annotation pixels
+        (objects each as a new label of the annotation layer, to correct and train on)."""
         return user_call(self._add_to_annotations, "Add to annotations", self.option_names, self._status)
 
     def _add_to_annotations(self):
@@ -349,9 +395,15 @@ class PredictWidget(LayerDock):
         source = np.asarray(prediction.data.reshape((-1, *shape[-2:]))[index])
         target = np.asarray(annotations.data.reshape((-1, *shape[-2:]))[index])
         fill = (target == 0) & (source != 0)
+        values = source[fill]
+        if prediction.metadata.get("unetseg") == "objects":  # each object a new label, after 1 (background)
+            values = values.astype(np.int64) + max(int(np.max(annotations.data)), 1)
+            if values.size and values.max() > np.iinfo(annotations.data.dtype).max:
+                kind = annotations.data.dtype
+                raise UserInputError(f"the object ids do not fit '{annotations.name}' ({kind})")
         rows, cols = np.nonzero(fill)
         leading = np.unravel_index(np.full(rows.shape, index), shape[:-2]) if len(shape) > 2 else ()
-        annotations.data_setitem((*leading, rows, cols), source[fill])
+        annotations.data_setitem((*leading, rows, cols), values)
         return int(fill.sum())
 
 
@@ -360,6 +412,21 @@ def _classes_text(loaded) -> str:
     if not loaded.class_names:
         return ", ".join(map(str, loaded.class_values))
     return ", ".join(f"{v} {loaded.name_of(v)}" for v in loaded.class_values)
+
+
+def object_features(objects: np.ndarray, stack, slices) -> dict[str, np.ndarray]:
+    """The measurements of the predicted objects (:func:`~napari_unetseg.core.measure.measure_objects`),
+    with the stack's intensities; ``plane`` is the slice index in the stack."""
+    from napari_unetseg.core.measure import measure_objects
+
+    planes = range(stack.shape[0]) if slices is None else slices
+    columns = {}
+    for row, index in enumerate(planes):  # one slice of the image read at a time
+        one = measure_objects(objects[row : row + 1], np.asarray(stack[index : index + 1]))
+        one["plane"] = np.full(len(one["label"]), index)
+        for key, values in one.items():
+            columns.setdefault(key, []).append(values)
+    return {key: np.concatenate(parts) for key, parts in columns.items()}
 
 
 class _ClassFirst:

@@ -60,6 +60,7 @@ from napari_unetseg.widgets._run import Outcome, failure, show_info, start_worke
 from napari_unetseg.widgets._train_options import (
     LABEL_MODES,
     MODEL,
+    OBJECTS_TIP,
     SEED_TIP,
     TRAIN,
     TRIES_TIP,
@@ -80,6 +81,8 @@ class TrainWidget(LayerDock):
         self._image = image_select(napari_viewer, "Image (channels)")
         self._labels_layer = labels_combo(napari_viewer, "Labels")
         self._mode = ComboBox(label="Labels are", choices=LABEL_MODES, value=TRAIN["label_mode"])
+        self._objects = CheckBox(label="Objects (one label each)", value=TRAIN["objects"])
+        self._objects.tooltip = OBJECTS_TIP
         self._model = ComboBox(label="Model", choices=self._model_choices, value=MODEL["name"])
         self._width = ComboBox(label="Base width", choices=WIDTHS, value=MODEL["base_channels"])
         self._depth = SpinBox(label="Depth", value=MODEL["depth"], min=2, max=5)
@@ -118,11 +121,11 @@ class TrainWidget(LayerDock):
         super().__init__(
             napari_viewer,
             widgets=[
-                self._image, self._labels_layer, self._mode, self._model, self._steps,
+                self._image, self._labels_layer, self._mode, self._objects, self._model, self._steps,
                 self._unpainted, self._preview, buttons, self._progress, self._status, self._save,
             ],
         )  # fmt: skip
-        self._add_folded("Advanced", self.advanced, position=7)
+        self._add_folded("Advanced", self.advanced, position=8)
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.dice_plot)
         self._end_layout()
@@ -130,7 +133,8 @@ class TrainWidget(LayerDock):
         self._model_fields = {"name": self._model, "base_channels": self._width, "depth": self._depth}
         self._train_fields = {"label_mode": self._mode, "steps": self._steps, "patch_size": self._patch,
                               "batch_size": self._batch, "learning_rate": self._lr, "seed": self._seed,
-                              "tries": self._tries, "learn_unpainted": self._unpainted}  # fmt: skip
+                              "tries": self._tries, "learn_unpainted": self._unpainted,
+                              "objects": self._objects}  # fmt: skip
         # ... and what messages call the options (option key -> control)
         self.controls = {**self._train_fields, "model": self._model, "base_channels": self._width,
                          "depth": self._depth, "init": self._init, "out": self._run_dir,
@@ -144,6 +148,7 @@ class TrainWidget(LayerDock):
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
         self._mode.changed.connect(self._update_unpainted)
+        self._labels_layer.changed.connect(self._follow_layer_kind)
         self._start.changed.connect(lambda: self.start())
         self._resume.changed.connect(lambda: self.start(resume=True))
         self._stop.changed.connect(self.stop)
@@ -155,6 +160,7 @@ class TrainWidget(LayerDock):
         self._closing = False
         self._close_watch = CloseWatch(self.native, self._on_window_close, self._on_dock_closed)
         self._refresh_choices()
+        self._follow_layer_kind()
         self._update_size()
 
     # -- options ------------------------------------------------------------------
@@ -182,6 +188,12 @@ class TrainWidget(LayerDock):
         self._depth.enabled = "depth" in entry.options
         count = parameter_count(spec.replace(in_channels=1, num_classes=2))
         self._size.value = f"{count / 1e6:.2f} M ({spec.name})"
+
+    def _follow_layer_kind(self, layer=None) -> None:
+        """An annotation layer made for objects (Annotate dock) ticks Objects, one for classes clears it."""
+        layer = self._labels_layer.value
+        if layer is not None and layer.metadata.get("unetseg") == "annotations":
+            self._objects.value = bool(layer.metadata.get("objects"))
 
     def _update_unpainted(self) -> None:
         """Dense labels leave no unpainted pixels to learn from."""
