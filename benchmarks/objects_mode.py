@@ -6,12 +6,18 @@
 2. the connected components of the *true* foreground (the ceiling of any pixel-only
    method; no training);
 3. the object mode (``TrainConfig(objects=True)``: background / interior / boundary, then
-   the seeded watershed of core/instances.py), trained on the same images.
+   the seeded watershed of core/instances.py), trained on the dense object labels of the
+   same images;
+4. the object mode from what a user paints on the same images (sparse labels): a share
+   (``--painted``) of the objects of each image painted whole, and background strokes
+   (one 30 px, 3 px wide stroke in each cell of a 3 x 3 grid, inside the background
+   eroded by 4 px); everything else unpainted.
 
-Both networks use the defaults (U-Net, base 16, 128 px patches, batch 8) but the step
+All networks use the defaults (U-Net, base 16, 128 px patches, batch 8) but the step
 count; one run, one seed.
 
-    python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 300] [--train-images 64]
+    python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 500] [--train-images 64]
+                                      [--painted 0.25] [--rows semantic ceiling dense painted]
 """
 
 from __future__ import annotations
@@ -24,17 +30,20 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
+from scipy import ndimage
 from skimage.measure import label as connected_components
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, hardware, save_results  # noqa: E402
 
+from napari_unetseg.core.checkpoint import save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import instances_from_classes  # noqa: E402
+from napari_unetseg.core.instances import object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
+from napari_unetseg.core.sample import _stroke  # noqa: E402
 
 
 def split(meta: dict, key: str) -> list[int]:
@@ -42,14 +51,43 @@ def split(meta: dict, key: str) -> list[int]:
     return value if isinstance(value, list) else json.loads(value)
 
 
-def train_and_predict(images, labels, test_images, steps: int, objects: bool) -> tuple[np.ndarray, float]:
-    config = TrainConfig(steps=steps, label_mode="dense", objects=objects, device="cpu")
+RESULTS = Path(__file__).parent / "results"  # model files too (ignored by git)
+
+
+def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
+    """Sparse object labels as a user paints them (module text): 1 = background strokes,
+    2, 3, ... = whole objects, 0 = unpainted."""
+    labels = np.zeros(objects.shape, np.uint32)
+    background = ndimage.binary_erosion(objects == 0, iterations=4)
+    for rows in np.array_split(np.arange(objects.shape[0]), 3):
+        for cols in np.array_split(np.arange(objects.shape[1]), 3):
+            ys, xs = np.nonzero(background[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+            if len(ys):
+                i = rng.integers(len(ys))
+                line = _stroke(objects.shape, rng, rows[0] + ys[i], cols[0] + xs[i], 30)
+                labels[line & background] = 1
+    ids = np.unique(objects[objects > 0])
+    chosen = rng.permutation(ids)[: max(1, round(share * len(ids)))] if len(ids) else []
+    for new, old in enumerate(chosen, start=2):
+        labels[objects == old] = new
+    return labels
+
+
+def train_and_predict(images, labels, test_images, steps: int, objects: bool, mode: str = "dense", save=None):
+    """Train on ``labels`` and predict the test images: classes, or objects (as
+    ``unetseg predict`` writes them) for an object model; and the training minutes. The
+    model file goes to ``save`` (a path) when given."""
+    config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu")
     start = time.perf_counter()
     trainer = start_training([images[:, None]], [labels], ModelSpec(), config, RunOptions())
-    result = run_generator(trainer.run())
+    loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
-    predicted = run_generator(iter_predict([result.loaded], test_images[:, None])).labels
-    return predicted, minutes
+    if save is not None:
+        save_model(loaded, save)
+    out = np.zeros(test_images.shape, np.uint32)
+    sink = object_sink(loaded, out, len(out)) if objects else out
+    run_generator(iter_predict([loaded], test_images[:, None], labels_out=sink))
+    return out, minutes
 
 
 def main() -> None:
@@ -57,7 +95,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--set", default="dsb2018_fluo_256x256")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--painted", type=float, default=0.25, help="share of the objects painted per image")
+    parser.add_argument("--rows", nargs="+", default=["semantic", "ceiling", "dense", "painted"])
     parser.add_argument("--train-images", type=int, default=64, help="the first N of the training split")
     args = parser.parse_args()
     folder = DATA / args.set
@@ -68,21 +108,31 @@ def main() -> None:
     train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
     truth = objects[test]
     rows = {}
-    semantic, minutes = train_and_predict(images[train], (objects[train] > 0).astype(np.uint8), images[test],
-                                          args.steps, objects=False)  # fmt: skip
-    components = np.stack([connected_components(s > 0, connectivity=1) for s in semantic])
-    rows["components of the semantic prediction"] = (evaluate_objects(components, truth), minutes)
-    ceiling = np.stack([connected_components(t > 0, connectivity=1) for t in truth])
-    rows["components of the true foreground"] = (evaluate_objects(ceiling, truth), 0.0)
-    classes, minutes = train_and_predict(
-        images[train], objects[train], images[test], args.steps, objects=True
-    )
-    found = np.stack([instances_from_classes(c) for c in classes])
-    rows["object mode"] = (evaluate_objects(found, truth), minutes)
+    if "semantic" in args.rows:
+        semantic, minutes = train_and_predict(images[train], (objects[train] > 0).astype(np.uint8),
+                                              images[test], args.steps, objects=False)  # fmt: skip
+        components = np.stack([connected_components(s > 0, connectivity=1) for s in semantic])
+        rows["components of the semantic prediction"] = (evaluate_objects(components, truth), minutes)
+    if "ceiling" in args.rows:
+        ceiling = np.stack([connected_components(t > 0, connectivity=1) for t in truth])
+        rows["components of the true foreground"] = (evaluate_objects(ceiling, truth), 0.0)
+    if "dense" in args.rows:
+        save = RESULTS / f"objects_mode_{args.set}_dense.pt"
+        pairs = (images[train], objects[train], images[test])
+        found, minutes = train_and_predict(*pairs, args.steps, True, save=save)
+        rows["object mode, dense object labels"] = (evaluate_objects(found, truth), minutes)
+    if "painted" in args.rows:
+        rng = np.random.default_rng(0)
+        painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
+        share = f"{100 * args.painted:.0f} % of the objects, {100 * (painted > 0).mean():.1f} % of the pixels"
+        save = RESULTS / f"objects_mode_{args.set}_painted.pt"
+        found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
+                                           save)  # fmt: skip
+        rows[f"object mode, painted ({share})"] = (evaluate_objects(found, truth), minutes)
     table = {name: {**evaluation.total(), "train_minutes": m} for name, (evaluation, m) in rows.items()}
     results = {"hardware": hardware(), "set": args.set, "steps": args.steps, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
-    path = save_results(results, f"objects_mode_{args.set}")
+    path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")
     print(
         "| method | objects (true / found) | merges | splits | F1@0.5 | AP@[0.5:0.95] | PQ | training min |"

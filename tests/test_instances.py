@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from skimage.draw import disk
 from skimage.measure import label as connected_components
 
@@ -100,7 +101,10 @@ def test_painted_objects_and_background_strokes_become_sparse_classes():
     labels = painted(truth, keep=[1, 2, 3])
     classes = training_classes(labels[None], "sparse")[0]
     assert set(np.unique(classes)) == {0, 1, 2, 3}  # unpainted, background, interior, boundary
-    assert np.all(classes[labels == 0] == 0) and np.all(classes[labels == 1] == 1)
+    assert np.all(classes[labels == 1] == 1)
+    near = ndimage.binary_dilation(labels >= 2, iterations=2) & (labels == 0)
+    assert np.all(classes[near] == 1)  # just outside a whole object: background
+    assert np.all(classes[(labels == 0) & ~near] == 0)  # the rest stays unpainted
     dense = instance_classes(np.where(labels >= 2, labels, 0))
     inside = labels >= 2
     assert np.array_equal(classes[inside], dense[inside] + 1)  # the painted objects' own classes

@@ -47,7 +47,7 @@ def test_objects_from_painting_to_scores_through_the_docks(make_napari_viewer, q
     train._labels_layer.value = annotations
     assert train._objects.value  # the layer is an object annotation layer
     train._width.value, train._depth.value, train._patch.value, train._batch.value = 8, 3, 64, 4
-    train._steps.value = 250
+    train._steps.value = 500
     train._run_dir.value = str(tmp_path / "run")
     assert train.start() is not None
     wait_for(qtbot, train)

@@ -376,7 +376,7 @@ def test_big_outputs_live_in_temporary_files_and_match_in_memory_ones(
 ):
     """Above MEMMAP_BYTES the prediction and probability layers are memory-mapped
     temporary files (not resident memory), with the same values as in memory."""
-    from napari_unetseg.widgets import predict as predict_module
+    from napari_unetseg.widgets import _outputs as predict_module
 
     sample = make_sample(n_slices=3, size=64, painted_slices=2, seed=5)
     model_path = tiny_model_file(tmp_path / "model.pt", sample, steps=3)

@@ -28,6 +28,7 @@ from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_clas
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
 CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
+OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
 
 def instance_classes(instances: np.ndarray, core: float = CORE) -> np.ndarray:
@@ -55,7 +56,10 @@ def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) 
     ``dense``: every object its own id, 0 = background -> :data:`BACKGROUND`,
     :data:`INTERIOR`, :data:`BOUNDARY` (0, 1, 2) everywhere. ``sparse`` (painted in
     napari): 0 = unpainted (ignored), 1 = background strokes, 2, 3, ... = whole objects,
-    each painted with its own label -> 0 unpainted, 1 background, 2 interior, 3 boundary.
+    each painted with its own label -> 0 unpainted, 1 background, 2 interior, 3 boundary;
+    the unpainted pixels within :data:`OUTSIDE` px of a painted object are background too
+    (the object is whole: what lies just outside it is not it), so that the network sees
+    where objects end, which strokes kept away from the objects would never show it.
     """
     labels = check_instances(labels, "labels")
     planes = [labels] if volume else list(labels.reshape(-1, *labels.shape[-2:]))
@@ -69,8 +73,10 @@ def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) 
     out = []
     for plane in planes:
         objects = np.where(plane >= 2, plane, 0)
-        classes = np.where(plane == 1, 1, 0).astype(np.uint8)
         inside = objects > 0
+        # a whole object ends where it is painted: the unpainted pixels just outside it are not it
+        outside = ndimage.binary_dilation(inside, iterations=OUTSIDE) & (plane == 0)
+        classes = np.where((plane == 1) | outside, 1, 0).astype(np.uint8)
         classes[inside] = instance_classes(objects)[inside] + 1
         out.append(classes)
     return np.stack(out).reshape(labels.shape)
@@ -123,7 +129,7 @@ def dense_objects_warning(label_stacks) -> str | None:
             if pieces.max() != 1:
                 return None
             one = regionprops(pieces)[0]
-            largest = np.bincount(plane[plane >= 2].ravel()).max()
+            largest = np.unique(plane[plane >= 2], return_counts=True)[1].max()
             roundish = one.axis_major_length < 3 * max(one.axis_minor_length, 1)
             if not (one.solidity > 0.85 and roundish and one.area <= largest):
                 return None

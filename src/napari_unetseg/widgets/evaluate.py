@@ -186,6 +186,7 @@ class EvaluateWidget(LayerDock):
             self.table.setItem(i, 0, QTableWidgetItem(text))
         self._fit_table(len(rows))
         self.slice_plot.series.clear()
+        self.slice_plot.title = "Objects per slice"
         if len(evaluation.images) > 1:
             self.slice_plot.add_series("F1 @ 0.5", SERIES_COLORS[0])
             f1 = [scores.f1 for scores in evaluation.images]
@@ -226,6 +227,7 @@ class EvaluateWidget(LayerDock):
 
     def _fill_plot(self, result) -> None:
         self.slice_plot.series.clear()
+        self.slice_plot.title = "Dice per slice"
         for i, v in enumerate(result.classes):
             self.slice_plot.add_series(result.name_of(v), SERIES_COLORS[i % len(SERIES_COLORS)])
             dice = [row[v]["dice"] for row in result.per_slice]

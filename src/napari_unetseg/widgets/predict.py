@@ -8,8 +8,6 @@ otherwise a new layer is added: nothing of the user's is ever overwritten.
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
@@ -35,40 +33,22 @@ from napari_unetseg.widgets._common import (
     status_label,
 )
 from napari_unetseg.widgets._layers import (
-    class_layer_style,
     current_index,
     image_stack,
     layer_channels,
-    matching_geometry,
-    own_labels_layer,
-    plane_shape,
+)
+from napari_unetseg.widgets._outputs import (
+    ClassFirst,
+    new_output_array,
+    object_features,
+    write_classes,
+    write_objects,
 )
 from napari_unetseg.widgets._run import Outcome, failure, start_worker, user_call
 
 PREDICT = defaults(PredictConfig)
 SOURCES = [("model just trained", "session"), ("model file(s)", "file")]
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
-MEMMAP_BYTES = 1 << 30  # outputs larger than this live in a temporary file, not in RAM
-
-
-def new_output_array(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A zeroed array for a prediction output: in memory when small, memory-mapped to an
-    anonymous temporary file (deleted when the array is) above :data:`MEMMAP_BYTES`, so
-    that a big stack's labels and probabilities cost page cache, not resident memory.
-    The file goes to the system temporary folder (``TMPDIR``): where that is a RAM-backed
-    tmpfs, point ``TMPDIR`` at a disk."""
-    dtype = np.dtype(dtype)
-    if int(np.prod(shape)) * dtype.itemsize <= MEMMAP_BYTES:
-        return np.zeros(shape, dtype)
-    with tempfile.TemporaryFile(prefix="unetseg-") as backing:  # the mapping outlives the handle
-        return np.memmap(backing, dtype=dtype, mode="w+", shape=shape)
-
-
-def _mark_edited(layer):
-    def on_paint(event=None):
-        layer.metadata["unetseg_edited"] = True
-
-    return on_paint
 
 
 class PredictWidget(LayerDock):
@@ -244,7 +224,7 @@ class PredictWidget(LayerDock):
             for number, (group, stack, slices) in enumerate(tasks):
                 self._task = (number + 1, len(tasks))
                 # probabilities go straight into the array the layer will show: one copy
-                out = _ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
+                out = ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
                 rows = stack.shape[0] if slices is None else len(slices)
                 dtype = np.uint32 if objects else labels_dtype(loaded.class_values)
                 labels = new_output_array((rows, *stack.shape[2:]), dtype)
@@ -289,91 +269,13 @@ class PredictWidget(LayerDock):
             return
         loaded, results = outcome.value
         outputs = [
-            self._write_output(group[0], slices, result, loaded)
+            write_classes(self._viewer, group[0], slices, result, loaded, self._annotations.value)
             if features is None
-            else self._write_objects(group[0], slices, result.labels, features, loaded)
+            else write_objects(self._viewer, group[0], slices, result, features, loaded)
             for group, slices, result, features in results
         ]
         self.last_output = outputs[-1]
         self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs)
-
-    # -- output layers -------------------------------------------------------------------------
-
-    def _output_layer(self, source, name: str, dtype, metadata: dict, style: dict):
-        """Our unedited output layer for ``source``, or a new empty one (``style``: its
-        colours and class names)."""
-        shape = plane_shape(source)
-        layer = own_labels_layer(self._viewer, name, metadata["unetseg"], shape, dtype)
-        if layer is not None:
-            layer.metadata.update(metadata)
-            return layer
-        layer = self._viewer.add_labels(
-            new_output_array(shape, dtype),
-            name=name,
-            metadata=dict(metadata),
-            **style,
-            **matching_geometry(source),
-        )
-        layer.events.paint.connect(_mark_edited(layer))
-        return layer
-
-    def _write_output(self, source, slices, result, loaded):
-        names = {v: loaded.name_of(v) for v in loaded.class_values}
-        layer = self._output_layer(
-            source,
-            f"{source.name} prediction",
-            result.labels.dtype,
-            {"unetseg": "prediction", "class_values": list(loaded.class_values), "class_names": names},
-            class_layer_style(loaded.class_values, names, self._annotations.value),
-        )
-        shape = plane_shape(source)
-        flat = layer.data.reshape((-1, *shape[-2:]))
-        targets = range(flat.shape[0]) if slices is None else slices
-        for row, index in enumerate(targets):
-            flat[index] = result.labels[row]
-        layer.refresh()
-        if result.probabilities is not None:
-            self._write_probabilities(source, result, loaded)
-        return layer
-
-    def _write_objects(self, source, slices, objects: np.ndarray, features, loaded):
-        """Objects into our unedited objects layer (or a new one), each with its own id;
-        their measurements into its features table (the rows of the slices predicted replaced)."""
-        import pandas as pd
-
-        volume = getattr(loaded.model, "spatial_dims", 2) == 3  # 3D objects: scored as volumes
-        metadata = {"unetseg": "objects", "volume": volume}
-        layer = self._output_layer(source, f"{source.name} objects", np.uint32, metadata, {})
-        flat = layer.data.reshape((-1, *plane_shape(source)[-2:]))
-        targets = range(flat.shape[0]) if slices is None else slices
-        offset = 0
-        if slices is not None:  # a slice joins the stack's objects: new ids after the others'
-            others = np.setdiff1d(np.arange(flat.shape[0]), slices)
-            offset = max((int(flat[i].max()) for i in others), default=0)
-            objects = np.where(objects > 0, objects + np.uint32(offset), 0).astype(np.uint32)
-            features = {**features, "label": features["label"] + offset}
-        for row, index in enumerate(targets):
-            flat[index] = objects[row]
-        table = pd.DataFrame({"index": features["label"], **features})
-        old = layer.features
-        if slices is not None and "plane" in old:
-            table = pd.concat([old[~old["plane"].isin(list(slices))], table], ignore_index=True)
-        layer.features = table
-        layer.refresh()
-        return layer
-
-    def _write_probabilities(self, source, result, loaded) -> None:
-        shape = plane_shape(source)
-        classes = len(loaded.class_values)
-        self._viewer.add_image(
-            result.probabilities.array.reshape((classes, *shape)),
-            channel_axis=0,
-            name=[f"{source.name} p({loaded.name_of(v)})" for v in loaded.class_values],
-            colormap="inferno",
-            contrast_limits=(0.0, 1.0),
-            visible=False,
-            **matching_geometry(source),
-        )
 
     # -- human in the loop -----------------------------------------------------------------------
 
@@ -412,32 +314,3 @@ def _classes_text(loaded) -> str:
     if not loaded.class_names:
         return ", ".join(map(str, loaded.class_values))
     return ", ".join(f"{v} {loaded.name_of(v)}" for v in loaded.class_values)
-
-
-def object_features(objects: np.ndarray, stack, slices) -> dict[str, np.ndarray]:
-    """The measurements of the predicted objects (:func:`~napari_unetseg.core.measure.measure_objects`),
-    with the stack's intensities; ``plane`` is the slice index in the stack."""
-    from napari_unetseg.core.measure import measure_objects
-
-    planes = range(stack.shape[0]) if slices is None else slices
-    columns = {}
-    for row, index in enumerate(planes):  # one slice of the image read at a time
-        one = measure_objects(objects[row : row + 1], np.asarray(stack[index : index + 1]))
-        one["plane"] = np.full(len(one["label"]), index)
-        for key, values in one.items():
-            columns.setdefault(key, []).append(values)
-    return {key: np.concatenate(parts) for key, parts in columns.items()}
-
-
-class _ClassFirst:
-    """Probabilities of a ``(N, C, Y, X)`` stack kept as ``(K, N, Y, X)`` (napari's channel
-    axis first); ``out[row] = (K, Y, X)`` stores the ``row``-th predicted slice, which is
-    slice ``slices[row]`` when only some slices are predicted (the others stay 0)."""
-
-    def __init__(self, stack_shape: tuple[int, ...], classes: int, slices) -> None:
-        n, _, h, w = stack_shape
-        self.array = new_output_array((classes, n, h, w), np.float32)
-        self.targets = list(range(n)) if slices is None else list(slices)
-
-    def __setitem__(self, row: int, slab: np.ndarray) -> None:
-        self.array[:, self.targets[row]] = slab

@@ -1,0 +1,89 @@
+"""3D objects on gonuclear_mini3d (issue 23): a first figure, not a benchmark (two 100^3
+crops of confocal nuclei, one to train on, one to test; 54 and 32 nuclei).
+
+Object F1 at IoU 0.5 and AP over IoU 0.5:0.95 in 3D on the test crop of
+
+1. the 3D connected components of the true foreground (the ceiling of any pixel-only method);
+2. the 3D connected components of a semantic 3D U-Net's prediction (background / nucleus);
+3. the object mode with a 3D U-Net (``unet3d``: background / core / rim in 3D, then the 3D
+   seeded watershed), from the dense object labels of the training crop.
+
+Both networks: ``unet3d`` defaults, anisotropy from the voxel size, 64 px x 16 slice
+patches; one run, one seed.
+
+    python benchmarks/objects_3d.py [--steps 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from skimage.measure import label as connected_components
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import DATA, hardware, save_results  # noqa: E402
+
+from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
+from napari_unetseg.core.events import run_generator  # noqa: E402
+from napari_unetseg.core.instances import object_sink  # noqa: E402
+from napari_unetseg.core.jobs import start_training  # noqa: E402
+from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
+from napari_unetseg.core.prediction import iter_predict  # noqa: E402
+
+
+def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy: float):
+    spec = ModelSpec("unet3d", anisotropy=anisotropy)
+    config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=64, patch_depth=16,
+                         batch_size=2, device="cpu")  # fmt: skip
+    start = time.perf_counter()
+    trainer = start_training([image[:, None]], [labels], spec, config, RunOptions())
+    loaded = run_generator(trainer.run()).loaded
+    minutes = (time.perf_counter() - start) / 60
+    out = np.zeros(test.shape, np.uint32)
+    sink = object_sink(loaded, out, len(out)) if objects else out
+    run_generator(iter_predict([loaded], test[:, None], PredictConfig(device="cpu"), labels_out=sink))
+    return out, minutes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    args = parser.parse_args()
+    folder = DATA / "gonuclear_mini3d"
+    if not folder.exists():
+        sys.exit(f"objects_3d: {folder} not found (set UNETSEG_DATA)")
+    meta = json.loads((folder / "meta.json").read_text())
+    images, labels = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
+    (train,), (test,) = meta["train_idx"], meta["test_idx"]
+    z, y, _ = meta["voxel_size_um_zyx"][train]
+    truth = labels[test]
+    rows = {"3D components of the true foreground": (connected_components(truth > 0), 0.0)}
+    semantic, minutes = train_and_predict(images[train], (labels[train] > 0).astype(np.uint8), images[test],
+                                          args.steps, False, z / y)  # fmt: skip
+    rows["3D components of the semantic 3D U-Net"] = (connected_components(semantic > 0), minutes)
+    rows["object mode, 3D U-Net"] = train_and_predict(images[train], labels[train], images[test], args.steps,
+                                                     True, z / y)  # fmt: skip
+    table = {}
+    print(f"gonuclear_mini3d: train crop {train}, test crop {test} ({len(np.unique(truth)) - 1} nuclei), "
+          f"{args.steps} steps")  # fmt: skip
+    print("| method | objects (true / found) | merges | splits | F1@0.5 | AP@[0.5:0.95] | training min |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (found, minutes) in rows.items():
+        t = evaluate_objects(found, truth, volume=True).total()
+        table[name] = {**t, "train_minutes": minutes}
+        print(f"| {name} | {t['n_true']} / {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} "
+              f"| {t['ap']:.3f} | {minutes:.1f} |")  # fmt: skip
+    path = save_results({"hardware": hardware(), "steps": args.steps, "rows": table}, "objects_3d")
+    print(f"results in {path}")
+
+
+if __name__ == "__main__":
+    main()
