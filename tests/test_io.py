@@ -99,6 +99,24 @@ def test_atomic_write_refuses_existing_and_leaves_no_partial(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
 
 
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path):
+    """A user found the label files and model files readable by no one else: the atomic
+    write's temporary file is private (mkstemp), and the rename kept that."""
+    import os
+
+    from napari_unetseg.core.io import write_bytes_atomic
+
+    mask = os.umask(0o022)
+    try:
+        path = write_bytes_atomic(tmp_path / "scores.csv", b"a,b\n")
+        write_tiff_atomic(tmp_path / "labels.tif", np.ones((4, 4), np.uint8), "YX")
+    finally:
+        os.umask(mask)
+    for name in ("scores.csv", "labels.tif"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    assert path.read_bytes() == b"a,b\n"
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
 def test_normalisation_any_dtype(dtype):
     rng = np.random.default_rng(0)

@@ -418,7 +418,15 @@ def _temporary_beside(path: Path) -> Path:
     except PermissionError as exc:
         raise UserInputError(f"cannot write to {path.parent} (permission denied)") from exc
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes it private; outputs are the user's usual files
     return Path(name)
+
+
+def _umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _replace_durably(tmp: Path, path: Path) -> None:
