@@ -26,6 +26,7 @@ from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.workflows import (
     evaluate_files,
     evaluate_object_files,
+    measure_file,
     predict_files,
     prune_file,
     train_from_files,
@@ -233,6 +234,9 @@ CASES = [
     Case("background strokes only, no object painted",
          [*_swap(TRAIN, "{strokes}", "{one_class}"), "--objects"],
          lambda f, o: _train(f, o, labels="one_class", train={"objects": True}), "no object is painted"),
+    Case("objects and an image of other shapes to measure",
+         ["measure", "{instances}", "--image", "{image}", "--csv", "{out}/objects.csv"],
+         lambda f, o: measure_file(f["instances"], o / "objects.csv", f["image"]), "differ in shape"),
     Case("a class mask asked of a class model", [*PREDICT, "--semantic"],
          lambda f, o: _predict(f, o, semantic=True), "is for models trained on objects", "--semantic is"),
     Case("float prediction to evaluate",

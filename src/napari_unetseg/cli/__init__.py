@@ -399,7 +399,8 @@ def _run_measure(args: argparse.Namespace) -> int:
 
     columns = measure_file(args.objects, args.csv, args.image, args.axes, args.overwrite)
     count = len(columns["label"])
-    median = f", median area {np.median(columns['area']):.0f} px" if count else ""
+    unit = "px" if "plane" in columns else "voxels"  # plane by plane, or 3D objects
+    median = f", median size {np.median(columns['area']):.0f} {unit}" if count else ""
     print(f"{count} objects{median}: {args.csv}")
     return 0
 
