@@ -1,0 +1,99 @@
+"""Does the step from classes to objects matter? (issue 23) The seeded watershed of
+core/instances.py on the predicted classes (argmax) against variants that use the class
+probabilities, on one object model's predictions of a set's test split:
+
+* seeds where p(interior) > t (t = 0.5 ... 0.8) instead of the argmax interior;
+* seeds of at least N pixels; p(interior) smoothed first;
+* the foreground where p(background) < 0.4 / 0.6;
+* the watershed on -p(interior) instead of the distance to the seeds.
+
+    python benchmarks/objects_postprocessing.py MODEL.pt [--set dsb2018_fluo_256x256]
+
+(MODEL.pt: e.g. the dense object model benchmarks/objects_mode.py saves.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+from skimage.measure import label as connected_components
+from skimage.segmentation import relabel_sequential, watershed
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import DATA, hardware, save_results  # noqa: E402
+
+from napari_unetseg.core.checkpoint import load_model  # noqa: E402
+from napari_unetseg.core.events import run_generator  # noqa: E402
+from napari_unetseg.core.instances import instances_from_classes  # noqa: E402
+from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
+from napari_unetseg.core.prediction import iter_predict  # noqa: E402
+
+VARIANTS = {
+    "p(interior) > 0.5": {},
+    "p(interior) > 0.6": {"seed_at": 0.6},
+    "p(interior) > 0.7": {"seed_at": 0.7},
+    "p(interior) > 0.8": {"seed_at": 0.8},
+    "seeds >= 10 px": {"min_seed": 10},
+    "seeds >= 30 px": {"min_seed": 30},
+    "p(interior) smoothed (sigma 1)": {"smooth": 1.0},
+    "foreground p(background) < 0.4": {"foreground_at": 0.4},
+    "foreground p(background) < 0.6": {"foreground_at": 0.6},
+    "watershed on -p(interior)": {"surface": "probability"},
+}
+
+
+def objects_from_probabilities(p, seed_at=0.5, foreground_at=0.5, min_seed=1, smooth=0.0, surface="distance"):
+    """Objects from ``(3, Y, X)`` probabilities of background, interior, boundary."""
+    interior = ndimage.gaussian_filter(p[1], smooth) if smooth else p[1]
+    foreground = p[0] < foreground_at
+    seeds = connected_components(interior > seed_at, connectivity=1)
+    if min_seed > 1 and seeds.max():
+        sizes = np.bincount(seeds.ravel())
+        small = np.flatnonzero(sizes < min_seed)
+        seeds[np.isin(seeds, small[small > 0])] = 0
+    height = ndimage.distance_transform_edt(seeds == 0) if surface == "distance" else -interior
+    objects = watershed(height, seeds, mask=foreground)
+    rest = connected_components(foreground & (objects == 0))
+    objects[rest > 0] = rest[rest > 0] + objects.max()
+    return relabel_sequential(objects)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model")
+    parser.add_argument("--set", default="dsb2018_fluo_256x256")
+    args = parser.parse_args()
+    folder = DATA / args.set
+    meta = json.loads((folder / "meta.json").read_text())
+    test = meta["test_idx"]
+    images, truth = tifffile.imread(folder / "images.tif")[test], tifffile.imread(folder / "labels.tif")[test]
+    loaded = load_model(args.model)
+    order = [loaded.class_names.index(name) for name in ("background", "interior", "boundary")]
+    result = run_generator(iter_predict([loaded], images[:, None], probabilities=True))
+    probabilities = result.probabilities[:, order]
+    rows = {"argmax classes (the product)": [instances_from_classes(p.argmax(0)) for p in probabilities]}
+    for name, options in VARIANTS.items():
+        rows[name] = [objects_from_probabilities(p, **options) for p in probabilities]
+    table = {}
+    print(f"{args.set}: {len(test)} test images, model {args.model}")
+    print("| objects from | found | merges | splits | F1@0.5 | AP@[0.5:0.95] |")
+    print("|---|---|---|---|---|---|")
+    for name, found in rows.items():
+        t = evaluate_objects(np.stack(found), truth).total()
+        table[name] = t
+        print(f"| {name} | {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} | {t['ap']:.3f} |")
+    path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table},
+                        f"objects_postprocessing_{args.set}")  # fmt: skip
+    print(f"results in {path}")
+
+
+if __name__ == "__main__":
+    main()
