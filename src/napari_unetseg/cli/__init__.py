@@ -111,7 +111,8 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
         "--objects",
         action="store_const",
         const=True,
-        help="the labels are objects (one id each, 0 = background): learn to separate touching "
+        help="the labels are objects: with --dense one id per object, 0 = background; sparse, "
+        "1 = background strokes, 2, 3, ... = objects painted whole. Learns to separate touching "
         "objects; predict then writes object ids",
     )
     p.add_argument("--steps", type=int, help=f"total optimisation steps (default {TRAIN['steps']})")
