@@ -23,7 +23,7 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_classes
+from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_classes, pieces_per_id
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
@@ -148,10 +148,7 @@ def check_painted_objects(labels: np.ndarray) -> None:
     objects = np.where(labels >= 2, labels, 0)
     if not objects.any():
         raise UserInputError(f"no object is painted (only background strokes, label 1): {PAINT_OBJECTS}")
-    pieces = connected_components(objects, connectivity=2)
-    owner = np.zeros(int(pieces.max()) + 1, objects.dtype)
-    owner[pieces.ravel()] = objects.ravel()
-    ids, per_id = np.unique(owner[1:], return_counts=True)
+    ids, per_id = pieces_per_id(objects)
     if (per_id > 1).all():
         listed = ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
         which = f"label {listed} is" if len(ids) == 1 else f"labels {listed} are each"

@@ -16,10 +16,9 @@ The view (:func:`object_error_map`) marks the pixels of each object with its kin
 from __future__ import annotations
 
 import numpy as np
-from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential
 
-from napari_unetseg.core.objects import check_pair, holders, match, overlaps, paired_images
+from napari_unetseg.core.objects import check_pair, holders, match, overlaps, paired_images, pieces_per_id
 
 OBJECT_ERRORS = ("", "matched", "false", "missed", "split", "merged")
 MATCHED, FALSE, MISSED, SPLIT, MERGED = 1, 2, 3, 4, 5
@@ -66,10 +65,7 @@ def looks_like_objects(truth: np.ndarray, pred: np.ndarray) -> str | None:
             values = values[values > 0]
             if len(values) < 10:
                 continue
-            pieces = connected_components(plane, connectivity=2)
-            owner = np.zeros(int(pieces.max()) + 1, plane.dtype)
-            owner[pieces.ravel()] = plane.ravel()
-            per_value = np.bincount(owner[1:].astype(np.int64), minlength=int(values.max()) + 1)[values]
-            if np.mean(per_value == 1) >= 0.8:
+            ids, per_id = pieces_per_id(plane)
+            if np.mean(per_id[np.isin(ids, values)] == 1) >= 0.8:
                 return f"the {side} looks like object ids ({len(values)} values, each one separate piece)"
     return None

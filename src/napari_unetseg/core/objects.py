@@ -230,6 +230,15 @@ class ObjectEvaluation:
         }
 
 
+def pieces_per_id(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of ``image`` (above 0) and into how many separate pieces each falls
+    (8-connected; 18-connected in 3D)."""
+    pieces = connected_components(image, connectivity=2)
+    owner = np.zeros(int(pieces.max()) + 1, image.dtype)
+    owner[pieces.ravel()] = image.ravel()
+    return np.unique(owner[1:], return_counts=True)
+
+
 def looks_like_classes(truth: np.ndarray) -> str | None:
     """Why ``truth`` looks like a class mask rather than object ids (``None`` if it does
     not): at most three values, covering at least three times as many separate pieces."""
