@@ -86,6 +86,20 @@ def test_models_lists_registry(cli):
     assert " M  " in proc.stdout  # sizes
 
 
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread: these nets take three steps, threads buy nothing, and the
+    thread team of oneDNN's conv backward hung in CI twice on this test (an OpenMP barrier
+    that never released, as in pytorch/pytorch#91547)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
     "model",
     ["unetplusplus", "unet3plus", "fcn8s", "fcn16s", "fcn32s", "deeplabv3plus", "unet3d", "unetplusplus3d"],
