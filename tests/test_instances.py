@@ -65,8 +65,9 @@ def test_the_classes_are_background_the_core_of_each_object_and_its_rim():
     assert np.all(classes[2:12, 10:14] == BOUNDARY)  # 2 px on each side of the contact
     assert 0.5 < (classes[truth == 1] == BOUNDARY).mean() < 0.75
     assert np.all(classes[15:17, 25:27] == INTERIOR)
-    objects = instances_from_classes(classes)
+    objects = instances_from_classes(classes, min_size=1)
     assert object_scores(truth, objects).f1 == 1.0
+    assert instances_from_classes(classes).max() == 2  # the 4-pixel object is under MIN_SIZE
 
 
 def test_3d_objects_round_trip():
@@ -84,6 +85,19 @@ def test_small_interior_specks_can_be_left_out_as_seeds():
     classes[14, 14] = INTERIOR  # a one-pixel speck of noise inside the same foreground
     assert instances_from_classes(classes).max() == 2  # two seeds: a split
     assert instances_from_classes(classes, min_seed=4).max() == 1
+
+
+def test_specks_of_boundary_are_no_objects():
+    """A network that has seen few objects leaves specks of boundary class around them;
+    each was an object of its own (the Train dock's painted objects gave 34 for 14)."""
+    classes = np.zeros((30, 30), np.uint8)
+    classes[2:14, 2:14] = BOUNDARY
+    classes[5:11, 5:11] = INTERIOR
+    classes[20, 20] = classes[22:24, 25:27] = BOUNDARY  # 1 and 4 pixels apart from it
+    classes[18:26, 2:6] = BOUNDARY  # 32 pixels of boundary alone: an object the network saw no core of
+    objects = instances_from_classes(classes)
+    assert objects.max() == 2 and objects[20, 20] == objects[22, 25] == 0 and objects[20, 3] == 2
+    assert instances_from_classes(classes, min_size=1).max() == 4
 
 
 def painted(truth: np.ndarray, keep: list[int]) -> np.ndarray:

@@ -36,7 +36,7 @@ def test_touching_objects_are_learnt_apart_from_the_command_line(tmp_path, cli):
     small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
     small += ["--device", "cpu"]
     proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "train_objects.tif",
-               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "200", *small)  # fmt: skip
+               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "300", *small)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     model = tmp_path / "run" / "model.pt"
     assert cli("predict", "--model", model, "--out", tmp_path / "pred", tmp_path / "test.tif").returncode == 0

@@ -10,7 +10,8 @@ is about three quarters of each object, not a thin rare band, so it is learnt as
 the others. From a predicted class image the objects come back by a seeded watershed
 (scikit-image): every connected piece of interior is a seed, and the seeds grow over
 the foreground (interior and boundary) to the nearest seed. A piece of foreground with
-no interior becomes an object by itself. 2D and 3D.
+no interior becomes an object by itself; objects under :data:`MIN_SIZE` pixels (specks
+of boundary, mostly) are dropped. 2D and 3D.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_clas
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
 CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
+MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dropped, as Cellpose does
 OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
 
@@ -157,10 +159,11 @@ def check_painted_objects(labels: np.ndarray) -> None:
         )
 
 
-def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray:
+def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int = MIN_SIZE) -> np.ndarray:
     """Object ids (``uint32``, 1..N) from a class image of :func:`instance_classes`'
     numbering: seeds are the connected pieces of interior of at least ``min_seed`` pixels,
-    grown over the foreground to the nearest seed; seedless foreground pieces are objects."""
+    grown over the foreground to the nearest seed; seedless foreground pieces are objects.
+    Objects of fewer than ``min_size`` pixels are dropped."""
     classes = np.asarray(classes)
     interior = classes == INTERIOR
     foreground = interior | (classes == BOUNDARY)
@@ -174,6 +177,9 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1) -> np.ndarray
     rest = connected_components(foreground & (objects == 0), connectivity=1)
     if rest.max():
         objects[rest > 0] = rest[rest > 0] + objects.max()
+    if min_size > 1 and objects.max():
+        small = np.flatnonzero(np.bincount(objects.ravel()) < min_size)
+        objects[np.isin(objects, small[small > 0])] = 0
     return relabel_sequential(objects)[0]
 
 
