@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
+from ome_zarr.writer import write_image, write_labels
 
 from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
@@ -101,6 +103,12 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     newer["format_version"] = 99
     f["newer_model"] = d / "newer.pt"
     torch.save(newer, f["newer_model"])
+    f["plain_zarr"] = d / "plain.zarr"
+    zarr.save_array(str(f["plain_zarr"]), sample.image)
+    f["ome"] = d / "cells.ome.zarr"  # an OME-Zarr image that holds labels "done" already
+    group = zarr.open_group(str(f["ome"]), mode="w")
+    write_image(sample.image, group, axes="zyx", scale_factors=(2,))
+    write_labels(sample.truth, group, name="done", axes="zyx", scale_factors=(2,))
     f["existing_out"] = d / "existing_out"
     f["existing_out"].mkdir()
     _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
@@ -179,6 +187,18 @@ CASES = [
     Case("existing output without --overwrite", _swap(PREDICT, "{out}/pred", "{existing_out}"),
          lambda f, o: predict_files(f["model"], [f["image"]], f["existing_out"]), "already exists",
          "replace it (--overwrite)"),
+    Case("zarr array without axes metadata", _swap(PREDICT, "{image}", "{plain_zarr}"),
+         lambda f, o: _predict(f, o, inputs=("plain_zarr",)), "has no axes metadata", "(--axes)"),
+    Case("labels name taken in the OME-Zarr input", ["predict", "--model", "{model}", "--label-name", "done",
+                                                     "{ome}"],
+         lambda f, o: predict_files(f["model"], [f["ome"]], None, label_name="done"), "already exists",
+         "choose another name (--label-name) or replace it (--overwrite)"),
+    Case("labels name for a TIFF input", ["predict", "--model", "{model}", "--label-name", "x", "{image}"],
+         lambda f, o: predict_files(f["model"], [f["image"]], None, label_name="x"), "needs OME-Zarr inputs",
+         "--label-name needs"),
+    Case("no output given", ["predict", "--model", "{model}", "{image}"],
+         lambda f, o: predict_files(f["model"], [f["image"]], None), "no output is given",
+         "(--out) or a name for labels inside OME-Zarr inputs (--label-name)"),
     Case("run folder that already holds a model", _swap(TRAIN, "{out}/run", "{run}"),
          lambda f, o: train_from_files([f["image"]], [f["strokes"]], f["run"], model_options=TINY,
                                        train_options=FAST), "already holds a model",

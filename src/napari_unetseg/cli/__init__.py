@@ -157,9 +157,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="segment images with a model file",
-        description="Tiled prediction: writes OUT_DIR/<input name>.tif label images.",
+        description="Tiled prediction: writes OUT_DIR/<input name>.tif label images (.ome.zarr "
+        "stores for zarr inputs), or with --label-name into each OME-Zarr input's labels/ group.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or zarr / OME-Zarr stores")
     p.add_argument(
         "--model",
         required=True,
@@ -168,7 +169,13 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="model.pt (or its run folder); repeat --model for an ensemble that averages "
         "the models' probabilities",
     )
-    p.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--out", metavar="OUT_DIR", help="output folder")
+    p.add_argument(
+        "--label-name",
+        metavar="NAME",
+        help="OME-Zarr inputs: write the labels into the input's labels/NAME (napari-ome-zarr "
+        "shows them over the image) instead of OUT_DIR",
+    )
     p.add_argument("--axes", help="axes of the inputs (default: from metadata)")
     p.add_argument(
         "--tile-size", type=int, help=f"largest tile side in pixels (default {PREDICT['tile_size']})"
@@ -359,6 +366,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         on_event=predict_printer(),
         semantic=args.semantic,
+        label_name=args.label_name,
     )
     for path in written:
         print(path)

@@ -132,7 +132,8 @@ def check_output_folder(folder: str | os.PathLike, option: str = "out") -> Path:
 def read_image(
     path: str | os.PathLike, axes: str | None = None, lazy: bool = False
 ) -> tuple[np.ndarray, str]:
-    """Read a TIFF/OME-TIFF (or any image scikit-image reads) and its axes.
+    """Read a TIFF/OME-TIFF, an OME-Zarr or zarr store (or any image scikit-image reads)
+    and its axes.
 
     Parameters
     ----------
@@ -142,15 +143,21 @@ def read_image(
         Overrides the axes from metadata, e.g. ``"ZYX"`` or ``"YXC"``.
     lazy
         Memory-map an uncompressed TIFF instead of reading it (slices are read from
-        disk when used); compressed files are read into memory all the same.
+        disk when used); compressed files are read into memory all the same. A zarr
+        store is always read lazily (a dask array of its full-resolution level).
 
     Returns
     -------
     array, axes
     """
+    from napari_unetseg.core.zarr_io import is_zarr, open_zarr
+
     path = Path(path)
+    if is_zarr(path):  # OME-Zarr or a zarr array: level 0, lazily
+        image = open_zarr(path, axes)
+        return image.data, image.axes
     if path.is_dir():
-        raise UserInputError(f"{path} is a directory, expected an image file")
+        raise UserInputError(f"{path} is a directory, expected an image file or a zarr store")
     if not path.exists():
         raise UserInputError(f"{path} does not exist")
     if path.stat().st_size == 0:

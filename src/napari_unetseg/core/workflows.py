@@ -29,8 +29,6 @@ from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import FileEvent, run_generator
 from napari_unetseg.core.instances import is_object_model, object_sink
 from napari_unetseg.core.io import (
-    TiffSliceWriter,
-    check_output_folder,
     labels_to_stack,
     read_class_names,
     read_image,
@@ -41,6 +39,7 @@ from napari_unetseg.core.io import (
 from napari_unetseg.core.jobs import check_run, load_models, start_training
 from napari_unetseg.core.metrics import EvaluationResult, evaluate, scored_classes
 from napari_unetseg.core.objects import ObjectEvaluation, evaluate_objects
+from napari_unetseg.core.outputs import open_input, open_writers, plan_outputs
 from napari_unetseg.core.run_folder import RunFolder
 
 EventCallback = Callable[[Any], None] | None
@@ -166,23 +165,10 @@ def train_from_files(
     return run_generator(trainer.run(), on_event)
 
 
-def output_paths(
-    inputs: Sequence[str | Path], out_dir: Path, probabilities: bool
-) -> list[tuple[Path, Path | None]]:
-    """``OUT_DIR/<input name>.tif`` (and ``_probabilities.tif``) for each input."""
-    names = [Path(p).name.split(".")[0] for p in inputs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise UserInputError(f"several inputs are named {duplicates[0]!r}: their outputs would collide")
-    return [
-        (out_dir / f"{n}.tif", out_dir / f"{n}_probabilities.tif" if probabilities else None) for n in names
-    ]
-
-
 def predict_files(
     model_path: str | Path | Sequence[str | Path],
     inputs: Sequence[str | Path],
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     config: PredictConfig | None = None,
     axes: str | None = None,
     head: int | None = None,
@@ -190,8 +176,13 @@ def predict_files(
     overwrite: bool = False,
     on_event: EventCallback = None,
     semantic: bool = False,
+    label_name: str | None = None,
 ) -> list[Path]:
-    """``unetseg predict``: one label TIFF per input, written atomically; returns the paths.
+    """``unetseg predict``: one label image per input, written atomically; returns the paths.
+
+    TIFF inputs give TIFFs in ``out_dir``, zarr and OME-Zarr inputs OME-Zarr stores there
+    (:mod:`~napari_unetseg.core.outputs`); ``label_name`` puts an OME-Zarr input's labels
+    into its own ``labels/`` group (``out_dir`` then only for probabilities).
 
     A model trained on objects writes object ids (``uint32``, one per object of the stack) unless
     ``semantic`` asks for its classes.
@@ -205,21 +196,20 @@ def predict_files(
     from napari_unetseg.core.prediction import iter_predict, labels_dtype
 
     config = config or PredictConfig()
-    out_dir = check_output_folder(out_dir)
-    for path in inputs:
-        if not Path(path).is_file():
-            raise UserInputError(f"input {path} does not exist or is not a file")
     # a race with a second run writing the same names is caught again at commit
-    targets = output_paths(inputs, out_dir, probabilities)
+    targets = plan_outputs(inputs, out_dir, probabilities, label_name)
     if not overwrite:
-        for label_path, prob_path in targets:
-            for path in (label_path, prob_path):
-                if path is not None and path.exists():
-                    raise UserInputError(
-                        f"{path} already exists",
-                        ("choose another output folder", "out"),
-                        ("replace it", "overwrite"),
-                    )
+        for target in targets:
+            for path in target.existing():
+                inside = target.labels_of is not None and path == target.labels
+                other = ("choose another name", "label_name")
+                if not inside:
+                    other = ("choose another output folder", "out")
+                raise UserInputError(
+                    f"{path} already exists",
+                    other,
+                    ("replace it", "overwrite"),
+                )
     paths = [model_path] if isinstance(model_path, (str, Path)) else list(model_path)
     models = load_models(paths, head, resolve_device(config.device))
     class_values = models[0].class_values
@@ -229,19 +219,15 @@ def predict_files(
                              subject="semantic")  # fmt: skip
     objects = is_object_model(models[0]) and not semantic
     written = []
-    for index, (path, (label_path, prob_path)) in enumerate(zip(inputs, targets)):
-        image, found = read_image(path, axes, lazy=True)
+    for index, target in enumerate(targets):
+        image, found, zarr_image = open_input(target.source, axes)
         stack, layout = to_stack(image, found)
         if on_event:
-            on_event(FileEvent(index, len(inputs), Path(path)))
-        # the writers create out_dir and their files on the first finished slice
+            on_event(FileEvent(index, len(inputs), target.source))
+        # the writers create their folder and files on the first finished slice
         dtype = np.dtype(np.uint32) if objects else labels_dtype(class_values)
-        outputs = {
-            "labels_out": TiffSliceWriter(label_path, layout, dtype, class_names={} if objects else names)
-        }
-        if prob_path is not None:
-            classes = len(class_values)
-            outputs["probabilities_out"] = TiffSliceWriter(prob_path, layout, np.float32, classes)
+        class_names = {} if objects else names
+        outputs = open_writers(target, layout, dtype, len(class_values), class_names, zarr_image)
         sinks = dict(outputs)
         if objects:
             sinks["labels_out"] = object_sink(models[0], outputs["labels_out"], len(stack))

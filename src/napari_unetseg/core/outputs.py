@@ -1,0 +1,117 @@
+"""Where ``unetseg predict`` writes each input's results, and the writers that do it.
+
+A TIFF input gives ``OUT_DIR/<name>.tif`` (and ``<name>_probabilities.tif``), a zarr or
+OME-Zarr input ``OUT_DIR/<name>.ome.zarr`` (and ``<name>_probabilities.ome.zarr``), with
+the input's axes and pixel sizes; with ``label_name`` an OME-Zarr input takes its labels
+into its own ``labels/<label_name>`` instead. Every writer fills its output slice by
+slice and puts it in place only when it is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.io import StackLayout, TiffSliceWriter, check_output_folder, read_image
+from napari_unetseg.core.zarr_io import ZarrImage, ZarrSliceWriter, is_zarr, open_zarr
+
+
+@dataclass(frozen=True)
+class Target:
+    """One input's outputs: its labels (a file or store), its probabilities (or None),
+    and ``labels_of``, the OME-Zarr input whose ``labels/`` group takes the labels."""
+
+    source: Path
+    labels: Path
+    probabilities: Path | None
+    labels_of: Path | None = None
+
+    def existing(self) -> list[Path]:
+        return [p for p in (self.labels, self.probabilities) if p is not None and p.exists()]
+
+
+def plan_outputs(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path | None,
+    probabilities: bool = False,
+    label_name: str | None = None,
+) -> list[Target]:
+    """Each input's :class:`Target`; refuses missing inputs and colliding names."""
+    if out_dir is None and label_name is None:
+        raise UserInputError(
+            "no output is given",
+            ("give an output folder", "out"),
+            ("a name for labels inside OME-Zarr inputs", "label_name"),
+        )
+    if out_dir is None and probabilities:
+        raise UserInputError("needs an output folder", ("give one", "out"), subject="probabilities")
+    out = None if out_dir is None else check_output_folder(out_dir)
+    sources = [Path(p) for p in inputs]
+    for path in sources:
+        if not (path.is_file() or is_zarr(path)):
+            raise UserInputError(f"input {path} does not exist or is not a file or zarr store")
+        if label_name is not None and not _is_ome_zarr(path):
+            raise UserInputError(f"needs OME-Zarr inputs: {path} is none", subject="label_name")
+    names = [p.name.split(".")[0] for p in sources]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates and out is not None:
+        raise UserInputError(f"several inputs are named {duplicates[0]!r}: their outputs would collide")
+    targets = []
+    for path, name in zip(sources, names):
+        suffix = ".ome.zarr" if is_zarr(path) else ".tif"
+        probs = out / f"{name}_probabilities{suffix}" if probabilities else None
+        if label_name is not None:
+            targets.append(Target(path, path / "labels" / label_name, probs, labels_of=path))
+        else:
+            targets.append(Target(path, out / f"{name}{suffix}", probs))
+    return targets
+
+
+def _is_ome_zarr(path: Path) -> bool:
+    from ome_zarr.io import parse_url
+
+    return is_zarr(path) and parse_url(str(path), mode="r") is not None
+
+
+def open_input(path: Path, axes: str | None) -> tuple[object, str, ZarrImage | None]:
+    """The input image (lazily: a memory map or a dask array), its axes, and its zarr
+    description when it is a zarr store."""
+    if is_zarr(path):
+        image = open_zarr(path, axes)
+        return image.data, image.axes, image
+    data, found = read_image(path, axes, lazy=True)
+    return data, found, None
+
+
+def open_writers(
+    target: Target,
+    layout: StackLayout,
+    dtype: np.dtype,
+    n_classes: int,
+    class_names: dict[int, str],
+    zarr_image: ZarrImage | None,
+) -> dict:
+    """The ``labels_out`` (and ``probabilities_out``) writers of one input."""
+    if zarr_image is None:
+        writers = {"labels_out": TiffSliceWriter(target.labels, layout, dtype, class_names=class_names)}
+        if target.probabilities is not None:
+            writers["probabilities_out"] = TiffSliceWriter(
+                target.probabilities, layout, np.float32, n_classes
+            )
+        return writers
+    like = {"scale": zarr_image.scale, "zarr_format": zarr_image.zarr_format}
+    labels = target.labels.name if target.labels_of else target.labels
+    writers = {
+        "labels_out": ZarrSliceWriter(
+            labels, layout, dtype, class_names=class_names, labels_of=target.labels_of, **like
+        )
+    }
+    if target.probabilities is not None:
+        writers["probabilities_out"] = ZarrSliceWriter(
+            target.probabilities, layout, np.float32, n_classes, **like
+        )
+    return writers
