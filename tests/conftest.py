@@ -19,6 +19,37 @@ def small_sample():
     return make_sample(n_slices=3, size=96, painted_slices=2, seed=1)
 
 
+@pytest.fixture(scope="session")
+def nuclei_model(tmp_path_factory):
+    """A small 2D U-Net that finds the sample's nuclei (120 steps on strokes of two slices):
+    its model file and the (3, 96, 96) image it was trained on."""
+    import tifffile
+
+    from napari_unetseg.core.workflows import train_from_files
+
+    folder = tmp_path_factory.mktemp("nuclei_model")
+    sample = make_sample(n_slices=3, size=96, painted_slices=2, seed=2)
+    for name in ("image", "strokes"):
+        tifffile.imwrite(
+            folder / f"{name}.tif", getattr(sample, name), metadata={"axes": "ZYX"}, photometric="minisblack"
+        )
+    train_from_files(
+        [folder / "image.tif"],
+        [folder / "strokes.tif"],
+        folder / "run",
+        model_options={"depth": 2, "base_channels": 8},
+        train_options={
+            "steps": 120,
+            "patch_size": 64,
+            "batch_size": 4,
+            "device": "cpu",
+            "learning_rate": 0.005,
+        },
+        class_names=["background", "nucleus"],
+    )
+    return folder / "run" / "model.pt", sample.image
+
+
 @pytest.fixture
 def cli():
     """Run ``python -m napari_unetseg`` in a subprocess; returns the CompletedProcess."""

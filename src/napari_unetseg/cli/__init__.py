@@ -202,6 +202,22 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {PREDICT['device']})")
     p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {PREDICT['precision']})")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--dask",
+        metavar="CLUSTER",
+        help="predict block by block on dask: local:N starts N worker processes here, tcp://HOST:PORT "
+        "uses a running scheduler (docs/cluster.md); the same command again finishes a stopped run",
+    )
+    p.add_argument(
+        "--block-size",
+        type=int,
+        help=f"--dask: block side in pixels, a few tiles (default {PREDICT['block_size']})",
+    )
+    p.add_argument(
+        "--block-depth",
+        type=int,
+        help=f"--dask with a 3D model: block depth in slices (default {PREDICT['block_depth']})",
+    )
     _finish(p, _run_predict)
 
 
@@ -367,6 +383,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         on_event=predict_printer(),
         semantic=args.semantic,
         label_name=args.label_name,
+        dask=args.dask,
     )
     for path in written:
         print(path)

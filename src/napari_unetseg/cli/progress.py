@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from napari_unetseg.core.events import (
+    BlockProgress,
     ChoiceEvent,
     EpochEvent,
     FileEvent,
@@ -56,11 +57,18 @@ def train_printer():
 
 
 def predict_printer():
-    """An ``on_event`` callback: one progress bar of slices per input file."""
+    """An ``on_event`` callback: one progress bar of slices per input file (or one of
+    blocks for a block-wise run, with a line when it finishes an interrupted one)."""
     state = {"bar": None, "name": ""}
 
     def on_event(event) -> None:
-        if isinstance(event, FileEvent):
+        if isinstance(event, BlockProgress):
+            if state["bar"] is None:
+                if event.resumed:
+                    print(f"resuming: {event.resumed} of {event.total} blocks were done", file=sys.stderr)
+                state["bar"] = _bar(event.total, unit="block")
+            state["bar"].update(event.done - state["bar"].n)
+        elif isinstance(event, FileEvent):
             if state["bar"] is not None:
                 state["bar"].close()
             state["bar"], state["name"] = None, event.path.name

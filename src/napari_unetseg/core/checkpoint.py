@@ -96,14 +96,20 @@ def save_model(loaded: LoadedModel, path: str | Path) -> Path:
     return save_torch_atomic(loaded.to_payload(), path)
 
 
-def load_torch_safely(path: str | Path) -> dict[str, Any]:
-    """Load a torch file with ``weights_only=True``; clear errors for bad files."""
+def model_file(path: str | Path) -> Path:
+    """The model file a path names: itself, or a run folder's ``model.pt``."""
     path = Path(path)
     if path.is_dir():
         candidate = path / "model.pt"
         if not candidate.is_file():
             raise UserInputError(f"{path} is a folder without a model.pt: give a model file")
-        path = candidate
+        return candidate
+    return path
+
+
+def load_torch_safely(path: str | Path) -> dict[str, Any]:
+    """Load a torch file with ``weights_only=True``; clear errors for bad files."""
+    path = model_file(path)
     if not path.is_file():
         raise UserInputError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
@@ -127,7 +133,12 @@ def load_torch_safely(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Load a model file into a :class:`LoadedModel` on ``device`` in eval mode."""
-    payload = load_torch_safely(path)
+    return model_from_payload(load_torch_safely(path), path, device)
+
+
+def model_from_payload(payload: dict, path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
+    """A :class:`LoadedModel` from a model file's contents (:meth:`LoadedModel.to_payload`);
+    ``path`` names it in the error messages."""
     if payload.get("format") != FORMAT:
         raise UserInputError(f"{path} is not a napari-unetseg model file")
     version = payload.get("format_version")

@@ -323,6 +323,12 @@ class PredictConfig(_ConfigMixin):
         Average over flips (4x slower).
     device, precision : str
         As in :class:`TrainConfig`.
+    block_size : int
+        Block-wise prediction (``unetseg predict --dask``): the Y and X side of a block,
+        the unit of work of a task and a chunk of the output store. A few tiles, so that
+        the tiles shared with the neighbouring blocks (computed by both) stay a small part.
+    block_depth : int
+        The same in Z, for 3D models (at least the tile depth).
     """
 
     tile_size: int = 1024
@@ -333,9 +339,13 @@ class PredictConfig(_ConfigMixin):
     tta: bool = False
     device: str = "auto"
     precision: str = "auto"
+    block_size: int = 4096
+    block_depth: int = 128
 
     def __post_init__(self) -> None:
         _check_positive("tile_size", self.tile_size, 16)
+        _check_positive("block_size", self.block_size, 64)
+        _check_positive("block_depth", self.block_depth, 4)
         overlap_pixels(self.overlap, self.tile_size)  # raises UserInputError
         _check_positive("batch_size", self.batch_size)
         _check_positive("tile_depth", self.tile_depth, 4)

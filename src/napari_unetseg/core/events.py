@@ -115,6 +115,17 @@ class PredictProgress:
     n_slices: int = 1
 
 
+@dataclass(frozen=True)
+class BlockProgress:
+    """Progress of a block-wise prediction (:mod:`~napari_unetseg.core.distributed`):
+    blocks finished out of all blocks of all inputs; ``resumed`` of them were finished by
+    an earlier, interrupted run of the same command."""
+
+    done: int
+    total: int
+    resumed: int = 0
+
+
 def run_generator(gen: Generator, on_event: Callable | None = None):
     """Exhaust a generator, passing each yielded event to ``on_event``; return its value."""
     while True:

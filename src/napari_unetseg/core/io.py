@@ -318,6 +318,9 @@ class TiffSliceWriter:
         classes for probabilities (file axes: stacked axes, then ``CYX``).
     class_names
         Label value -> class name, kept in the file's metadata (:func:`read_class_names`).
+    part
+        Where the unfinished file lives (e.g. a name a later run finds again, to finish
+        it); by default a new temporary name beside ``path``.
     """
 
     def __init__(
@@ -327,6 +330,7 @@ class TiffSliceWriter:
         dtype,
         classes: int | None = None,
         class_names: dict[int, str] | None = None,
+        part: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.class_names = {int(k): str(v) for k, v in (class_names or {}).items() if v}
@@ -341,14 +345,21 @@ class TiffSliceWriter:
             sizes["C"] = classes
             self._order = self.axes
         self.shape = tuple(sizes[a] for a in self.axes)
-        self._tmp: Path | None = None
+        self._tmp: Path | None = part
         self._file = self._stacked = None
 
-    def _create(self) -> None:
+    def __getstate__(self) -> dict:
+        """Pickled without the open memory map (another process :meth:`attach`-es the part)."""
+        return {**self.__dict__, "_file": None, "_stacked": None}
+
+    def create(self) -> None:
+        """Make the file beside ``path`` (at ``part`` when given, else a new temporary name)
+        with its final shape and axes, every pixel 0."""
         import tifffile
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temporary_beside(self.path)
+        if self._tmp is None:
+            self._tmp = _temporary_beside(self.path)
         self._file = tifffile.memmap(
             self._tmp,
             shape=self.shape,
@@ -356,17 +367,36 @@ class TiffSliceWriter:
             metadata={"axes": self.axes, **_names_metadata(self.class_names)},
             photometric="minisblack",
         )
+        self._view()
+
+    def attach(self) -> None:
+        """Open the file that :meth:`create` made (in this or another process) to write into it."""
+        import tifffile
+
+        if self._file is None:
+            self._file = tifffile.memmap(self._tmp, mode="r+")
+            self._view()
+
+    def _view(self) -> None:
         # the same memory in stack order: stacked axes (as in the stack), then (C,) Y, X
         self._stacked = np.transpose(self._file, [self.axes.index(a) for a in self._order])
 
     def __setitem__(self, index: int, slab: np.ndarray) -> None:
+        self.write(index, slab)
+
+    def write(self, index: int, slab: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
+        """Store stack slice ``index`` (or its ``(Y, X)`` ``region``) and drop it from memory."""
         if self._file is None:
             try:
-                self._create()
+                self.create()
             except BaseException:
                 self.discard()
                 raise
-        self._stacked[np.unravel_index(index, self.stack_shape)] = slab
+        target = self._stacked[np.unravel_index(index, self.stack_shape)]
+        if region is None:
+            target[...] = slab
+        else:
+            target[(Ellipsis, *region)] = slab
         self._release()
 
     def _release(self) -> None:
@@ -376,6 +406,10 @@ class TiffSliceWriter:
         mapped = getattr(self._file, "_mmap", None)  # numpy's mmap.mmap behind the memmap
         if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
             mapped.madvise(mmap.MADV_DONTNEED)
+
+    def part_exists(self) -> bool:
+        """Whether the unfinished output is on disk (made by :meth:`create`, not yet committed)."""
+        return self._tmp is not None and self._tmp.exists()
 
     def commit(self, overwrite: bool = False) -> Path:
         """Flush to disk and rename over ``path`` (refused if it exists, unless ``overwrite``)."""

@@ -9,7 +9,7 @@ slice and puts it in place only when it is complete.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.io import StackLayout, TiffSliceWriter, check_output_folder, read_image
-from napari_unetseg.core.zarr_io import ZarrImage, ZarrSliceWriter, is_zarr, open_zarr
+from napari_unetseg.core.zarr_io import CHUNK, ZarrImage, ZarrSliceWriter, is_zarr, open_zarr
 
 
 @dataclass(frozen=True)
@@ -94,24 +94,44 @@ def open_writers(
     n_classes: int,
     class_names: dict[int, str],
     zarr_image: ZarrImage | None,
+    part_of: Callable[[Path], Path] | None = None,
+    chunk: int = CHUNK,
 ) -> dict:
-    """The ``labels_out`` (and ``probabilities_out``) writers of one input."""
+    """The ``labels_out`` (and ``probabilities_out``) writers of one input.
+
+    ``part_of`` names each output's unfinished file or store from its final path (a name a
+    later run finds again); by default each gets a new temporary name. ``chunk`` is the
+    largest Y/X chunk side of zarr outputs."""
+
+    def part(path: Path) -> Path | None:
+        return None if part_of is None else part_of(path)
+
     if zarr_image is None:
-        writers = {"labels_out": TiffSliceWriter(target.labels, layout, dtype, class_names=class_names)}
+        writers = {
+            "labels_out": TiffSliceWriter(
+                target.labels, layout, dtype, class_names=class_names, part=part(target.labels)
+            )
+        }
         if target.probabilities is not None:
             writers["probabilities_out"] = TiffSliceWriter(
-                target.probabilities, layout, np.float32, n_classes
+                target.probabilities, layout, np.float32, n_classes, part=part(target.probabilities)
             )
         return writers
-    like = {"scale": zarr_image.scale, "zarr_format": zarr_image.zarr_format}
+    like = {"scale": zarr_image.scale, "zarr_format": zarr_image.zarr_format, "chunk": chunk}
     labels = target.labels.name if target.labels_of else target.labels
     writers = {
         "labels_out": ZarrSliceWriter(
-            labels, layout, dtype, class_names=class_names, labels_of=target.labels_of, **like
+            labels,
+            layout,
+            dtype,
+            class_names=class_names,
+            labels_of=target.labels_of,
+            part=part(target.labels),
+            **like,
         )
     }
     if target.probabilities is not None:
         writers["probabilities_out"] = ZarrSliceWriter(
-            target.probabilities, layout, np.float32, n_classes, **like
+            target.probabilities, layout, np.float32, n_classes, part=part(target.probabilities), **like
         )
     return writers

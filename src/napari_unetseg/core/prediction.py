@@ -25,10 +25,11 @@ from napari_unetseg.core.device import resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
 from napari_unetseg.core.inference import inference_copy
-from napari_unetseg.core.tiler import Tiler, smaller_batch
+from napari_unetseg.core.tiler import ImageSource, Tiler, smaller_batch
 
 __all__ = [
     "PredictionResult",
+    "RegionPredictor",
     "check_ensemble",
     "iter_predict",
     "iter_tiled",
@@ -161,33 +162,66 @@ def iter_predict(
     models = [loaded] if isinstance(loaded, LoadedModel) else list(loaded)
     indices = _check_input(models, stack, slices)
     device = resolve_device(config.device)
-    tiler = Tiler.from_config(config, device)
-    lut = np.asarray(models[0].class_values, dtype=labels_dtype(models[0].class_values))
+    predictor = RegionPredictor(models, Tiler.from_config(config, device), softmax=probabilities)
+    lut = predictor.lut
     n = len(indices)
     labels = np.zeros((n, *stack.shape[2:]), lut.dtype) if labels_out is None else labels_out
     probs = probabilities_out if probabilities else None
     if probabilities and probs is None:
         probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
-    members = [
-        (m, inference_copy(m.model, device), _jobs(m, stack, indices, config.tile_depth)) for m in models
-    ]
-    n_jobs = len(members[0][2])
-    softmax = len(members) > 1 or probs is not None
-    for number in range(n_jobs):
-        combined = None  # (K, Z, Y, X): the members' averaged probabilities, or one model's scores
-        for rank, (model, fast, jobs) in enumerate(members):
-            first, volume, targets = jobs[number]
-            scores = yield from _member_scores(tiler, fast, volume(), rank, len(members), number, n_jobs)
-            scores = model.adjust(scores)  # class-prior correction, if any
-            if softmax:  # one model without probabilities: its argmax needs no softmax
-                scores = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(members)
-            combined = scores if combined is None else combined + scores
+    jobs = _jobs(models, stack, indices, config.tile_depth)
+    for number, (first, sources, targets) in enumerate(jobs):
+        combined = yield from predictor.iter(sources(), progress=(number, len(jobs)))
+        combined = combined if combined.ndim == 4 else combined[:, None]  # one slice: (K, 1, Y, X)
         for index, source in targets:
             slab = combined[:, source - first]
             labels[index] = lut[slab.argmax(0)]
             if probs is not None:
                 probs[index] = slab
     return PredictionResult(labels=labels, probabilities=probs)
+
+
+class RegionPredictor:
+    """The class scores of one image (a slice for 2D models, a volume for 3D ones), or of a
+    region of it, by one model or an ensemble: what :func:`iter_predict` runs per slice and
+    a block of :mod:`~napari_unetseg.core.blocks` runs per region.
+
+    Each member's network runs through ``tiler`` over its own normalised view of the image
+    (an :class:`~napari_unetseg.core.tiler.ImageSource`), gets its class-prior correction,
+    and, for an ensemble or when ``softmax`` asks for probabilities, is turned into
+    probabilities and averaged. :attr:`lut` maps the argmax to label values.
+    """
+
+    def __init__(self, models: Sequence[LoadedModel], tiler: Tiler, softmax: bool = False) -> None:
+        self.models, self.tiler = list(models), tiler
+        self.fast = [inference_copy(m.model, tiler.device) for m in self.models]
+        self.softmax = softmax or len(self.models) > 1  # one model's argmax needs no softmax
+        self.lut = np.asarray(self.models[0].class_values, dtype=labels_dtype(self.models[0].class_values))
+
+    def iter(
+        self, sources: Sequence[ImageSource], region: tuple[slice, ...] | None = None, progress=(0, 1)
+    ) -> Generator[PredictProgress, None, np.ndarray]:
+        """Yield progress (``progress``: this image's number and count); return the
+        ``(K, *region)`` scores, probabilities when :attr:`softmax`."""
+        combined = None
+        for rank, (model, fast, source) in enumerate(zip(self.models, self.fast, sources)):
+            tiles = self.tiler.iter_region(fast, source, region)
+            while True:
+                try:
+                    done, total = next(tiles)
+                except StopIteration as stop:
+                    scores = model.adjust(stop.value)  # class-prior correction, if any
+                    break
+                members = len(self.models)
+                yield PredictProgress(rank * total + done, members * total, progress[0], progress[1])
+            if self.softmax:
+                scores = torch.softmax(torch.from_numpy(scores), 0).numpy() / len(self.models)
+            combined = scores if combined is None else combined + scores
+        return combined
+
+    def labels(self, scores: np.ndarray) -> np.ndarray:
+        """Label values of ``(K, ...)`` scores (the most probable class)."""
+        return self.lut[scores.argmax(0)]
 
 
 def _check_input(models: list[LoadedModel], stack, slices: Sequence[int] | None) -> list[int]:
@@ -209,41 +243,39 @@ def _check_input(models: list[LoadedModel], stack, slices: Sequence[int] | None)
     return indices
 
 
-def _member_scores(tiler: Tiler, fast, volume: np.ndarray, rank: int, members: int, number: int, jobs: int):
-    """One member's ``(K, Z, Y, X)`` scores of one job, yielding progress: a 3D model runs
-    one job (the volume) and progress counts its tiles; an ensemble counts all members' tiles."""
-    tiles = tiler.iter(fast, volume)
-    while True:
-        try:
-            done, total = next(tiles)
-        except StopIteration as stop:
-            scores = stop.value
-            return scores[:, None] if scores.ndim == 3 else scores  # one slice: (K, Y, X)
-        yield PredictProgress(
-            done=rank * total + done, total=members * total, slice_index=number, n_slices=jobs
-        )
+def is_volume_model(loaded: LoadedModel) -> bool:
+    """Whether the model is a 3D network (it predicts volumes, not slices)."""
+    return getattr(loaded.model, "spatial_dims", 2) == 3
 
 
-def _jobs(loaded: LoadedModel, stack, indices: list[int], tile_depth: int) -> list:
-    """What to run the network on: a list of ``(first slice, read normalised input,
-    [(output index, source slice)])``. 2D models: one slice at a time, normalised as
-    ``loaded``'s recipe says (:meth:`~napari_unetseg.core.normalization.Normalization.slice_reader`).
-    3D models: one volume ``(C, Z, Y, X)``: the whole stack, or the slab around the
-    requested slices with half a z tile of context on each side, normalised with the
-    whole stack's percentiles. Inputs are read when called."""
-    recipe = loaded.normalization
-    if getattr(loaded.model, "spatial_dims", 2) != 3:
-        read_slice = recipe.slice_reader(stack)
-        return [(src, partial(read_slice, src), [(index, src)]) for index, src in enumerate(indices)]
-    lo, hi = recipe.percentiles(stack)
+def _jobs(models: Sequence[LoadedModel], stack, indices: list[int], tile_depth: int) -> list:
+    """What to run the networks on: a list of ``(first slice, sources, [(output index,
+    source slice)])``, where ``sources()`` reads the input and gives each model's
+    :class:`~napari_unetseg.core.tiler.ImageSource`. 2D models: one slice at a time,
+    normalised as each model's recipe says (from the slice's own percentiles, or the
+    stack's for 0.1 model files). 3D models: one volume ``(C, Z, Y, X)``: the whole stack,
+    or the slab around the requested slices with half a z tile of context on each side,
+    normalised with the whole stack's percentiles."""
+    recipes = [m.normalization for m in models]
+    if not is_volume_model(models[0]):
+        whole = [r.percentiles(stack) if r.scope == "stack" else None for r in recipes]
+
+        def sources(index: int) -> list[ImageSource]:
+            raw = np.asarray(stack[index])  # read once, for every member
+            stats = [w if w is not None else r.percentiles(raw[None]) for r, w in zip(recipes, whole)]
+            return [ImageSource(raw, lo, hi) for lo, hi in stats]
+
+        return [(src, partial(sources, src), [(index, src)]) for index, src in enumerate(indices)]
+    stats = [r.percentiles(stack) for r in recipes]
     context = tile_depth // 2
     first = max(0, min(indices) - context)
     last = min(stack.shape[0], max(indices) + context + 1)
 
-    def load() -> np.ndarray:
-        return np.moveaxis(recipe.apply(np.asarray(stack[first:last]), lo, hi), 1, 0)
+    def volume() -> list[ImageSource]:
+        slab = np.asarray(stack[first:last])
+        return [ImageSource(slab, lo, hi, channels_second=True) for lo, hi in stats]
 
-    return [(first, load, list(enumerate(indices)))]
+    return [(first, volume, list(enumerate(indices)))]
 
 
 def predict_stack(

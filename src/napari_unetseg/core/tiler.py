@@ -110,6 +110,25 @@ class Tiler:
         """Blended logits ``(K, ...)`` of ``model`` over ``image`` (see :meth:`iter`)."""
         return run_generator(self.iter(model, image))
 
+    def plan(self, size: tuple[int, ...]) -> TilePlan:
+        """The tiles that cover an image of spatial ``size`` (2 axes for a 2D network,
+        3 for a 3D one): tile shape, padding and corners (:class:`TilePlan`)."""
+        dims = len(size)
+        requested = (self.tile_size,) * 2 if dims == 2 else (self.tile_depth, self.tile_size, self.tile_size)
+        overlaps = tiling.axis_overlaps(self.overlap, requested)
+        reflect = self.border == "reflect"
+        margins = tuple(o // 2 for o in overlaps) if reflect else (0,) * dims
+        multiple = (16,) * dims if dims == 2 else (1, 16, 16)
+        tile = tiling.effective_tile(size, requested, margins, overlaps, multiple)
+        if reflect:
+            widths, mode = tiling.pad_widths(size, margins, tile), tiling.pad_mode(size)
+        else:  # zeros after the image, up to one tile
+            widths, mode = [(0, max(0, t - n)) for t, n in zip(tile, size)], "constant"
+        offset = tuple(before for before, _ in widths)
+        padded = tuple(n + before + after for n, (before, after) in zip(size, widths))
+        corners = tiling.tile_grid(padded, tile, overlaps)
+        return TilePlan(tuple(size), tile, offset, mode, tuple(corners))
+
     def iter(self, model: torch.nn.Module, image: np.ndarray) -> Generator[tuple[int, int], None, np.ndarray]:
         """Yield ``(tiles_done, tiles_total)`` after every batch; return the blended logits.
 
@@ -117,31 +136,43 @@ class Tiler:
         :func:`~napari_unetseg.core.inference.inference_copy`); ``image`` is ``(C, Y, X)``
         or ``(Y, X)`` for a 2D network, ``(C, Z, Y, X)`` or ``(Z, Y, X)`` for a 3D one.
         """
-        dims = getattr(model, "spatial_dims", 2)
-        image = self._as_image(image, dims)
-        requested = (self.tile_size,) * 2 if dims == 2 else (self.tile_depth, self.tile_size, self.tile_size)
-        overlaps = tiling.axis_overlaps(self.overlap, requested)
-        reflect = self.border == "reflect"
-        margins = tuple(o // 2 for o in overlaps) if reflect else (0,) * dims
-        size = image.shape[1:]
-        tile = tiling.effective_tile(
-            size, requested, margins, overlaps, (16,) * dims if dims == 2 else (1, 16, 16)
+        image = self._as_image(image, getattr(model, "spatial_dims", 2))
+        return (yield from self.iter_region(model, ImageSource(image)))
+
+    def iter_region(
+        self, model: torch.nn.Module, source: ImageSource, region: tuple[slice, ...] | None = None
+    ) -> Generator[tuple[int, int], None, np.ndarray]:
+        """:meth:`iter` over a part of an image: the blended logits ``(K, *region)`` of the
+        pixels in ``region`` (slices of the image's spatial axes; all of it by default).
+
+        The tiles are those of the whole image (:meth:`plan`) that overlap ``region``, and
+        each pixel sums its tiles' logits in the same order, so a region's logits equal
+        the same pixels of the whole image's. Only the input those tiles see is read.
+        """
+        plan = self.plan(source.shape)
+        region = region or tuple(slice(0, n) for n in plan.size)
+        corners = plan.covering(region)
+        low = tuple(min(c[axis] for c in corners) for axis in range(len(plan.size)))
+        high = tuple(max(c[axis] for c in corners) + t for axis, t in enumerate(plan.tile))
+        window = source.read(
+            tuple(a - o for a, o in zip(low, plan.offset)),
+            tuple(b - o for b, o in zip(high, plan.offset)),
+            plan.mode,
         )
-        padded, offset = tiling.mirror_pad(image, margins, tile) if reflect else _zero_pad(image, tile)
-        corners = tiling.tile_grid(padded.shape[1:], tile, overlaps)
-        source = torch.from_numpy(np.ascontiguousarray(padded)).to(self.device)
-        sums = _Accumulator(padded.shape[1:], tile, self.blending, self.device)
+        local = [tuple(c - a for c, a in zip(corner, low)) for corner in corners]
+        source_tensor = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
+        sums = _Accumulator(window.shape[1:], plan.tile, self.blending, self.device)
         memory_format = (
             channels_last_format(model) if uses_channels_last(self.device) else torch.contiguous_format
         )
         dtype = resolve_precision(self.precision, self.device)
         batch_size, done = self.batch_size, 0
-        while done < len(corners):
-            chunk = corners[done : done + batch_size]
+        while done < len(local):
+            chunk = local[done : done + batch_size]
             # inference mode is thread-local: entered per batch, never held across a yield, so
             # a generator abandoned half way (a stopped GUI worker) leaves its thread as it was
             with torch.inference_mode():
-                batch = torch.stack([source[(slice(None), *sums.window(c))] for c in chunk])
+                batch = torch.stack([source_tensor[(slice(None), *sums.window(c))] for c in chunk])
                 batch = batch.contiguous(memory_format=memory_format)
                 try:
                     with autocast(self.device, dtype):
@@ -155,8 +186,9 @@ class Tiler:
                 batch_size = smaller_batch(batch_size, self.device, "tile batch")
                 continue
             done += len(chunk)
-            yield done, len(corners)
-        return sums.result(offset, size)
+            yield done, len(local)
+        crop = tuple(slice(r.start + o - a, r.stop + o - a) for r, o, a in zip(region, plan.offset, low))
+        return sums.result(crop)
 
     @staticmethod
     def _as_image(image: np.ndarray, dims: int) -> np.ndarray:
@@ -167,6 +199,70 @@ class Tiler:
             expected = "(C, H, W) or (H, W)" if dims == 2 else "(C, Z, Y, X) or (Z, Y, X)"
             raise UserInputError(f"expected a {expected} image, got shape {image.shape}")
         return image
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of one image: its spatial ``size``, the ``tile`` shape, where the image
+    starts in the padded frame (``offset``), how it is padded (``mode``: ``reflect``,
+    ``edge`` or ``constant``) and the tile ``corners`` in the padded frame."""
+
+    size: tuple[int, ...]
+    tile: tuple[int, ...]
+    offset: tuple[int, ...]
+    mode: str
+    corners: tuple[tuple[int, ...], ...]
+
+    def covering(self, region: tuple[slice, ...]) -> list[tuple[int, ...]]:
+        """The corners of the tiles that overlap ``region`` (image coordinates), in plan order."""
+        bounds = [(r.start + o, r.stop + o) for r, o in zip(region, self.offset)]
+        return [
+            c
+            for c in self.corners
+            if all(start < c[axis] + t and c[axis] < stop for axis, ((start, stop), t) in
+                   enumerate(zip(bounds, self.tile)))
+        ]  # fmt: skip
+
+
+class ImageSource:
+    """A ``(C, *spatial)`` image as :meth:`Tiler.iter_region` reads it: padded windows,
+    normalised with per-channel ``low``/``high`` values when they are given.
+
+    ``image`` may be lazy (a memory map, a dask or zarr array): only the windows asked
+    for are read. ``channels_second`` takes a ``(Z, C, Y, X)`` array (a stack) as the
+    ``(C, Z, Y, X)`` volume of a 3D network.
+    """
+
+    def __init__(self, image, low=None, high=None, channels_second: bool = False) -> None:
+        self.image, self.low, self.high, self.channels_second = image, low, high, channels_second
+        shape = image.shape
+        self.shape = (shape[0], *shape[2:]) if channels_second else tuple(shape[1:])
+
+    def read(self, starts: tuple[int, ...], stops: tuple[int, ...], mode: str) -> np.ndarray:
+        """The normalised float32 window ``[starts, stops)``, padded with ``mode`` beyond the image."""
+        image = _ChannelsFirst(self.image) if self.channels_second else self.image
+        window = tiling.read_padded(image, starts, stops, mode)
+        if self.low is None:
+            return np.asarray(window, dtype=np.float32)
+        from napari_unetseg.core.normalization import Normalization
+
+        if self.channels_second or window.ndim == 4:
+            window = np.moveaxis(window, 0, 1)  # (Z, C, Y, X): channels where apply expects them
+            return np.ascontiguousarray(np.moveaxis(Normalization.apply(window, self.low, self.high), 1, 0))
+        return Normalization.apply(window, self.low, self.high)
+
+
+class _ChannelsFirst:
+    """A ``(Z, C, Y, X)`` array indexed as ``(C, Z, Y, X)`` (reads only what is sliced)."""
+
+    def __init__(self, array) -> None:
+        self.array = array
+        z, c, *rest = array.shape
+        self.shape = (c, z, *rest)
+
+    def __getitem__(self, index: tuple[slice, ...]) -> np.ndarray:
+        channels, z, *rest = index
+        return np.moveaxis(np.asarray(self.array[(z, channels, *rest)]), 1, 0)
 
 
 class _Accumulator:
@@ -188,15 +284,6 @@ class _Accumulator:
             self.scores[(slice(None), *self.window(corner))] += tile_logits * self.weights
             self.weight_sum[self.window(corner)] += self.weights
 
-    def result(self, offset: tuple[int, ...], size: tuple[int, ...]) -> np.ndarray:
+    def result(self, crop: tuple[slice, ...]) -> np.ndarray:
         with torch.inference_mode():
-            crop = tuple(slice(o, o + n) for o, n in zip(offset, size))
-            return (self.scores / self.weight_sum)[(slice(None), *crop)].cpu().numpy()
-
-
-def _zero_pad(image: np.ndarray, tile: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
-    pads = [max(0, t - n) for t, n in zip(tile, image.shape[1:])]
-    offset = (0,) * len(pads)
-    if not any(pads):
-        return image, offset
-    return np.pad(image, ((0, 0), *((0, p) for p in pads))), offset
+            return (self.scores[(slice(None), *crop)] / self.weight_sum[crop]).cpu().numpy()

@@ -111,6 +111,23 @@ def blend_weights(tile: tuple[int, ...], mode: str = "gaussian", sigma_scale: fl
     return weights
 
 
+def pad_widths(
+    sizes: tuple[int, ...], margin: int | tuple[int, ...], min_size: tuple[int, ...]
+) -> list[tuple[int, int]]:
+    """``(before, after)`` mirror padding per axis: ``margin`` on each side, and up to ``min_size``."""
+    margins = margin if isinstance(margin, tuple) else (margin,) * len(sizes)
+    widths = []
+    for size, pad, target in zip(sizes, margins, min_size):
+        extra = max(0, target - (size + 2 * pad))
+        widths.append((pad + extra // 2, pad + extra - extra // 2))
+    return widths
+
+
+def pad_mode(sizes: tuple[int, ...]) -> str:
+    """numpy's mode for :func:`mirror_pad`: ``reflect``, or ``edge`` when an axis has one pixel."""
+    return "reflect" if min(sizes) > 1 else "edge"
+
+
 def mirror_pad(
     image: np.ndarray, margin: int | tuple[int, ...], min_size: tuple[int, ...]
 ) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -120,16 +137,51 @@ def mirror_pad(
     in 2D). Padding wider than the image repeats the reflection (numpy's ``reflect``).
     """
     sizes = image.shape[1:]
-    margins = margin if isinstance(margin, tuple) else (margin,) * len(sizes)
-    widths = []
-    for size, pad, target in zip(sizes, margins, min_size):
-        extra = max(0, target - (size + 2 * pad))
-        widths.append((pad + extra // 2, pad + extra - extra // 2))
+    widths = pad_widths(sizes, margin, min_size)
     offset = tuple(before for before, _ in widths)
     if not any(before or after for before, after in widths):
         return image, offset
-    mode = "reflect" if min(sizes) > 1 else "edge"
-    return np.pad(image, ((0, 0), *widths), mode=mode), offset
+    return np.pad(image, ((0, 0), *widths), mode=pad_mode(sizes)), offset
+
+
+def source_indices(start: int, stop: int, size: int, mode: str) -> np.ndarray:
+    """Which pixel of an axis of ``size`` pixels each position in ``[start, stop)`` shows
+    once the axis is padded as numpy's ``np.pad`` does (``reflect``, ``edge``), or -1
+    where ``constant`` padding puts a zero. Positions inside the axis map to themselves."""
+    positions = np.arange(start, stop)
+    if mode == "constant":
+        return np.where((positions >= 0) & (positions < size), positions, -1)
+    if mode == "edge" or size == 1:
+        return np.clip(positions, 0, size - 1)
+    period = 2 * (size - 1)  # reflect without repeating the edge pixel: ... 2 1 [0 1 2 ... n-1] n-2 ...
+    folded = np.mod(positions, period)
+    return np.where(folded < size, folded, period - folded)
+
+
+def read_padded(image, starts: tuple[int, ...], stops: tuple[int, ...], mode: str) -> np.ndarray:
+    """The window ``[starts, stops)`` of a ``(C, *spatial)`` image padded with ``mode``
+    (positions may lie outside the image), reading only the part of ``image`` it needs.
+
+    ``image`` is anything that gives a numpy array when sliced (numpy, a memory map, a
+    dask or zarr array); the result equals the same window of :func:`mirror_pad`'s output
+    (``reflect``/``edge``) or of zero padding (``constant``).
+    """
+    sizes = image.shape[1:]
+    maps = [source_indices(a, b, n, mode) for a, b, n in zip(starts, stops, sizes)]
+    inside = [m[m >= 0] for m in maps]
+    if any(len(m) == 0 for m in inside):
+        return np.zeros((image.shape[0], *(b - a for a, b in zip(starts, stops))), np.float32)
+    bounds = tuple(slice(int(m.min()), int(m.max()) + 1) for m in inside)
+    window = np.asarray(image[(slice(None), *bounds)])
+    for axis, (m, bound) in enumerate(zip(maps, bounds), start=1):
+        local = m - bound.start
+        if mode == "constant" and (m < 0).any():
+            zero = np.zeros_like(np.take(window, [0], axis=axis))
+            window = np.concatenate([window, zero], axis=axis)
+            local = np.where(m < 0, window.shape[axis] - 1, local)
+        if not (len(local) == window.shape[axis] and np.array_equal(local, np.arange(len(local)))):
+            window = np.take(window, local, axis=axis)
+    return window
 
 
 def effective_tile(

@@ -177,6 +177,7 @@ def predict_files(
     on_event: EventCallback = None,
     semantic: bool = False,
     label_name: str | None = None,
+    dask: str | None = None,
 ) -> list[Path]:
     """``unetseg predict``: one label image per input, written atomically; returns the paths.
 
@@ -191,6 +192,10 @@ def predict_files(
     :func:`~napari_unetseg.core.prediction.iter_predict`); ``head`` prunes each of them.
     ``on_event`` receives a :class:`FileEvent` before each input and the
     :class:`PredictProgress` events while it is predicted.
+
+    ``dask`` (``local:N`` or a scheduler address) predicts block by block on a dask
+    cluster instead (:mod:`~napari_unetseg.core.distributed`; ``config.block_size``): the
+    same labels, outputs written by the workers, a stopped run resumed by the same call.
     """
     from napari_unetseg.core.device import resolve_device
     from napari_unetseg.core.prediction import iter_predict, labels_dtype
@@ -218,6 +223,9 @@ def predict_files(
         raise UserInputError("is for models trained on objects: this model's labels are classes already",
                              subject="semantic")  # fmt: skip
     objects = is_object_model(models[0]) and not semantic
+    if dask is not None:
+        return _predict_with_dask(dask, models, paths, targets, axes, config, probabilities, objects,
+                                  overwrite, on_event)  # fmt: skip
     written = []
     for index, target in enumerate(targets):
         image, found, zarr_image = open_input(target.source, axes)
@@ -239,6 +247,39 @@ def predict_files(
             raise
         written += [writer.commit(overwrite) for writer in outputs.values()]
     return written
+
+
+def _predict_with_dask(
+    address, models, paths, targets, axes, config, probabilities, objects, overwrite, on_event
+):
+    """:func:`predict_files` block by block on a dask cluster (checks first, then connects)."""
+    from napari_unetseg.core.blocks import check_block_depth
+    from napari_unetseg.core.checkpoint import model_file
+    from napari_unetseg.core.distributed import connect, local_threads, predict_with_dask
+    from napari_unetseg.core.prediction import is_volume_model
+
+    if objects:
+        raise UserInputError(
+            "predicts classes block by block: object ids of a model trained on objects need whole slices",
+            ("write its classes", "semantic"),
+            subject="dask",
+        )
+    if is_volume_model(models[0]):
+        check_block_depth(config.block_depth, config.tile_depth)
+    files = [model_file(p) for p in paths]
+    with connect(address) as client:
+        return predict_with_dask(
+            client,
+            models,
+            files,
+            targets,
+            axes,
+            config,
+            probabilities,
+            overwrite,
+            on_event,
+            local_threads(address),
+        )
 
 
 def prune_file(model_path: str | Path, head: int, out: str | Path, overwrite: bool = False) -> Path:

@@ -152,6 +152,12 @@ class ZarrSliceWriter:
         2 (NGFF 0.4) or 3 (NGFF 0.5).
     labels_of
         An OME-Zarr image store: write a labels image into its ``labels/`` group.
+    part
+        Where the unfinished store lives (e.g. a name a later run finds again, to finish
+        it); by default a new temporary name beside the final one.
+    chunk
+        Largest chunk side in Y and X (blocks written by several processes at once must
+        cover whole chunks).
     """
 
     def __init__(
@@ -164,6 +170,8 @@ class ZarrSliceWriter:
         scale: tuple[float, ...] | None = None,
         zarr_format: int = 3,
         labels_of: str | os.PathLike | None = None,
+        part: Path | None = None,
+        chunk: int = CHUNK,
     ) -> None:
         self.labels_of = None if labels_of is None else Path(labels_of)
         self.path = self.labels_of / "labels" / str(path) if self.labels_of else Path(path)
@@ -179,39 +187,65 @@ class ZarrSliceWriter:
         self.axes = "".join(a for a in OME_ORDER if a in sizes)
         self.shape = tuple(sizes[a] for a in self.axes)
         self.scale = [float(pixel[a]) for a in self.axes]
-        self._tmp: Path | None = None
+        self._tmp: Path | None = part
+        self.chunk = chunk
         self._array = None
+
+    def __getstate__(self) -> dict:
+        """Pickled without the open array (another process :meth:`attach`-es the part)."""
+        return {**self.__dict__, "_array": None}
 
     def _format(self):
         from ome_zarr.format import FormatV04, FormatV05
 
         return FormatV05() if self.zarr_format == 3 else FormatV04()
 
-    def _create(self) -> None:
+    def create(self) -> None:
+        """Make the store (at ``part`` when given, else under a new temporary name beside
+        the final one) with the array's shape, chunks and metadata, every pixel 0."""
         import zarr
         from ome_zarr.writer import write_multiscales_metadata
 
         home = self.labels_of or self.path.parent
         home.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=home))
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".part", dir=home))
         group = zarr.open_group(str(self._tmp), mode="w", zarr_format=self.zarr_format)
         chunks = tuple(
-            min(s, CHUNK) if a in "YX" else (s if a == "C" else 1) for a, s in zip(self.axes, self.shape)
+            min(s, self.chunk) if a in "YX" else (s if a == "C" else 1) for a, s in zip(self.axes, self.shape)
         )
         self._array = group.create_array("0", shape=self.shape, chunks=chunks, dtype=self.dtype, fill_value=0)
         datasets = [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": self.scale}]}]
         axes = [{"name": a.lower(), "type": _KINDS[a]} for a in self.axes]
         write_multiscales_metadata(group, datasets, fmt=self._format(), axes=axes, name=self.path.name)
 
+    def attach(self) -> None:
+        """Open the store that :meth:`create` made (in this or another process) to write into it."""
+        import zarr
+
+        if self._array is None:
+            self._array = zarr.open_array(str(self._tmp / "0"), mode="r+")
+
     def __setitem__(self, index: int, slab: np.ndarray) -> None:
+        self.write(index, slab)
+
+    def write(self, index: int, slab: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
+        """Store stack slice ``index`` (or its ``(Y, X)`` ``region``)."""
         if self._array is None:
             try:
-                self._create()
+                self.create()
             except BaseException:
                 self.discard()
                 raise
         position = dict(zip(self.stack_axes, np.unravel_index(index, self.stack_shape)))
-        self._array[tuple(int(position[a]) if a in position else slice(None) for a in self.axes)] = slab
+        where = {a: int(position[a]) for a in position}
+        if region is not None:
+            where.update(Y=region[0], X=region[1])
+        self._array[tuple(where.get(a, slice(None)) for a in self.axes)] = slab
+
+    def part_exists(self) -> bool:
+        """Whether the unfinished output is on disk (made by :meth:`create`, not yet committed)."""
+        return self._tmp is not None and self._tmp.exists()
 
     def commit(self, overwrite: bool = False) -> Path:
         """Rename the finished store into place (refused if one exists, unless ``overwrite``)

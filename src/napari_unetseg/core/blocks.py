@@ -1,0 +1,166 @@
+"""Block-wise prediction: one large image cut into blocks that any process can predict.
+
+A block is a region of one slice (2D models) or of the volume (3D models), a few tiles
+on a side. It is predicted with the same overlap-tile, blending and normalisation as the
+whole image (:class:`~napari_unetseg.core.prediction.RegionPredictor` over the tiles of
+the *whole* image that touch the block, reading their context around it), so the blocks
+together give the single-process result: the same labels, the probabilities to float
+rounding. The normalisation statistics are computed once per slice (or volume) with
+:func:`job_statistics` and handed to every block of it.
+
+Each finished block is recorded in a :class:`BlockLedger` beside the output, so a run
+that was stopped or lost a worker predicts only the blocks that are missing. Nothing
+here knows about dask: :mod:`~napari_unetseg.core.distributed` sends these functions to
+its workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_unetseg.core.checkpoint import LoadedModel
+from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.events import run_generator
+from napari_unetseg.core.prediction import RegionPredictor, is_volume_model
+from napari_unetseg.core.tiler import ImageSource
+
+Statistics = list[tuple[np.ndarray, np.ndarray]]  # per ensemble member: per-channel (low, high)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block: its ``number`` in the plan, the ``job`` it belongs to (the slice for 2D
+    models, 0 for the volume of a 3D model) and its ``region`` (slices of the job's
+    spatial axes: ``(Y, X)``, or ``(Z, Y, X)`` for 3D models)."""
+
+    number: int
+    job: int
+    region: tuple[slice, ...]
+
+
+def plan_blocks(stack_shape: tuple[int, ...], volume: bool, block_size: int, block_depth: int) -> list[Block]:
+    """The blocks of a ``(N, C, Y, X)`` stack: ``block_size`` pixels in Y and X, and, for a
+    3D model (``volume``), ``block_depth`` slices in Z; blocks at the far edges are smaller."""
+    n, _, height, width = stack_shape
+
+    def cuts(length: int, step: int) -> list[slice]:
+        return [slice(start, min(start + step, length)) for start in range(0, length, step)]
+
+    planes = cuts(height, block_size), cuts(width, block_size)
+    if volume:
+        regions = itertools.product(cuts(n, block_depth), *planes)
+        return [Block(number, 0, region) for number, region in enumerate(regions)]
+    regions = itertools.product(range(n), *planes)
+    return [Block(number, job, (ys, xs)) for number, (job, ys, xs) in enumerate(regions)]
+
+
+def jobs_of(models: Sequence[LoadedModel], stack_shape: tuple[int, ...]) -> list[int]:
+    """The jobs whose statistics blocks need: every slice for 2D models, the volume (0) for 3D ones."""
+    return [0] if is_volume_model(models[0]) else list(range(stack_shape[0]))
+
+
+def job_statistics(models: Sequence[LoadedModel], stack, job: int) -> Statistics:
+    """Each member's normalisation values for one job, as single-process prediction
+    computes them: a 2D model's slice from its own percentiles (0.1 model files: the
+    stack's), a 3D model's volume from the stack's."""
+    stats = []
+    for recipe in (m.normalization for m in models):
+        whole = is_volume_model(models[0]) or recipe.scope == "stack"
+        stats.append(recipe.percentiles(stack if whole else stack[job : job + 1]))
+    return stats
+
+
+def predict_block(
+    predictor: RegionPredictor, stack, stats: Statistics, block: Block
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(*region)`` and scores ``(K, *region)`` of one block (probabilities when
+    the predictor's ``softmax`` is on). ``stack`` is the lazy ``(N, C, Y, X)`` input:
+    only the block and the context of its tiles are read."""
+    if is_volume_model(predictor.models[0]):
+        sources = [ImageSource(stack, lo, hi, channels_second=True) for lo, hi in stats]
+    else:
+        sources = [ImageSource(stack[block.job], lo, hi) for lo, hi in stats]
+    scores = run_generator(predictor.iter(sources, block.region))
+    return predictor.labels(scores), scores
+
+
+def write_block(writers: dict, block: Block, labels: np.ndarray, scores: np.ndarray | None) -> None:
+    """Write one block's labels (and scores) into the stack-ordered outputs: ``writers``
+    holds a ``labels_out`` (and a ``probabilities_out``) with a ``write(index, slab, region)``."""
+    planes = block.region[-2:]
+    if len(block.region) == 3:  # a 3D block: one write per slice
+        for z, index in enumerate(range(block.region[0].start, block.region[0].stop)):
+            writers["labels_out"].write(index, labels[z], planes)
+            if "probabilities_out" in writers:
+                writers["probabilities_out"].write(index, scores[:, z], planes)
+        return
+    writers["labels_out"].write(block.job, labels, planes)
+    if "probabilities_out" in writers:
+        writers["probabilities_out"].write(block.job, scores, planes)
+
+
+class BlockLedger:
+    """Which blocks of one output are finished: a folder ``.<name>.blocks`` beside it with
+    one empty file per finished block and ``run.json``, the fingerprint of the run that
+    wrote them. A later run with the same fingerprint takes the finished blocks over; any
+    other run starts again from nothing."""
+
+    def __init__(self, output: Path) -> None:
+        self.folder = output.parent / f".{output.name}.blocks"
+
+    def start(self, fingerprint: dict) -> set[int]:
+        """The blocks already finished by a run with this ``fingerprint`` (none if another
+        run left the folder: it is emptied); records the fingerprint."""
+        record = self.folder / "run.json"
+        if record.is_file():
+            try:
+                same = json.loads(record.read_text()) == fingerprint
+            except (OSError, ValueError):
+                same = False
+            if same:
+                return {int(p.name) for p in self.folder.iterdir() if p.name.isdigit()}
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True)
+        tmp = self.folder / ".run.json.part"
+        tmp.write_text(json.dumps(fingerprint, indent=1))
+        os.replace(tmp, record)
+        return set()
+
+    def mark(self, number: int) -> None:
+        """Record block ``number`` as finished (after its data are written)."""
+        (self.folder / str(number)).touch()
+
+    def clear(self) -> None:
+        """Forget the run (its output is complete and in place)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def fingerprint(model_files: Sequence[Path], source: Path, stack_shape, settings: dict) -> dict:
+    """What makes two runs the same for :class:`BlockLedger`: the model files' contents,
+    the input and its shape, and the prediction settings."""
+    digests = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in model_files]
+    return {
+        "models": digests,
+        "input": str(Path(source).resolve()),
+        "shape": [int(n) for n in stack_shape],
+        **{key: value for key, value in settings.items()},
+    }
+
+
+def check_block_depth(block_depth: int, tile_depth: int) -> None:
+    """Refuse blocks thinner than a 3D model's tiles (each would recompute a whole tile)."""
+    if block_depth < tile_depth:
+        raise UserInputError(
+            f"blocks of {block_depth} slices are thinner than the 3D model's {tile_depth}-slice tiles",
+            ("make them thicker", "block_depth"),
+            ("use thinner tiles", "tile_depth"),
+        )

@@ -1,0 +1,184 @@
+"""Block-wise prediction on a real dask LocalCluster: the single-process result, faults, resume.
+
+Every test predicts images that span several blocks, with nuclei across the block borders,
+and compares with ``unetseg predict`` without ``--dask``: labels equal, probabilities to 1e-5.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.sample import make_sample
+from napari_unetseg.core.workflows import predict_files
+from napari_unetseg.core.zarr_io import open_zarr
+
+distributed = pytest.importorskip("distributed")
+
+BLOCKS = {"tile_size": 64, "block_size": 128, "device": "cpu"}  # 300 px: 3 x 3 blocks per slice
+
+
+def _ome_zarr(path, image, axes="zyx"):
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    write_image(image, group, axes=axes, fmt=FormatV04(), scale_factors=(2,))
+    return path
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """Two 300 x 300 slices of the sample's nuclei, as OME-Zarr and as TIFF."""
+    folder = tmp_path_factory.mktemp("large")
+    image = make_sample(n_slices=2, size=300, painted_slices=1, seed=5).image
+    tifffile.imwrite(folder / "cells.tif", image, metadata={"axes": "ZYX"})
+    return _ome_zarr(folder / "stack.ome.zarr", image), folder / "cells.tif"
+
+
+@pytest.fixture(scope="module")
+def reference(nuclei_model, large, tmp_path_factory):
+    """The single-process outputs of both inputs."""
+    out = tmp_path_factory.mktemp("reference")
+    predict_files(nuclei_model[0], large, out, PredictConfig(**BLOCKS), probabilities=True)
+    return out
+
+
+def _assert_same(out, reference):
+    labels = np.asarray(open_zarr(out / "stack.ome.zarr").data)
+    expected = np.asarray(open_zarr(reference / "stack.ome.zarr").data)
+    assert np.array_equal(labels, expected)
+    probabilities = np.asarray(open_zarr(out / "stack_probabilities.ome.zarr").data)
+    np.testing.assert_allclose(
+        probabilities, np.asarray(open_zarr(reference / "stack_probabilities.ome.zarr").data), atol=1e-5
+    )
+    assert np.array_equal(tifffile.imread(out / "cells.tif"), tifffile.imread(reference / "cells.tif"))
+    np.testing.assert_allclose(
+        tifffile.imread(out / "cells_probabilities.tif"),
+        tifffile.imread(reference / "cells_probabilities.tif"),
+        atol=1e-5,
+    )
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no part store or ledger left
+
+
+def _finished(ledger) -> int:
+    """Blocks recorded as finished in a run's ledger folder."""
+    return len(list(ledger.glob("[0-9]*"))) if ledger.exists() else 0
+
+
+def _wait_for_blocks(ledger, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while _finished(ledger) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_blocks_give_the_single_process_result(nuclei_model, large, reference, tmp_path):
+    expected = np.asarray(open_zarr(reference / "stack.ome.zarr").data)
+    nuclei = expected == 2
+    for border in (128, 256):  # nuclei cross the block borders in Y and in X
+        assert (nuclei[:, border - 1] & nuclei[:, border]).sum() > 20
+        assert (nuclei[:, :, border - 1] & nuclei[:, :, border]).sum() > 20
+    assert 0.03 < nuclei.mean() < 0.6  # nuclei found (the truth holds 14 %), not everything
+    events = []
+    written = predict_files(
+        nuclei_model[0], large, tmp_path, PredictConfig(**BLOCKS), probabilities=True, dask="local:2",
+        on_event=events.append,
+    )  # fmt: skip
+    assert sorted(p.name for p in written) == sorted(p.name for p in reference.iterdir())
+    _assert_same(tmp_path, reference)
+    blocks = [e for e in events if type(e).__name__ == "BlockProgress"]
+    assert blocks[-1].done == blocks[-1].total == 2 * 2 * 9  # two inputs of 2 slices x 9 blocks
+
+
+def test_a_killed_worker_loses_nothing(nuclei_model, large, reference, tmp_path):
+    """Kill one of two worker processes mid-run: its blocks run again on the other (or on
+    the worker its nanny restarts), and the outputs are complete and equal."""
+    config = PredictConfig(**{**BLOCKS, "block_size": 64})  # 5 x 5 blocks per slice, 100 in all
+    ledger = tmp_path / ".stack.ome.zarr.blocks"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
+        outcome = {}
+
+        def run():
+            try:
+                outcome["written"] = predict_files(
+                    nuclei_model[0],
+                    large,
+                    tmp_path,
+                    config,
+                    probabilities=True,
+                    dask=cluster.scheduler_address,
+                )
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        _wait_for_blocks(ledger, 5)
+        finished_before = _finished(ledger)
+        os.kill(pids[0], signal.SIGKILL)
+        thread.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert 5 <= finished_before < 50  # the worker died in the middle of the run
+    _assert_same(tmp_path, reference)
+
+
+def test_ctrl_c_keeps_finished_blocks_and_the_same_command_finishes(nuclei_model, large, reference, tmp_path):
+    command = [sys.executable, "-m", "napari_unetseg", "predict", "--model", str(nuclei_model[0])]
+    command += ["--out", str(tmp_path), "--probabilities", "--dask", "local:1", "--tile-size", "64"]
+    command += ["--block-size", "64", "--device", "cpu", *map(str, large)]
+    ledger = tmp_path / ".stack.ome.zarr.blocks"
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_blocks(ledger, 10)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    finished = _finished(ledger) + _finished(tmp_path / ".cells.tif.blocks")  # 50 blocks per input
+    assert 10 <= finished < 100
+    assert not (tmp_path / "stack.ome.zarr").exists() and (tmp_path / ".stack.ome.zarr.part").is_dir()
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {finished} of 100 blocks were done" in again.stderr
+    _assert_same(tmp_path, reference)
+
+
+def test_a_3d_model_gives_the_single_process_result(tmp_path):
+    """A 3D U-Net over blocks in Z, Y and X (block depth = tile depth: context from both sides)."""
+    from napari_unetseg.core.workflows import train_from_files
+
+    sample = make_sample(n_slices=12, size=64, painted_slices=12, seed=4)
+    tifffile.imwrite(tmp_path / "image.tif", sample.image, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "strokes.tif", sample.strokes, metadata={"axes": "ZYX"})
+    train_from_files(
+        [tmp_path / "image.tif"], [tmp_path / "strokes.tif"], tmp_path / "run",
+        model_options={"name": "unet3d", "depth": 2, "base_channels": 4},
+        train_options={"steps": 30, "patch_size": 32, "patch_depth": 8, "batch_size": 2, "device": "cpu"},
+    )  # fmt: skip
+    volume = make_sample(n_slices=20, size=150, painted_slices=1, seed=6).image
+    store = _ome_zarr(tmp_path / "volume.ome.zarr", volume)
+    config = {"tile_size": 64, "tile_depth": 8, "block_size": 64, "block_depth": 8, "device": "cpu"}
+    model = tmp_path / "run" / "model.pt"
+    predict_files(model, [store], tmp_path / "one", PredictConfig(**config), probabilities=True)
+    predict_files(
+        model, [store], tmp_path / "blocks", PredictConfig(**config), probabilities=True, dask="local:2"
+    )
+    for name in ("volume.ome.zarr", "volume_probabilities.ome.zarr"):
+        blocks = np.asarray(open_zarr(tmp_path / "blocks" / name).data)
+        one = np.asarray(open_zarr(tmp_path / "one" / name).data)
+        np.testing.assert_allclose(blocks, one, atol=1e-5)
+    assert np.array_equal(
+        np.asarray(open_zarr(tmp_path / "blocks" / "volume.ome.zarr").data),
+        np.asarray(open_zarr(tmp_path / "one" / "volume.ome.zarr").data),
+    )
