@@ -109,6 +109,21 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     group = zarr.open_group(str(f["ome"]), mode="w")
     write_image(sample.image, group, axes="zyx", scale_factors=(2,))
     write_labels(sample.truth, group, name="done", axes="zyx", scale_factors=(2,))
+    f["locked"] = d / "locked.ome.zarr"  # an OME-Zarr image whose labels/ is a file
+    write_image(sample.image, zarr.open_group(str(f["locked"]), mode="w"), axes="zyx", scale_factors=(2,))
+    (f["locked"] / "labels").write_bytes(b"")
+    f["existing_zarr_out"] = d / "existing_zarr_out"
+    zarr.save_array(str(f["existing_zarr_out"] / "cells.ome.zarr"), np.zeros((2, 64, 64), np.uint8))
+    stack8 = make_sample(n_slices=8, size=64, painted_slices=8, seed=3)
+    f["stack8"] = _tif(d / "stack8.tif", stack8.image, "ZYX")
+    f["stack8_strokes"] = _tif(d / "stack8_strokes.tif", stack8.strokes, "ZYX")
+    model3d = {**TINY, "name": "unet3d"}
+    train_from_files([f["stack8"]], [f["stack8_strokes"]], d / "run3d", model_options=model3d,
+                     train_options={**FAST, "patch_depth": 4})  # fmt: skip
+    f["model3d"] = d / "run3d" / "model.pt"
+    train_from_files([f["single"]], [f["instances"]], d / "objects_run", model_options=TINY,
+                     train_options={**FAST, "objects": True, "label_mode": "dense"})  # fmt: skip
+    f["objects_model"] = d / "objects_run" / "model.pt"
     f["existing_out"] = d / "existing_out"
     f["existing_out"].mkdir()
     _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
@@ -196,6 +211,32 @@ CASES = [
     Case("labels name for a TIFF input", ["predict", "--model", "{model}", "--label-name", "x", "{image}"],
          lambda f, o: predict_files(f["model"], [f["image"]], None, label_name="x"), "needs OME-Zarr inputs",
          "--label-name needs"),
+    Case("labels group of the OME-Zarr input not writable",
+         ["predict", "--model", "{model}", "--label-name", "x", "{locked}"],
+         lambda f, o: predict_files(f["model"], [f["locked"]], None, label_name="x"),
+         "cannot write labels into", "write them to an output folder instead (--out)"),
+    Case("existing output store without --overwrite",
+         ["predict", "--model", "{model}", "--out", "{existing_zarr_out}", "{ome}"],
+         lambda f, o: predict_files(f["model"], [f["ome"]], f["existing_zarr_out"]), "already exists",
+         "replace it (--overwrite)"),
+    Case("unreachable dask scheduler", [*PREDICT, "--dask", "tcp://127.0.0.1:9"],
+         lambda f, o: _predict(f, o, dask="tcp://127.0.0.1:9"), "cannot reach a dask scheduler",
+         "start a scheduler (docs/cluster.md) (--dask)"),
+    Case("dask address of no known kind", [*PREDICT, "--dask", "cluster7"],
+         lambda f, o: _predict(f, o, dask="cluster7"), "is neither local:N nor a scheduler address",
+         "(--dask)"),
+    Case("local dask cluster of no worker", [*PREDICT, "--dask", "local:0"],
+         lambda f, o: _predict(f, o, dask="local:0"), "starts no worker", "--dask local:0"),
+    Case("dask with a model trained on objects",
+         [*_swap(PREDICT, "{model}", "{objects_model}"), "--dask", "local:1"],
+         lambda f, o: _predict(f, o, model="objects_model", dask="local:1"), "object ids", "(--semantic)"),
+    Case("dask blocks thinner than the 3D model's tiles",
+         [*_swap(_swap(PREDICT, "{model}", "{model3d}"), "{image}", "{stack8}"), "--dask", "local:1",
+          "--block-depth", "8", "--tile-depth", "16"],
+         lambda f, o: _predict(f, o, inputs=("stack8",), model="model3d", dask="local:1",
+                               config=PredictConfig(block_depth=8, tile_depth=16)),
+         "thinner than the 3D model's",
+         "make them thicker (--block-depth) or use thinner tiles (--tile-depth)"),
     Case("no output given", ["predict", "--model", "{model}", "{image}"],
          lambda f, o: predict_files(f["model"], [f["image"]], None), "no output is given",
          "(--out) or a name for labels inside OME-Zarr inputs (--label-name)"),

@@ -182,3 +182,15 @@ def test_a_3d_model_gives_the_single_process_result(tmp_path):
         np.asarray(open_zarr(tmp_path / "blocks" / "volume.ome.zarr").data),
         np.asarray(open_zarr(tmp_path / "one" / "volume.ome.zarr").data),
     )
+
+
+def test_an_unreachable_scheduler_is_reported_within_seconds(nuclei_model, tmp_path, cli):
+    image = tmp_path / "image.tif"
+    tifffile.imwrite(image, nuclei_model[1], metadata={"axes": "ZYX"}, photometric="minisblack")
+    start = time.monotonic()
+    proc = cli(
+        "predict", "--model", nuclei_model[0], "--out", tmp_path / "out", image, "--dask", "tcp://127.0.0.1:9"
+    )
+    assert proc.returncode == 2 and "cannot reach a dask scheduler" in proc.stderr
+    assert time.monotonic() - start < 20  # a 5 s connection timeout, plus starting Python
+    assert not (tmp_path / "out").exists()

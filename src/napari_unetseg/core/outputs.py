@@ -9,6 +9,7 @@ slice and puts it in place only when it is complete.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,8 @@ def plan_outputs(
     for path in sources:
         if not (path.is_file() or is_zarr(path)):
             raise UserInputError(f"input {path} does not exist or is not a file or zarr store")
-        if label_name is not None and not _is_ome_zarr(path):
-            raise UserInputError(f"needs OME-Zarr inputs: {path} is none", subject="label_name")
+        if label_name is not None:
+            _check_labels_group(path)
     names = [p.name.split(".")[0] for p in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates and out is not None:
@@ -69,6 +70,23 @@ def plan_outputs(
         else:
             targets.append(Target(path, out / f"{name}{suffix}", probs))
     return targets
+
+
+def _check_labels_group(path: Path) -> None:
+    """Refuse ``label_name`` for an input that is no OME-Zarr image, or whose ``labels/``
+    group cannot take a new labels image."""
+    if not _is_ome_zarr(path):
+        raise UserInputError(f"needs OME-Zarr inputs: {path} is none", subject="label_name")
+    group = path / "labels"
+    reason = None
+    if group.exists() and not group.is_dir():
+        reason = f"{group} is not a folder"
+    elif not os.access(group if group.exists() else path, os.W_OK | os.X_OK):
+        reason = "permission denied"
+    if reason:
+        raise UserInputError(
+            f"cannot write labels into {path} ({reason})", ("write them to an output folder instead", "out")
+        )
 
 
 def _is_ome_zarr(path: Path) -> bool:

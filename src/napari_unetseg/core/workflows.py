@@ -260,7 +260,8 @@ def _predict_with_dask(
 
     if objects:
         raise UserInputError(
-            "predicts classes block by block: object ids of a model trained on objects need whole slices",
+            "predicts classes block by block, and the object ids of a model trained on objects "
+            "need whole slices",
             ("write its classes", "semantic"),
             subject="dask",
         )
