@@ -122,3 +122,30 @@ def test_an_unfinished_store_is_never_under_the_final_name(tmp_path):
     assert not (tmp_path / "out.ome.zarr").exists() and len(list(tmp_path.iterdir())) == 1
     writer.discard()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.gui
+def test_the_reader_opens_a_pyramid_and_the_predict_dock_predicts_it_at_full_resolution(
+    model, tmp_path, make_napari_viewer, qtbot
+):
+    model_file, image = model
+    store = write_ome_zarr(tmp_path / "cells.ome.zarr", image, "zyx", "0.4", [2.0, 0.5, 0.5])
+    assert predict(model_file, "--label-name", "unetseg", store) == 0  # a labels image beside it
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(store), plugin="napari-unetseg")
+    cells = next(layer for layer in layers if layer.name == "cells")
+    assert cells.multiscale and len(cells.data) == 2 and cells.data[0].shape == image.shape
+    assert tuple(cells.scale) == (2.0, 0.5, 0.5)
+    labels = viewer.layers["unetseg"]
+    assert "nucleus" in list(labels.features["class"])
+
+    _, predict_dock = viewer.window.add_plugin_dock_widget("napari-unetseg", "Predict")
+    predict_dock._source.value = "file"
+    predict_dock._model_file.value = str(model_file)
+    predict_dock._images.value = [cells]
+    predict_dock.predict()
+    qtbot.waitUntil(lambda: predict_dock.worker is None, timeout=240_000)
+    result = viewer.layers["cells prediction"]
+    assert result.data.shape == image.shape and tuple(result.scale) == (2.0, 0.5, 0.5)
+    written = labels.data[0] if labels.multiscale else labels.data  # what the CLI wrote (one level)
+    assert np.array_equal(result.data, np.asarray(written)) and len(np.unique(result.data)) == 2

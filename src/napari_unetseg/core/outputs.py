@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.io import StackLayout, TiffSliceWriter, check_output_folder, read_image
-from napari_unetseg.core.zarr_io import CHUNK, ZarrImage, ZarrSliceWriter, is_zarr, open_zarr
+from napari_unetseg.core.zarr_io import CHUNK, ZarrImage, ZarrSliceWriter, is_zarr, open_zarr, quiet
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ def _check_labels_group(path: Path) -> None:
 def _is_ome_zarr(path: Path) -> bool:
     from ome_zarr.io import parse_url
 
-    return is_zarr(path) and parse_url(str(path), mode="r") is not None
+    with quiet():
+        return is_zarr(path) and parse_url(str(path), mode="r") is not None
 
 
 def open_input(path: Path, axes: str | None) -> tuple[object, str, ZarrImage | None]:

@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +43,16 @@ def is_zarr(path: str | os.PathLike) -> bool:
 class ZarrImage:
     """An image in a zarr store: its resolution levels (lazy dask arrays, full
     resolution first), axes (letters of ``TZCYX``), level 0's pixel size per axis, and
-    the store's zarr format (2 or 3)."""
+    the store's zarr format (2 or 3); for an OME-Zarr labels image (``kind="labels"``)
+    also its name and class names."""
 
     levels: list
     axes: str
     scale: tuple[float, ...]
     zarr_format: int
+    name: str = ""
+    kind: str = "image"
+    class_names: dict = field(default_factory=dict)
 
     @property
     def data(self):
@@ -57,7 +61,7 @@ class ZarrImage:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """ome-zarr-py logs its format guesses ("version mismatch ...") at warning level."""
     logger = logging.getLogger("ome_zarr")
     level = logger.level
@@ -71,40 +75,63 @@ def _quiet():
 def open_zarr(path: str | os.PathLike, axes: str | None = None) -> ZarrImage:
     """The image of a zarr store: an OME-Zarr multiscale image, or a plain zarr array
     (then ``axes`` is needed). ``axes`` overrides the metadata's."""
+    return zarr_images(path, axes)[0]
+
+
+def zarr_images(path: str | os.PathLike, axes: str | None = None) -> list[ZarrImage]:
+    """Every image of a zarr store, as ome-zarr-py finds them: an OME-Zarr image first,
+    then its labels images (``kind="labels"``); or the one plain zarr array (then ``axes``
+    is needed). ``axes`` overrides the first image's axes."""
     import dask.array as da
     import zarr
     from ome_zarr.io import parse_url
-    from ome_zarr.reader import Multiscales, Reader
+    from ome_zarr.reader import Label, Multiscales, Reader
 
     path = Path(path)
     if not is_zarr(path):
         raise UserInputError(f"{path} is not a zarr store (no zarr.json, .zgroup or .zarray in it)")
     try:
-        with _quiet():
+        with quiet():
             location = parse_url(str(path), mode="r")
             nodes = list(Reader(location)()) if location is not None else []
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad store
         raise UserInputError(f"cannot read {path}: {exc}") from exc
-    images = [node for node in nodes if any(isinstance(spec, Multiscales) for spec in node.specs)]
-    if images:
-        node = images[0]
-        names = [axis["name"] if isinstance(axis, dict) else axis for axis in node.metadata.get("axes", [])]
-        found = _letters(names, path) if names else None
+    images = []
+    for node in nodes:
+        if not any(isinstance(spec, Multiscales) for spec in node.specs):
+            continue
+        labels = any(isinstance(spec, Label) for spec in node.specs)
+        names = [a["name"] if isinstance(a, dict) else a for a in node.metadata.get("axes", [])]
         levels = list(node.data)
-        scale = _scale(node.metadata, levels[0].ndim)
-        zarr_format = location.fmt.zarr_format
-    else:
-        try:
-            array = zarr.open_array(str(path), mode="r")
-        except Exception as exc:  # noqa: BLE001 - a group that is no image, or a damaged store
-            raise UserInputError(f"{path} holds no image (no OME-Zarr multiscales, no zarr array)") from exc
-        levels, found, scale = [da.from_zarr(array)], None, (1.0,) * array.ndim
-        zarr_format = array.metadata.zarr_format
-    if axes is not None:
-        found = validate_axes(axes, levels[0].ndim)
-    if found is None:
+        found = _letters(names, path) if names else None
+        if axes is not None and not images:
+            found = validate_axes(axes, levels[0].ndim)
+        if found is None:
+            raise UserInputError(f"{path} has no axes metadata", ("give its axes, e.g. ZYX", "axes"))
+        properties = node.metadata.get("properties") or {}
+        classes = {int(v): str(p.get("class", "")) for v, p in properties.items()}
+        images.append(
+            ZarrImage(
+                levels,
+                validate_axes(found, levels[0].ndim),
+                _scale(node.metadata, levels[0].ndim),
+                location.fmt.zarr_format,
+                str(node.metadata.get("name") or "") if labels else path.name.split(".")[0],
+                "labels" if labels else "image",
+                {v: n for v, n in classes.items() if n},
+            )
+        )
+    if images:
+        return images
+    try:
+        array = zarr.open_array(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - a group that is no image, or a damaged store
+        raise UserInputError(f"{path} holds no image (no OME-Zarr multiscales, no zarr array)") from exc
+    if axes is None:
         raise UserInputError(f"{path} has no axes metadata", ("give its axes, e.g. ZYX", "axes"))
-    return ZarrImage(levels, validate_axes(found, levels[0].ndim), scale, zarr_format)
+    found = validate_axes(axes, array.ndim)
+    return [ZarrImage([da.from_zarr(array)], found, (1.0,) * array.ndim, array.metadata.zarr_format,
+                      path.name.split(".")[0])]  # fmt: skip
 
 
 def _letters(names: list[str], path: Path) -> str:

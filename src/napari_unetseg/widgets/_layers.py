@@ -19,9 +19,15 @@ from napari_unetseg.core.errors import UserInputError
 ERROR_COLORS = {0: "transparent", 1: "#2ca02c", 2: "#d62728", 3: "#1f77b4", None: "transparent"}
 
 
+def full_resolution(layer: Image | Labels):
+    """The layer's array; for a multiscale (pyramid) layer, its full-resolution level
+    (lazy, as the layer holds it: e.g. OME-Zarr's level 0 as a dask array)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
 def plane_shape(layer: Image | Labels) -> tuple[int, ...]:
-    """The layer's shape without a trailing RGB axis."""
-    shape = tuple(layer.data.shape)
+    """The layer's shape (at full resolution) without a trailing RGB axis."""
+    shape = tuple(full_resolution(layer).shape)
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
@@ -37,18 +43,19 @@ def _channels_last_to_stack(data, rgb: bool):
 
 def layer_channels(layer: Image) -> int:
     """Channels a layer contributes to the stack: 3 or 4 for RGB(A), else 1."""
-    return layer.data.shape[-1] if layer.rgb else 1
+    return full_resolution(layer).shape[-1] if layer.rgb else 1
 
 
 def image_slice(layers: Sequence[Image], index: int) -> np.ndarray:
     """Slice ``index`` ``(C, Y, X)`` of :func:`image_stack`, reading only that slice."""
     return np.concatenate(
-        [np.asarray(_channels_last_to_stack(layer.data, layer.rgb)[index]) for layer in layers]
+        [np.asarray(_channels_last_to_stack(full_resolution(layer), layer.rgb)[index]) for layer in layers]
     )
 
 
 def image_stack(layers: Sequence[Image]):
-    """Stack one or several Image layers into ``(N, C, Y, X)``.
+    """Stack one or several Image layers into ``(N, C, Y, X)`` (a multiscale layer: its
+    full-resolution level, read lazily).
 
     Raises
     ------
@@ -58,13 +65,11 @@ def image_stack(layers: Sequence[Image]):
     layers = list(layers)
     if not layers:
         raise UserInputError("choose an image layer first")
-    if any(layer.multiscale for layer in layers):
-        raise UserInputError("multiscale (pyramid) layers are not supported yet: open one resolution level")
     shapes = {plane_shape(layer) for layer in layers}
     if len(shapes) > 1:
         names = ", ".join(f"{layer.name} {plane_shape(layer)}" for layer in layers)
         raise UserInputError(f"channel layers must have the same shape, got {names}")
-    stacks = [_channels_last_to_stack(layer.data, layer.rgb) for layer in layers]
+    stacks = [_channels_last_to_stack(full_resolution(layer), layer.rgb) for layer in layers]
     if len(stacks) == 1:
         return stacks[0]
     return np.concatenate([np.asarray(s) for s in stacks], axis=1)
