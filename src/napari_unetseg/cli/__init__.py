@@ -10,6 +10,7 @@ to change), 1 internal error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
@@ -344,26 +345,36 @@ def predict_config(args: argparse.Namespace) -> PredictConfig:
 
 def _run_train(args: argparse.Namespace) -> int:
     from napari_unetseg.cli.progress import train_printer
+    from napari_unetseg.core import parallel
     from napari_unetseg.core.workflows import train_from_files
 
     model_options, options = train_options(args)
-    result = train_from_files(
-        args.images,
-        args.labels,
-        args.out,
-        model_options,
-        options,
-        axes=args.axes,
-        label_axes=args.label_axes,
-        config_file=args.config,
-        init=args.init,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        on_event=train_printer(),
-        class_names=parse_names(args.class_names),
-    )
-    state = "stopped" if result.stopped else "finished"
-    print(f"training {state} at step {result.loaded.step}: {result.run_dir / 'model.pt'}")
+    parallel.init_from_environment()  # under torchrun: one of several ranks (docs/cluster.md)
+    main_rank = parallel.is_main()  # the other ranks train silently
+    rank, ranks = parallel.rank_and_size()
+    if main_rank and ranks > 1:
+        print(f"training on {ranks} processes (torch.distributed)", file=sys.stderr)
+    try:
+        result = train_from_files(
+            args.images,
+            args.labels,
+            args.out,
+            model_options,
+            options,
+            axes=args.axes,
+            label_axes=args.label_axes,
+            config_file=args.config,
+            init=args.init,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            on_event=train_printer() if main_rank else None,
+            class_names=parse_names(args.class_names),
+        )
+    finally:
+        parallel.finish()
+    if main_rank:
+        state = "stopped" if result.stopped else "finished"
+        print(f"training {state} at step {result.loaded.step}: {result.run_dir / 'model.pt'}")
     return 0
 
 
@@ -485,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserInputError as exc:
-        print(f"unetseg {args.command}: error: {exc.worded(args.flag_names)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank refuses alike: say it once
+            print(f"unetseg {args.command}: error: {exc.worded(args.flag_names)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unetseg {args.command}: interrupted", file=sys.stderr)

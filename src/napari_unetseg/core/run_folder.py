@@ -21,15 +21,20 @@ from napari_unetseg.core.checkpoint import (
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.history import write_history
 from napari_unetseg.core.io import write_bytes_atomic
+from napari_unetseg.core.parallel import is_main
 
 RESUME_FORMAT = "napari-unetseg-resume"
 
 
 class RunFolder:
-    """The files of one run in ``path`` (created on the first write)."""
+    """The files of one run in ``path`` (created on the first write).
+
+    In a run on several processes (:mod:`~napari_unetseg.core.parallel`) only rank 0
+    writes; the other ranks read it (to resume) and their writes do nothing."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.writes = is_main()
 
     @property
     def model_path(self) -> Path:
@@ -53,6 +58,8 @@ class RunFolder:
         return json.loads(path.read_text())
 
     def write_record(self, record: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(self.path / "config.json", json.dumps(record, indent=2).encode())
 
@@ -62,6 +69,8 @@ class RunFolder:
 
     def save(self, loaded: LoadedModel, resume_state: dict[str, Any]) -> Path:
         """Write the model file, the resume state and the history; the model file's path."""
+        if not self.writes:
+            return self.model_path
         path = save_model(loaded, self.model_path)
         save_torch_atomic({"format": RESUME_FORMAT, **resume_state}, self.path / "resume.pt")
         write_history(loaded.history, self.path)

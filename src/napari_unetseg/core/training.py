@@ -43,6 +43,7 @@ from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.instances import ObjectClasses
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
+from napari_unetseg.core.parallel import is_main, mean_over_ranks, rank_seed, training_forward
 from napari_unetseg.core.run_folder import RunFolder
 from napari_unetseg.core.tiler import Tiler, smaller_batch
 from napari_unetseg.core.training_setup import (
@@ -146,7 +147,9 @@ class Trainer:
         network = build_network(self.spec, self.config.seed, base, keep_head, self.device)
         self.model, self.memory_format = network
         check_3d(self.model, self.spec, images, self.config)
-        self.generator = torch.Generator().manual_seed(self.config.seed)  # patches, flips: the run's own
+        # patches, flips: the run's own (each rank of a torchrun run its own, rank 0 the run's seed)
+        self.generator = torch.Generator().manual_seed(rank_seed(self.config.seed))
+        self._heads = training_forward(self.model, self.device)  # DDP around it on several ranks
         self._prepare_data(images, labels)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -176,9 +179,12 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.generator.set_state(state["sampler_rng"])
-            torch.set_rng_state(state["torch_rng"])
             self.step = int(state["step"])
+            if is_main():  # the other ranks of a torchrun run continue from their own seeds
+                self.generator.set_state(state["sampler_rng"])
+            else:
+                self.generator.manual_seed(rank_seed(self.config.seed) + self.step)
+            torch.set_rng_state(state["torch_rng"])
             self.history = list(state.get("history", []))
         except (KeyError, ValueError, RuntimeError) as exc:
             raise UserInputError(f"cannot resume: damaged resume.pt ({exc})") from exc
@@ -321,7 +327,7 @@ class Trainer:
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
-            heads = self.model.forward_heads(x)
+            heads = self._heads(x)
         # the consistency term ramps up over the first quarter: the early network is no teacher yet
         ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
         loss = training_loss(heads, x, y, self.class_weights, advanced, ramp * weight, turn, grid)
@@ -330,7 +336,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss.detach())
+        return mean_over_ranks(float(loss.detach()))
 
     def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
         self._update_prior()

@@ -148,8 +148,11 @@ def train_from_files(
 ):
     """``unetseg train``: read the pairs, train, write the run folder; returns the TrainResult.
     ``class_names``: one per class, in the order of the label values."""
+    from napari_unetseg.core.parallel import init_from_environment
+
     if resume is None and out is None:
         raise UserInputError("no run folder given", ("give one", "out"), ("give the run to resume", "resume"))
+    init_from_environment()  # several ranks under torchrun: they train one model together
     run = RunOptions(resume if resume is not None else out, init, resume is not None, overwrite)
     check_run(run)  # before any file is read (start_training checks it again: the docks' way in)
     if out is not None and resume is not None and Path(out) != Path(resume):
