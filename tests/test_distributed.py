@@ -194,3 +194,36 @@ def test_an_unreachable_scheduler_is_reported_within_seconds(nuclei_model, tmp_p
     assert proc.returncode == 2 and "cannot reach a dask scheduler" in proc.stderr
     assert time.monotonic() - start < 20  # a 5 s connection timeout, plus starting Python
     assert not (tmp_path / "out").exists()
+
+
+def test_the_slurm_recipe_runs_as_a_batch_job_would(nuclei_model, large, reference, tmp_path):
+    """scripts/dask_slurm.py as far as a machine without SLURM can take it: its batch
+    script, run here with bash as a node would run it, gives workers that predict."""
+    import importlib.util
+    from pathlib import Path
+
+    pytest.importorskip("dask_jobqueue")
+    path = Path(__file__).resolve().parents[1] / "scripts" / "dask_slurm.py"
+    spec = importlib.util.spec_from_file_location("dask_slurm", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cluster = module.slurm_cluster(2, "4GB", processes=1, dashboard_address=None)
+    try:
+        script = cluster.job_script()
+        assert "#SBATCH --cpus-per-task=2" in script and "OMP_NUM_THREADS=2" in script
+        (tmp_path / "job.sh").write_text(script)
+        job = subprocess.Popen(["bash", str(tmp_path / "job.sh")], start_new_session=True)
+        try:
+            with distributed.Client(cluster.scheduler_address) as client:
+                client.wait_for_workers(1, timeout=120)
+            out = tmp_path / "out"
+            config = PredictConfig(**BLOCKS)
+            predict_files(
+                nuclei_model[0], large, out, config, probabilities=True, dask=cluster.scheduler_address
+            )
+        finally:
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(timeout=60)
+    finally:
+        cluster.close()
+    _assert_same(out, reference)

@@ -165,12 +165,12 @@ def _gather(client, runs: list, futures: dict, overwrite: bool, on_event) -> lis
             if not run.todo:
                 written += run.commit(overwrite)
         for future in as_completed(list(futures)):
-            future.result()  # a task's error is raised here
+            _, seconds, peak, worker = future.result()  # a task's error is raised here
             done += 1
             run = futures[future]
             run.finished += 1
             if on_event:
-                on_event(BlockProgress(done, total, resumed))
+                on_event(BlockProgress(done, total, resumed, seconds, peak, worker))
             if run.finished == len(run.todo):
                 written += run.commit(overwrite)
     except BaseException:
@@ -278,8 +278,9 @@ def _statistics_task(payloads: list[dict], token: str, source: tuple[Path, str],
 
 def _block_task(
     payloads, token, config, probabilities, source, stats, block: Block, writers, ledger_folder, threads
-) -> tuple[int, float, int]:
-    """Predict one block, write it, record it; returns (block number, seconds, peak RSS bytes)."""
+) -> tuple[int, float, int, int]:
+    """Predict one block, write it, record it; returns the block number, the seconds it took,
+    the worker process's peak memory (RSS, bytes) and its process id."""
     import resource
 
     import dask
@@ -306,4 +307,4 @@ def _block_task(
     write_block(writers, block, labels, scores if probabilities else None)
     (Path(ledger_folder) / str(block.number)).touch()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return block.number, time.perf_counter() - start, peak
+    return block.number, time.perf_counter() - start, peak, os.getpid()

@@ -124,6 +124,9 @@ class BlockProgress:
     done: int
     total: int
     resumed: int = 0
+    seconds: float = 0.0  # the block just finished: its task's time,
+    peak_bytes: int = 0  # the peak memory (RSS) of the worker process that ran it so far,
+    worker: int = 0  # and that process's id
 
 
 def run_generator(gen: Generator, on_event: Callable | None = None):

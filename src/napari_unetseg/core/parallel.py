@@ -93,16 +93,14 @@ class Heads(nn.Module):
         return self.network.forward_heads(x)
 
 
-def training_forward(network: nn.Module, device: torch.device):
-    """What the training step calls for the heads: ``network.forward_heads`` alone, or the
-    same wrapped in ``DistributedDataParallel`` when there are several ranks."""
+def distributed_heads(network: nn.Module, device: torch.device) -> nn.Module | None:
+    """``DistributedDataParallel`` around the network's heads when there are several ranks
+    (the training step calls it instead of ``network.forward_heads``); ``None`` for one."""
     if rank_and_size()[1] == 1:
-        return network.forward_heads
+        return None
     from torch.nn.parallel import DistributedDataParallel
 
-    ids = (
-        [device.index if device.index is not None else torch.cuda.current_device()]
-        if device.type == "cuda"
-        else None
-    )
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
     return DistributedDataParallel(Heads(network), device_ids=ids)

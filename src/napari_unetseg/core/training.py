@@ -43,7 +43,7 @@ from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.instances import ObjectClasses
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
-from napari_unetseg.core.parallel import is_main, mean_over_ranks, rank_seed, training_forward
+from napari_unetseg.core.parallel import distributed_heads, is_main, mean_over_ranks, rank_seed
 from napari_unetseg.core.run_folder import RunFolder
 from napari_unetseg.core.tiler import Tiler, smaller_batch
 from napari_unetseg.core.training_setup import (
@@ -149,7 +149,7 @@ class Trainer:
         check_3d(self.model, self.spec, images, self.config)
         # patches, flips: the run's own (each rank of a torchrun run its own, rank 0 the run's seed)
         self.generator = torch.Generator().manual_seed(rank_seed(self.config.seed))
-        self._heads = training_forward(self.model, self.device)  # DDP around it on several ranks
+        self._ddp = distributed_heads(self.model, self.device)  # several ranks: gradients averaged
         self._prepare_data(images, labels)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -327,7 +327,7 @@ class Trainer:
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.dtype):
-            heads = self._heads(x)
+            heads = self._ddp(x) if self._ddp is not None else self.model.forward_heads(x)
         # the consistency term ramps up over the first quarter: the early network is no teacher yet
         ramp = min(1.0, (self.step + 1) / max(1.0, 0.25 * self.config.steps))
         loss = training_loss(heads, x, y, self.class_weights, advanced, ramp * weight, turn, grid)
