@@ -18,7 +18,6 @@ on 100 workers there is arithmetic on them.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -86,31 +85,41 @@ def train_model(folder: Path, steps: int) -> Path:
 
 
 def single_process(model: Path, store: Path, out: Path) -> dict:
+    """The single process: its time in this (warm) process, and its peak memory as a fresh
+    ``unetseg predict`` process (the time of that run includes Python's start and imports)."""
+    from napari_unetseg.core.workflows import predict_files
+
     start = time.perf_counter()
-    command = [
-        sys.executable,
-        "-m",
-        "napari_unetseg",
-        "predict",
-        "--model",
-        str(model),
-        "--out",
-        str(out),
-        str(store),
-    ]
-    subprocess.run(command, check=True, capture_output=True)
+    predict_files(model, [store], out)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # the largest child so far
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak / 2**20)}
+    start = time.perf_counter()
+    args = ["predict", "--model", str(model), "--out", str(out.with_name(out.name + "_cli")), str(store)]
+    report = (  # the child's own peak (a child's ru_maxrss would count this process's memory too)
+        "import sys; from napari_unetseg.cli import main; "
+        "from napari_unetseg.core.distributed import peak_memory; "
+        f"code = main({args!r}); print('PEAK', peak_memory()); sys.exit(code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", report], check=True, capture_output=True, text=True)
+    cli_seconds = time.perf_counter() - start
+    peak = int(next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PEAK")))
+    return {
+        "seconds": round(seconds, 2),
+        "cli_seconds": round(cli_seconds, 2),
+        "peak_rss_mb": round(peak / 2**20),
+    }
 
 
-def with_dask(model: Path, store: Path, out: Path, workers: int) -> dict:
+def with_dask(model: Path, store: Path, out: Path, workers: int, block_size: int | None = None) -> dict:
+    """A ``--dask local:N`` run in this process: wall time (cluster start included), blocks,
+    their mean and summed task time, each worker's peak memory."""
+    from napari_unetseg.core.config import PredictConfig
     from napari_unetseg.core.events import BlockProgress
     from napari_unetseg.core.workflows import predict_files
 
     events: list[BlockProgress] = []
+    config = PredictConfig(block_size=block_size) if block_size else PredictConfig()
     start = time.perf_counter()
-    predict_files(model, [store], out, dask=f"local:{workers}", on_event=lambda e: events.append(e))
+    predict_files(model, [store], out, config, dask=f"local:{workers}", on_event=events.append)
     seconds = time.perf_counter() - start
     blocks = [e for e in events if isinstance(e, BlockProgress) and e.worker]
     peaks: dict[int, int] = {}
@@ -144,6 +153,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument(
+        "--block-sizes", type=int, nargs="*", default=[2048, 8192], help="also tried on the largest"
+    )
     parser.add_argument("--folder", type=Path, default=Path("/tmp/dask_scaling"))
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
@@ -160,14 +172,17 @@ def main() -> None:
         row = {"scale": scale, "shape": list(shape), "megapixels": round(shape[0] * shape[1] / 1e6, 1)}
         out = args.folder / f"out_{scale}x"
         subprocess.run(["rm", "-rf", str(out)], check=True)
+        if scale == args.scales[0]:  # warm up this process (first convolutions, imports)
+            single_process(model, store, out / "warm-up")
         row["single"] = single_process(model, store, out / "single")
         reference = np.asarray(open_zarr(out / "single" / store.name).data)
-        for workers in (1, 2):
-            run = with_dask(model, store, out / f"dask{workers}", workers)
-            run["labels_equal"] = bool(
-                np.array_equal(np.asarray(open_zarr(out / f"dask{workers}" / store.name).data), reference)
-            )
-            row[f"dask_{workers}"] = run
+        runs = [(1, None), (2, None)] + [(2, size) for size in args.block_sizes if scale == args.scales[-1]]
+        for workers, block_size in runs:
+            name = f"dask_{workers}" + (f"_block{block_size}" if block_size else "")
+            run = with_dask(model, store, out / name, workers, block_size)
+            labels = np.asarray(open_zarr(out / name / store.name).data)
+            run["labels_equal"] = bool(np.array_equal(labels, reference))
+            row[name] = run
         print(row, flush=True)
         results["runs"].append(row)
     print(save_results(results, "dask_scaling"))

@@ -121,9 +121,6 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     train_from_files([f["stack8"]], [f["stack8_strokes"]], d / "run3d", model_options=model3d,
                      train_options={**FAST, "patch_depth": 4})  # fmt: skip
     f["model3d"] = d / "run3d" / "model.pt"
-    train_from_files([f["single"]], [f["instances"]], d / "objects_run", model_options=TINY,
-                     train_options={**FAST, "objects": True, "label_mode": "dense"})  # fmt: skip
-    f["objects_model"] = d / "objects_run" / "model.pt"
     f["existing_out"] = d / "existing_out"
     f["existing_out"].mkdir()
     _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
@@ -227,9 +224,6 @@ CASES = [
          "(--dask)"),
     Case("local dask cluster of no worker", [*PREDICT, "--dask", "local:0"],
          lambda f, o: _predict(f, o, dask="local:0"), "starts no worker", "--dask local:0"),
-    Case("dask with a model trained on objects",
-         [*_swap(PREDICT, "{model}", "{objects_model}"), "--dask", "local:1"],
-         lambda f, o: _predict(f, o, model="objects_model", dask="local:1"), "object ids", "(--semantic)"),
     Case("dask blocks thinner than the 3D model's tiles",
          [*_swap(_swap(PREDICT, "{model}", "{model3d}"), "{image}", "{stack8}"), "--dask", "local:1",
           "--block-depth", "8", "--tile-depth", "16"],

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def _assert_same(out, reference):
 
 def _finished(ledger) -> int:
     """Blocks recorded as finished in a run's ledger folder."""
-    return len(list(ledger.glob("[0-9]*"))) if ledger.exists() else 0
+    return len(list(ledger.glob("b[0-9]*"))) if ledger.exists() else 0
 
 
 def _wait_for_blocks(ledger, count: int, timeout: float = 120) -> None:
@@ -150,7 +151,7 @@ def test_ctrl_c_keeps_finished_blocks_and_the_same_command_finishes(nuclei_model
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert f"resuming: {finished} of 100 blocks were done" in again.stderr
+    assert f"resuming: {finished} of 100 tasks were done" in again.stderr
     _assert_same(tmp_path, reference)
 
 
@@ -227,3 +228,45 @@ def test_the_slurm_recipe_runs_as_a_batch_job_would(nuclei_model, large, referen
     finally:
         cluster.close()
     _assert_same(out, reference)
+
+
+def test_objects_across_block_borders_are_the_single_process_objects(tmp_path):
+    """A model trained on objects: blocks predict classes, one task per slice finds its
+    objects, and the ids written block by block are the single process's, numbered over
+    the stack: objects on block borders are neither cut nor counted twice."""
+    from test_instances import touching_discs
+    from test_object_mode import nuclei_like
+
+    from napari_unetseg.core.workflows import train_from_files
+
+    rng = np.random.default_rng(1)
+    objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
+    tif = partial(tifffile.imwrite, photometric="minisblack")
+    tif(tmp_path / "train.tif", np.stack([nuclei_like(o, rng) for o in objects]), metadata={"axes": "TYX"})
+    tif(tmp_path / "objects.tif", objects, metadata={"axes": "TYX"})
+    train_from_files(
+        [tmp_path / "train.tif"], [tmp_path / "objects.tif"], tmp_path / "run",
+        model_options={"depth": 2, "base_channels": 8},
+        train_options={"steps": 150, "patch_size": 64, "batch_size": 4, "device": "cpu", "objects": True,
+                       "label_mode": "dense"},
+    )  # fmt: skip
+    big = np.stack([touching_discs((200, 230), seed=10 + s, n=60) for s in range(2)])
+    tif(tmp_path / "big.tif", np.stack([nuclei_like(o, rng) for o in big]), metadata={"axes": "ZYX"})
+    store = _ome_zarr(tmp_path / "big.ome.zarr", tifffile.imread(tmp_path / "big.tif"))
+    config = PredictConfig(tile_size=64, block_size=64, device="cpu")  # 4 x 4 blocks per slice
+    model = tmp_path / "run" / "model.pt"
+    predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "one", config)
+    written = predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "blocks", config, dask="local:2")
+    assert sorted(p.name for p in written) == ["big.ome.zarr", "big.tif"]
+    one = np.asarray(open_zarr(tmp_path / "one" / "big.ome.zarr").data)
+    assert one.dtype == np.uint32 and one[0].max() > 20 and one[1].min() == 0
+    assert np.array_equal(np.asarray(open_zarr(tmp_path / "blocks" / "big.ome.zarr").data), one)
+    assert np.array_equal(
+        tifffile.imread(tmp_path / "blocks" / "big.tif"), tifffile.imread(tmp_path / "one" / "big.tif")
+    )
+    crossing = {
+        int(i) for i in np.intersect1d(one[:, :, 63], one[:, :, 64]) if i
+    }  # ids on both sides of a border
+    assert len(crossing) > 5
+    first, second = np.unique(one[0][one[0] > 0]), np.unique(one[1][one[1] > 0])
+    assert first.max() < second.min()  # numbered over the stack: the second slice goes on from the first

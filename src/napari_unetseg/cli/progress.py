@@ -65,8 +65,8 @@ def predict_printer():
         if isinstance(event, BlockProgress):
             if state["bar"] is None:
                 if event.resumed:
-                    print(f"resuming: {event.resumed} of {event.total} blocks were done", file=sys.stderr)
-                state["bar"] = _bar(event.total, unit="block")
+                    print(f"resuming: {event.resumed} of {event.total} tasks were done", file=sys.stderr)
+                state["bar"] = _bar(event.total, unit="task")
             state["bar"].update(event.done - state["bar"].n)
         elif isinstance(event, FileEvent):
             if state["bar"] is not None:

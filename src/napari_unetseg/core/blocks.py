@@ -109,17 +109,19 @@ def write_block(writers: dict, block: Block, labels: np.ndarray, scores: np.ndar
 
 
 class BlockLedger:
-    """Which blocks of one output are finished: a folder ``.<name>.blocks`` beside it with
-    one empty file per finished block and ``run.json``, the fingerprint of the run that
-    wrote them. A later run with the same fingerprint takes the finished blocks over; any
-    other run starts again from nothing."""
+    """What of one output is finished: a folder ``.<name>.blocks`` beside it with one file
+    per finished piece of work (``b<n>``: block n predicted; for object models ``o<j>``:
+    job j's objects found, the file holding their count, and ``i<n>``: block n's object
+    ids written), ``run.json``, the fingerprint of the run that wrote them, and the run's
+    scratch arrays. A later run with the same fingerprint takes the finished work over;
+    any other run starts again from nothing."""
 
     def __init__(self, output: Path) -> None:
         self.folder = output.parent / f".{output.name}.blocks"
 
-    def start(self, fingerprint: dict) -> set[int]:
-        """The blocks already finished by a run with this ``fingerprint`` (none if another
-        run left the folder: it is emptied); records the fingerprint."""
+    def start(self, fingerprint: dict) -> bool:
+        """Record ``fingerprint``; whether the folder holds a run with the same one (its
+        finished work counts), else it is emptied."""
         record = self.folder / "run.json"
         if record.is_file():
             try:
@@ -127,21 +129,70 @@ class BlockLedger:
             except (OSError, ValueError):
                 same = False
             if same:
-                return {int(p.name) for p in self.folder.iterdir() if p.name.isdigit()}
+                return True
             shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.folder / ".run.json.part"
         tmp.write_text(json.dumps(fingerprint, indent=1))
         os.replace(tmp, record)
-        return set()
+        return False
 
-    def mark(self, number: int) -> None:
-        """Record block ``number`` as finished (after its data are written)."""
-        (self.folder / str(number)).touch()
+    def finished(self, kind: str = "b") -> dict[int, str]:
+        """The finished pieces of work of one ``kind``: number -> what was recorded."""
+        found = {}
+        for path in self.folder.glob(f"{kind}*"):
+            if path.name[len(kind) :].isdigit():
+                found[int(path.name[len(kind) :])] = path.read_text()
+        return found
+
+    def mark(self, number: int, kind: str = "b", note: str = "") -> None:
+        """Record piece ``number`` of ``kind`` as finished (after its data are written)."""
+        tmp = self.folder / f".{kind}{number}.part"
+        tmp.write_text(note)
+        os.replace(tmp, self.folder / f"{kind}{number}")
 
     def clear(self) -> None:
         """Forget the run (its output is complete and in place)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ScratchStack:
+    """A plain zarr array in stack order (``(N, Y, X)``) that blocks write into and a later
+    stage reads: an object model's predicted classes, and its objects before they are
+    numbered over the stack. Chunks are whole blocks; it lives in the ledger's folder."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype, chunk: int) -> None:
+        self.path, self.shape, self.dtype, self.chunk = Path(path), tuple(shape), np.dtype(dtype), chunk
+        self._array = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_array": None}
+
+    def create(self) -> None:
+        import zarr
+
+        chunks = (1, min(self.chunk, self.shape[1]), min(self.chunk, self.shape[2]))
+        self._array = zarr.open_array(
+            str(self.path), mode="w", shape=self.shape, chunks=chunks, dtype=self.dtype, fill_value=0
+        )
+
+    def attach(self) -> None:
+        import zarr
+
+        if self._array is None:
+            self._array = zarr.open_array(str(self.path), mode="r+")
+
+    def part_exists(self) -> bool:
+        return self.path.exists()
+
+    def write(self, index: int, slab: np.ndarray, region: tuple[slice, slice] | None = None) -> None:
+        self.attach()
+        self._array[(index, *(region or (slice(None), slice(None))))] = slab
+
+    def read(self, index) -> np.ndarray:
+        """Slices ``index`` (an int, a slice, or a tuple of slices) as a numpy array."""
+        self.attach()
+        return np.asarray(self._array[index])
 
 
 def fingerprint(model_files: Sequence[Path], source: Path, stack_shape, settings: dict) -> dict:

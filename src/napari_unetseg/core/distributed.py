@@ -6,18 +6,22 @@ on SLURM, docs/cluster.md). For each input the client
 
 1. opens it lazily and plans its blocks (a few tiles on a side, one output chunk each),
 2. creates the outputs (an unfinished ``.<name>.part`` beside each) and a
-   :class:`~napari_unetseg.core.blocks.BlockLedger`, which says which blocks an earlier,
+   :class:`~napari_unetseg.core.blocks.BlockLedger`, which says what an earlier,
    interrupted run of the same command finished already,
 3. sends the model once to every worker (``scatter(broadcast=True)``), one statistics
    task per slice (the normalisation values, computed once) and one task per missing
    block; a block task reads its region (and its tiles' context) from the input, predicts
    it and writes it straight into the outputs, then records itself in the ledger,
-4. renames each output into place when all its blocks are finished.
+4. for a model trained on objects: the blocks write classes to a scratch array; one task
+   per slice (per volume, for 3D models) finds its objects as one process does, and, once
+   their counts give each slice its first id, one task per block writes the ids numbered
+   over the stack (so the ids are the single process's, across block borders too),
+5. renames each output into place when all its work is finished.
 
-A worker that dies loses nothing: the scheduler runs its tasks again elsewhere (a block
-writes whole chunks, so writing it twice is harmless). Ctrl-C keeps the finished blocks;
-the same command again predicts only the others. Workers must see the inputs and
-outputs under the same paths (one machine, or a shared file system).
+A worker that dies loses nothing: the scheduler runs its tasks again elsewhere (every
+task writes whole chunks of its own, so running it twice is harmless). Ctrl-C keeps the
+finished work; the same command again does only the rest. Workers must see the inputs
+and outputs under the same paths (one machine, or a shared file system).
 """
 
 from __future__ import annotations
@@ -31,20 +35,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from napari_unetseg.core.blocks import (
-    Block,
-    BlockLedger,
-    fingerprint,
-    job_statistics,
-    plan_blocks,
-    predict_block,
-    write_block,
-)
-from napari_unetseg.core.checkpoint import LoadedModel, model_from_payload
+import numpy as np
+
+from napari_unetseg.core import block_tasks
+from napari_unetseg.core.blocks import BlockLedger, ScratchStack, fingerprint, plan_blocks
+from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import BlockProgress, FileEvent
+from napari_unetseg.core.instances import is_object_model, object_class_values
 from napari_unetseg.core.io import to_stack
+from napari_unetseg.core.objects import MAX_ID
 from napari_unetseg.core.outputs import Target, open_input, open_writers
 from napari_unetseg.core.prediction import is_volume_model
 
@@ -114,75 +115,82 @@ def predict_with_dask(
     overwrite: bool = False,
     on_event: Callable | None = None,
     threads: int | None = None,
+    objects: bool = False,
 ) -> list[Path]:
-    """Predict every target's input block by block on ``client``'s workers; returns the
-    outputs written. See the module docstring for the steps."""
-    payloads = [m.to_payload() for m in models]
+    """Predict every target's input block by block on ``client``'s workers (``objects``:
+    write the object ids of a model trained on objects); returns the outputs written. See
+    the module docstring for the steps."""
+    models_future = client.scatter([m.to_payload() for m in models], broadcast=True, hash=False)
     token = _token(model_files, config, probabilities)
-    models_future = client.scatter(payloads, broadcast=True, hash=False)
-    runs, futures = [], {}
+    runs = []
     for index, target in enumerate(targets):
         if on_event:
             on_event(FileEvent(index, len(targets), target.source))
-        run = _InputRun(target, axes, models, model_files, config, probabilities)
-        runs.append(run)
+        runs.append(_InputRun(target, axes, models, model_files, config, probabilities, objects))
+    progress = _Progress(sum(run.work for run in runs), sum(run.work_done for run in runs), on_event)
+    submit = client.submit
+    futures = []
+    for run in runs:
         stats = {
-            job: client.submit(_statistics_task, models_future, token, run.source, job, pure=False)
-            for job in run.jobs
+            job: submit(block_tasks.statistics_task, models_future, token, run.source, job, pure=False)
+            for job in sorted({b.job for b in run.todo})
         }
-        for block in run.todo:
-            future = client.submit(
-                _block_task,
-                models_future,
-                token,
-                config,
-                probabilities,
-                run.source,
-                stats[block.job],
-                block,
-                run.writers,
-                run.ledger.folder,
-                threads,
-                pure=False,
-            )
-            futures[future] = run
-    return _gather(client, runs, futures, overwrite, on_event)
+        futures += [
+            submit(block_tasks.block_task, models_future, token, config, probabilities, run.source,
+                   stats[b.job], b, run.stage_one, run.ledger, threads, pure=False)
+            for b in run.todo
+        ]  # fmt: skip
+    _wait(client, futures, progress)
+    object_runs = [run for run in runs if run.objects]
+    futures = [
+        submit(block_tasks.objects_task, run.classes, run.local, job, run.volume, run.values, run.ledger,
+               pure=False)
+        for run in object_runs
+        for job in run.jobs_left()
+    ]  # fmt: skip
+    _wait(client, futures, progress)
+    futures = [
+        submit(block_tasks.ids_task, run.local, offset, b, {"labels_out": run.writers["labels_out"]},
+               run.ledger, pure=False)
+        for run in object_runs
+        for b, offset in run.ids_left()
+    ]  # fmt: skip
+    _wait(client, futures, progress)
+    return [path for run in runs for path in run.commit(overwrite)]
 
 
-def _gather(client, runs: list, futures: dict, overwrite: bool, on_event) -> list[Path]:
-    """Wait for the blocks (progress as they finish), commit each input's outputs when its
-    last block is in; on an error or Ctrl-C cancel the rest and keep the finished blocks."""
+class _Progress:
+    """Finished pieces of work, reported as :class:`BlockProgress` events."""
+
+    def __init__(self, total: int, resumed: int, on_event) -> None:
+        self.total, self.resumed, self.done, self.on_event = total, resumed, resumed, on_event
+        if on_event:
+            on_event(BlockProgress(resumed, total, resumed))
+
+    def finished(self, seconds: float, peak: int, worker: int) -> None:
+        self.done += 1
+        if self.on_event:
+            self.on_event(BlockProgress(self.done, self.total, self.resumed, seconds, peak, worker))
+
+
+def _wait(client, futures: list, progress: _Progress) -> None:
+    """Wait for every task (progress as each finishes); on an error or Ctrl-C cancel the
+    others, whose finished work stays recorded for the next run."""
     from distributed import as_completed
 
-    total = sum(run.total for run in runs)
-    resumed = sum(run.total - len(run.todo) for run in runs)
-    done = resumed
-    written = []
-    if on_event:
-        on_event(BlockProgress(done, total, resumed))
     try:
-        for run in runs:
-            if not run.todo:
-                written += run.commit(overwrite)
-        for future in as_completed(list(futures)):
+        for future in as_completed(futures):
             _, seconds, peak, worker = future.result()  # a task's error is raised here
-            done += 1
-            run = futures[future]
-            run.finished += 1
-            if on_event:
-                on_event(BlockProgress(done, total, resumed, seconds, peak, worker))
-            if run.finished == len(run.todo):
-                written += run.commit(overwrite)
+            progress.finished(seconds, peak, worker)
     except BaseException:
-        client.cancel(list(futures))
+        client.cancel(futures)
         raise
-    return written
 
 
 class _InputRun:
     """One input of a block-wise run: its blocks, outputs, ledger and what is left to do."""
 
-    def __init__(self, target: Target, axes, models, model_files, config, probabilities) -> None:
+    def __init__(self, target: Target, axes, models, model_files, config, probabilities, objects) -> None:
         from napari_unetseg.core.class_names import labels_dtype
         from napari_unetseg.core.prediction import _check_input
 
@@ -190,40 +198,60 @@ class _InputRun:
         stack, layout = to_stack(image, found)
         _check_input(list(models), stack, None)
         self.source = (Path(target.source), found)
-        volume = is_volume_model(models[0])
-        blocks = plan_blocks(stack.shape, volume, config.block_size, config.block_depth)
-        self.total, self.finished = len(blocks), 0
+        self.volume, self.objects = is_volume_model(models[0]), objects and is_object_model(models[0])
+        self.blocks = plan_blocks(stack.shape, self.volume, config.block_size, config.block_depth)
         values = models[0].class_values
-        names = {value: models[0].name_of(value) for value in values} if models[0].class_names else {}
+        classes_dtype = labels_dtype(values)
+        names = (
+            {v: models[0].name_of(v) for v in values} if models[0].class_names and not self.objects else {}
+        )
+        dtype = np.dtype(np.uint32) if self.objects else classes_dtype
         self.writers = open_writers(
-            target,
-            layout,
-            labels_dtype(values),
-            len(values),
-            names,
-            zarr_image,
-            part_of=_part,
-            chunk=config.block_size,
+            target, layout, dtype, len(values), names, zarr_image, part_of=_part, chunk=config.block_size
         )
         self.ledger = BlockLedger(target.labels)
         settings = {
             "config": config.to_dict(),
             "probabilities": probabilities,
+            "objects": self.objects,
             "outputs": [str(w.path) for w in self.writers.values()],
         }
-        finished = self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
-        if finished and all(w.part_exists() for w in self.writers.values()):
-            for writer in self.writers.values():
-                writer.attach()
-        else:
-            if finished:  # the ledger outlived its outputs: start again
-                self.ledger.clear()
-                self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
-            finished = set()
-            for writer in self.writers.values():
+        planes = (len(stack), *stack.shape[2:])
+        self.classes = ScratchStack(
+            self.ledger.folder / "classes.zarr", planes, classes_dtype, config.block_size
+        )
+        self.local = ScratchStack(self.ledger.folder / "objects.zarr", planes, np.uint32, config.block_size)
+        scratch = [self.classes, self.local] if self.objects else []
+        if self.objects:
+            self.values = object_class_values(models[0])
+        same = self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
+        if not (same and all(w.part_exists() for w in [*self.writers.values(), *scratch])):
+            self.ledger.clear()  # nothing (or not all) of an earlier run is left: start afresh
+            self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
+            for writer in [*self.writers.values(), *scratch]:
                 writer.create()
-        self.todo = [b for b in blocks if b.number not in finished]
-        self.jobs = sorted({b.job for b in self.todo}) if self.todo else []
+        self.stage_one = {**self.writers, "labels_out": self.classes} if self.objects else self.writers
+        predicted = self.ledger.finished("b")
+        self.todo = [b for b in self.blocks if b.number not in predicted]
+        self.jobs = sorted({b.job for b in self.blocks})
+        self.work = len(self.blocks) * (2 if self.objects else 1) + (len(self.jobs) if self.objects else 0)
+        self.work_done = len(predicted)
+        if self.objects:
+            self.work_done += len(self.ledger.finished("o")) + len(self.ledger.finished("i"))
+
+    def jobs_left(self) -> list[int]:
+        """The jobs whose objects are still to find (after every block is predicted)."""
+        found = self.ledger.finished("o")
+        return [job for job in self.jobs if job not in found]
+
+    def ids_left(self) -> list[tuple]:
+        """The blocks whose ids are still to write, each with the first id of its job minus one."""
+        counts = {job: int(note) for job, note in self.ledger.finished("o").items()}
+        offsets = dict(zip(self.jobs, np.cumsum([0] + [counts[j] for j in self.jobs])[:-1].tolist()))
+        if sum(counts.values()) > MAX_ID:
+            raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
+        written = self.ledger.finished("i")
+        return [(b, offsets[b.job]) for b in self.blocks if b.number not in written]
 
     def commit(self, overwrite: bool) -> list[Path]:
         written = []
@@ -247,64 +275,3 @@ def _token(model_files: Sequence[Path], config: PredictConfig, probabilities: bo
         digest.update(str(Path(path).stat().st_mtime_ns).encode())
     digest.update(repr((config.to_dict(), probabilities, time.time_ns())).encode())
     return digest.hexdigest()
-
-
-# --- what runs on the workers --------------------------------------------------------------
-_CACHE: dict = {}  # per worker process: the current run's models and predictor, opened inputs
-
-
-def _models(payloads: list[dict], token: str) -> list[LoadedModel]:
-    key = ("models", token)
-    if key not in _CACHE:
-        _CACHE.clear()  # one run at a time per worker: drop the last run's models and inputs
-        _CACHE[key] = [model_from_payload(p, f"model {i + 1}") for i, p in enumerate(payloads)]
-    return _CACHE[key]
-
-
-def _stack(source: tuple[Path, str]):
-    key = ("input", source)
-    if key not in _CACHE:
-        image, found, _ = open_input(*source)
-        _CACHE[key] = to_stack(image, found)[0]
-    return _CACHE[key]
-
-
-def _statistics_task(payloads: list[dict], token: str, source: tuple[Path, str], job: int):
-    import dask
-
-    with dask.config.set(scheduler="synchronous"):  # read the input in this task's thread
-        return job_statistics(_models(payloads, token), _stack(source), job)
-
-
-def _block_task(
-    payloads, token, config, probabilities, source, stats, block: Block, writers, ledger_folder, threads
-) -> tuple[int, float, int, int]:
-    """Predict one block, write it, record it; returns the block number, the seconds it took,
-    the worker process's peak memory (RSS, bytes) and its process id."""
-    import resource
-
-    import dask
-    import torch
-
-    from napari_unetseg.core.device import resolve_device
-    from napari_unetseg.core.prediction import RegionPredictor
-    from napari_unetseg.core.tiler import Tiler
-
-    start = time.perf_counter()
-    if threads is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    key = ("predictor", token)
-    if key not in _CACHE:
-        models = _models(payloads, token)
-        tiler = Tiler.from_config(config, resolve_device(config.device))
-        _CACHE[key] = RegionPredictor(models, tiler, softmax=probabilities)
-    with dask.config.set(scheduler="synchronous"):
-        labels, scores = predict_block(_CACHE[key], _stack(source), stats, block)
-    for name, writer in writers.items():
-        cached = _CACHE.setdefault(("writer", name, str(writer.path)), writer)
-        cached.attach()
-        writers = {**writers, name: cached}
-    write_block(writers, block, labels, scores if probabilities else None)
-    (Path(ledger_folder) / str(block.number)).touch()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return block.number, time.perf_counter() - start, peak, os.getpid()

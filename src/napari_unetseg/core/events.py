@@ -117,14 +117,15 @@ class PredictProgress:
 
 @dataclass(frozen=True)
 class BlockProgress:
-    """Progress of a block-wise prediction (:mod:`~napari_unetseg.core.distributed`):
-    blocks finished out of all blocks of all inputs; ``resumed`` of them were finished by
-    an earlier, interrupted run of the same command."""
+    """Progress of a block-wise prediction (:mod:`~napari_unetseg.core.distributed`): tasks
+    finished (blocks predicted; for object models also objects found per slice and blocks
+    of ids written) out of all of all inputs; ``resumed`` of them were finished by an
+    earlier, interrupted run of the same command."""
 
     done: int
     total: int
     resumed: int = 0
-    seconds: float = 0.0  # the block just finished: its task's time,
+    seconds: float = 0.0  # the task just finished: its time,
     peak_bytes: int = 0  # the peak memory (RSS) of the worker process that ran it so far,
     worker: int = 0  # and that process's id
 

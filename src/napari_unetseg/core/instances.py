@@ -183,6 +183,21 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int
     return relabel_sequential(objects)[0]
 
 
+def objects_of_classes(classes: np.ndarray, interior: int, boundary: int) -> np.ndarray:
+    """Object ids (1..N, ``uint32``) of a predicted class image (a plane, or a volume) whose
+    ``interior`` and ``boundary`` values are the model's (:func:`instances_from_classes`)."""
+    canonical = np.full(classes.shape, BACKGROUND, np.uint8)
+    canonical[classes == interior] = INTERIOR
+    canonical[classes == boundary] = BOUNDARY
+    return instances_from_classes(canonical)
+
+
+def object_class_values(loaded) -> tuple[int, int]:
+    """An object model's label values of the interior and boundary classes."""
+    values = dict(zip(loaded.class_names, loaded.class_values))
+    return values["interior"], values["boundary"]
+
+
 class ObjectSlices:
     """Where prediction writes class slices (``out[i] = slab``, as
     :func:`~napari_unetseg.core.prediction.iter_predict` does): their objects go to
@@ -213,10 +228,7 @@ class ObjectSlices:
                 self.target[i] = plane
 
     def _number(self, classes: np.ndarray) -> np.ndarray:
-        canonical = np.full(classes.shape, BACKGROUND, np.uint8)
-        canonical[classes == self.interior] = INTERIOR
-        canonical[classes == self.boundary] = BOUNDARY
-        objects = instances_from_classes(canonical)
+        objects = objects_of_classes(classes, self.interior, self.boundary)
         found = int(objects.max())
         if self.count + found > MAX_ID:
             raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
@@ -232,6 +244,5 @@ def is_object_model(loaded) -> bool:
 
 def object_sink(loaded, target, n_slices: int) -> ObjectSlices:
     """The :class:`ObjectSlices` of an object model (its class values, 2D or 3D)."""
-    values = dict(zip(loaded.class_names, loaded.class_values))
     volume = getattr(loaded.model, "spatial_dims", 2) == 3
-    return ObjectSlices(target, n_slices, volume, values["interior"], values["boundary"])
+    return ObjectSlices(target, n_slices, volume, *object_class_values(loaded))

@@ -57,18 +57,19 @@ def plan_outputs(
             raise UserInputError(f"input {path} does not exist or is not a file or zarr store")
         if label_name is not None:
             _check_labels_group(path)
-    names = [p.name.split(".")[0] for p in sources]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates and out is not None:
-        raise UserInputError(f"several inputs are named {duplicates[0]!r}: their outputs would collide")
     targets = []
-    for path, name in zip(sources, names):
-        suffix = ".ome.zarr" if is_zarr(path) else ".tif"
+    for path in sources:
+        name, suffix = path.name.split(".")[0], ".ome.zarr" if is_zarr(path) else ".tif"
         probs = out / f"{name}_probabilities{suffix}" if probabilities else None
         if label_name is not None:
             targets.append(Target(path, path / "labels" / label_name, probs, labels_of=path))
         else:
             targets.append(Target(path, out / f"{name}{suffix}", probs))
+    outputs = [p for t in targets for p in (t.labels, t.probabilities) if p is not None]
+    duplicates = sorted({p for p in outputs if outputs.count(p) > 1})
+    if duplicates:
+        name = duplicates[0].name.split(".")[0]
+        raise UserInputError(f"several inputs are named {name!r}: their outputs would collide")
     return targets
 
 

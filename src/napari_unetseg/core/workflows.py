@@ -261,13 +261,6 @@ def _predict_with_dask(
     from napari_unetseg.core.distributed import connect, local_threads, predict_with_dask
     from napari_unetseg.core.prediction import is_volume_model
 
-    if objects:
-        raise UserInputError(
-            "predicts classes block by block, and the object ids of a model trained on objects "
-            "need whole slices",
-            ("write its classes", "semantic"),
-            subject="dask",
-        )
     if is_volume_model(models[0]):
         check_block_depth(config.block_depth, config.tile_depth)
     files = [model_file(p) for p in paths]
@@ -283,6 +276,7 @@ def _predict_with_dask(
             overwrite,
             on_event,
             local_threads(address),
+            objects,
         )
 
 
