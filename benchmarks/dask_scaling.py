@@ -96,7 +96,7 @@ def single_process(model: Path, store: Path, out: Path) -> dict:
     args = ["predict", "--model", str(model), "--out", str(out.with_name(out.name + "_cli")), str(store)]
     report = (  # the child's own peak (a child's ru_maxrss would count this process's memory too)
         "import sys; from napari_unetseg.cli import main; "
-        "from napari_unetseg.core.distributed import peak_memory; "
+        "from napari_unetseg.core.block_tasks import peak_memory; "
         f"code = main({args!r}); print('PEAK', peak_memory()); sys.exit(code)"
     )
     proc = subprocess.run([sys.executable, "-c", report], check=True, capture_output=True, text=True)
