@@ -8,35 +8,13 @@ import tifffile
 import zarr
 
 from napari_unetseg.cli import main
-from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.zarr_io import open_zarr
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A small 2D U-Net trained on the sample (120 steps: enough to find the nuclei)."""
-    folder = tmp_path_factory.mktemp("zarr_model")
-    sample = make_sample(n_slices=3, size=96, painted_slices=2, seed=2)
-    for name in ("image", "strokes"):
-        tifffile.imwrite(
-            folder / f"{name}.tif", getattr(sample, name), metadata={"axes": "ZYX"}, photometric="minisblack"
-        )
-    args = ["train", "--images", str(folder / "image.tif"), "--labels", str(folder / "strokes.tif")]
-    args += ["--out", str(folder / "run"), "--steps", "120", "--patch-size", "64", "--batch-size", "4"]
-    args += [
-        "--depth",
-        "2",
-        "--base-channels",
-        "8",
-        "--device",
-        "cpu",
-        "--class-names",
-        "background,nucleus",
-        "--lr",
-        "0.005",
-    ]
-    assert main(args) == 0
-    return folder / "run" / "model.pt", sample.image
+def model(nuclei_model):
+    """A small 2D U-Net that finds the sample's nuclei, and its (3, 96, 96) training image."""
+    return nuclei_model
 
 
 def write_ome_zarr(path, image, axes, version, scale):

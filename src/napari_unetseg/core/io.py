@@ -98,15 +98,20 @@ def _normalise_tiff_axes(axes: str, shape: tuple[int, ...]) -> str | None:
 
 
 @contextlib.contextmanager
-def _quiet_tifffile():
-    """Silence tifffile's log lines about damaged tags: the error message says it all."""
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+def quiet_logger(name: str, level: int = logging.CRITICAL):
+    """Silence a library's log lines below ``level`` for a while (tifffile's about damaged
+    tags, ome-zarr-py's format guesses): the error message says it all."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(before)
+
+
+def _quiet_tifffile():
+    return quiet_logger("tifffile")
 
 
 def check_output_folder(folder: str | os.PathLike, option: str = "out") -> Path:

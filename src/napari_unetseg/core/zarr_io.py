@@ -13,7 +13,6 @@ a store under the final name is always a finished one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.io import StackLayout, validate_axes
+from napari_unetseg.core.io import StackLayout, quiet_logger, validate_axes
 
 _LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 _KINDS = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
@@ -60,16 +59,9 @@ class ZarrImage:
         return self.levels[0]
 
 
-@contextlib.contextmanager
 def quiet():
     """ome-zarr-py logs its format guesses ("version mismatch ...") at warning level."""
-    logger = logging.getLogger("ome_zarr")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quiet_logger("ome_zarr", logging.ERROR)
 
 
 def open_zarr(path: str | os.PathLike, axes: str | None = None) -> ZarrImage:
