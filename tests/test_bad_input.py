@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.workflows import (
     evaluate_files,
     evaluate_object_files,
+    export_file,
     measure_file,
     predict_files,
     prune_file,
@@ -121,6 +123,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     train_from_files([f["stack8"]], [f["stack8_strokes"]], d / "run3d", model_options=model3d,
                      train_options={**FAST, "patch_depth": 4})  # fmt: skip
     f["model3d"] = d / "run3d" / "model.pt"
+    f["foreign"] = d / "foreign.zip"  # a bioimage.io package another tool made
+    with zipfile.ZipFile(f["foreign"], "w") as archive:
+        archive.writestr("rdf.yaml", "type: model\nweights:\n  torchscript:\n    source: weights.pt\n")
     f["existing_out"] = d / "existing_out"
     f["existing_out"].mkdir()
     _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
@@ -231,6 +236,13 @@ CASES = [
                                config=PredictConfig(block_depth=8, tile_depth=16)),
          "thinner than the 3D model's",
          "make them thicker (--block-depth) or use thinner tiles (--tile-depth)"),
+    Case("bioimage.io package not exported by napari-unetseg", _swap(PREDICT, "{model}", "{foreign}"),
+         lambda f, o: _predict(f, o, model="foreign"), "was not exported by napari-unetseg"),
+    Case("export to a name that is not .zip", ["export", "{model}", "{out}/model.tif"],
+         lambda f, o: export_file(f["model"], o / "model.tif"), "is not a .zip file name", "(OUT.zip)"),
+    Case("export sample of other channels", ["export", "{model}", "{out}/model.zip", "--sample", "{rgb}"],
+         lambda f, o: export_file(f["model"], o / "model.zip", f["rgb"]), "the model takes 1 channel(s)",
+         "(--sample)"),
     Case("no output given", ["predict", "--model", "{model}", "{image}"],
          lambda f, o: predict_files(f["model"], [f["image"]], None), "no output is given",
          "(--out) or a name for labels inside OME-Zarr inputs (--label-name)"),

@@ -19,6 +19,8 @@ from dataclasses import fields
 from typing import Any
 
 from napari_unetseg import __version__
+from napari_unetseg.cli._parsing import finish as _finish
+from napari_unetseg.cli.exchange import add_export
 from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import AdvancedOptions, ModelSpec, PredictConfig, TrainConfig, defaults
 from napari_unetseg.core.errors import UserInputError
@@ -27,20 +29,6 @@ MODEL = defaults(ModelSpec)
 TRAIN = defaults(TrainConfig)
 PREDICT = defaults(PredictConfig)
 MODEL_FLAGS = ("depth", "base_channels", "norm", "upsample", "deep_supervision", "anisotropy")
-
-
-def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Option key (the argument's ``dest``) -> its flag(s), for error messages."""
-    names: dict[str, str] = {}
-    for action in parser._actions:  # argparse keeps no public list of a parser's arguments
-        if action.option_strings and action.dest != "help":
-            flag = max(action.option_strings, key=len)
-            names[action.dest] = f"{names[action.dest]}/{flag}" if action.dest in names else flag
-    return names
-
-
-def _finish(p: argparse.ArgumentParser, func) -> None:
-    p.set_defaults(func=func, flag_names=_flag_names(p))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -316,7 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_predict, _add_evaluate, _add_measure, _add_prune, _add_demo, _add_models):
+    commands = (
+        _add_train,
+        _add_predict,
+        _add_evaluate,
+        _add_measure,
+        _add_prune,
+        add_export,
+        _add_demo,
+        _add_models,
+    )
+    for add in commands:
         add(sub)
     return parser
 

@@ -132,7 +132,13 @@ def load_torch_safely(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Load a model file into a :class:`LoadedModel` on ``device`` in eval mode."""
+    """Load a model file (or a run folder's, or a bioimage.io package that napari-unetseg
+    exported: :mod:`~napari_unetseg.core.bioimageio`) into a :class:`LoadedModel` on
+    ``device`` in eval mode."""
+    from napari_unetseg.core.bioimageio import is_package, load_package
+
+    if is_package(path):
+        return load_package(path, device)
     return model_from_payload(load_torch_safely(path), path, device)
 
 

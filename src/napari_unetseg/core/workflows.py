@@ -280,6 +280,28 @@ def _predict_with_dask(
         )
 
 
+def export_file(
+    model_path: str | Path,
+    out: str | Path,
+    sample: str | Path | None = None,
+    axes: str | None = None,
+    authors: Sequence[str] = (),
+    overwrite: bool = False,
+) -> Path:
+    """``unetseg export``: the model file as a bioimage.io package; ``sample`` (an image
+    file) gives the test input: its first slice, or its volume for 3D models."""
+    from napari_unetseg.core.bioimageio import export_package
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.prediction import is_volume_model
+
+    image = None
+    if sample is not None:
+        stack, _ = to_stack(*read_image(sample, axes))
+        volume = is_volume_model(load_model(model_path))
+        image = np.moveaxis(np.asarray(stack), 1, 0) if volume else np.asarray(stack[0])
+    return export_package(model_path, out, image, overwrite, tuple(authors))
+
+
 def prune_file(model_path: str | Path, head: int, out: str | Path, overwrite: bool = False) -> Path:
     """``unetseg prune``: save a UNet++ model file cut down to head ``L{head}``."""
     from napari_unetseg.core.checkpoint import load_model, pruned, save_model

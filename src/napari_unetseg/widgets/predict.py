@@ -57,7 +57,7 @@ class PredictWidget(LayerDock):
     def __init__(self, napari_viewer) -> None:
         self._source = ComboBox(label="Model", choices=SOURCES, value="session")
         # one file, or several (an ensemble: their class probabilities are averaged)
-        self._model_file = FileEdit(label="Model file(s)", mode="rm", filter="*.pt", value="")
+        self._model_file = FileEdit(label="Model file(s)", mode="rm", filter="*.pt *.zip", value="")
         self._model_info = Label(label="")
         self._head = ComboBox(label="UNet++ head", choices=[("as trained", 0)], value=0, visible=False)
         self._images = image_select(napari_viewer, "Image(s)")

@@ -97,7 +97,7 @@ class TrainWidget(LayerDock):
         self._seed.tooltip = SEED_TIP
         self._tries = SpinBox(label="Tries", value=TRAIN["tries"], min=1, max=MAX_TRIES)
         self._tries.tooltip = TRIES_TIP
-        self._init = FileEdit(label="Start from", mode="r", filter="*.pt", value="")
+        self._init = FileEdit(label="Start from", mode="r", filter="*.pt *.zip", value="")
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
         self._unpainted = CheckBox(label="Learn from unpainted pixels", value=TRAIN["learn_unpainted"])
         self._unpainted.tooltip = UNPAINTED_TIP
@@ -107,6 +107,7 @@ class TrainWidget(LayerDock):
         self._stop = PushButton(text="Stop", enabled=False)
         self._resume = PushButton(text="Resume", enabled=False)
         self._save = PushButton(text="Save model as...", enabled=False)
+        self._export = PushButton(text="Export for bioimage.io...", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
         self._status = status_label("Paint a few strokes per class, then Start.")
         self._view = TrainProgress(self._progress, self._status)
@@ -122,7 +123,8 @@ class TrainWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._image, self._labels_layer, self._mode, self._objects, self._model, self._steps,
-                self._unpainted, self._preview, buttons, self._progress, self._status, self._save,
+                self._unpainted, self._preview, buttons, self._progress, self._status,
+                Container(widgets=[self._save, self._export], layout="horizontal", labels=False),
             ],
         )  # fmt: skip
         self._add_folded("Advanced", self.advanced, position=8)
@@ -153,6 +155,7 @@ class TrainWidget(LayerDock):
         self._resume.changed.connect(lambda: self.start(resume=True))
         self._stop.changed.connect(self.stop)
         self._save.changed.connect(self._save_dialog)
+        self._export.changed.connect(self._export_dialog)
         self._preview.changed.connect(lambda: self._send_preview_slice())
         napari_viewer.dims.events.current_step.connect(self._send_preview_slice)
         self._strokes = StrokeFollower(self._send_strokes)
@@ -301,7 +304,7 @@ class TrainWidget(LayerDock):
         self._start.enabled = not running
         self._stop.enabled = running
         self._resume.enabled = not running and self._run_path is not None
-        self._save.enabled = not running and self._result is not None
+        self._save.enabled = self._export.enabled = not running and self._result is not None
 
     # -- events (main thread) -----------------------------------------------------------
 
@@ -440,6 +443,22 @@ class TrainWidget(LayerDock):
         if saved is not None:
             self._status.value = f"Model saved to {saved}"
         return saved
+
+    def export_to(self, path: str | Path, overwrite: bool = False):
+        """Export the trained model as a bioimage.io package at ``path`` in a worker thread
+        (the status line says when it is written); returns the worker."""
+        from napari_unetseg.widgets._export import export_in_worker
+
+        self._start.enabled = self._save.enabled = self._export.enabled = False
+        self.worker = export_in_worker(
+            self._result.loaded, path, overwrite, self, self._status, lambda: self._set_running(False)
+        )
+        return self.worker
+
+    def _export_dialog(self) -> None:
+        path = self._ask_save_path("Export for bioimage.io", "model.zip", "bioimage.io packages (*.zip)")
+        if path:
+            self.export_to(path, overwrite=True)
 
     def _save_dialog(self) -> None:
         path = self._ask_save_path("Save model", "model.pt", "Model files (*.pt)")

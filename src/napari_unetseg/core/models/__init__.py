@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,109 +21,104 @@ from napari_unetseg.core.models.unetplusplus import UNetPlusPlus
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered architecture.
+    """One registered architecture: its network class and the keyword arguments a
+    :class:`ModelSpec` gives it (``arguments(spec)``: plain values, as a bioimage.io
+    architecture description holds them).
 
     ``options`` names the :class:`ModelSpec` fields beyond channels and classes that
     the architecture uses; the others are ignored (FCN and DeepLab v3+ have a fixed
     depth, for instance).
     """
 
-    build: Callable[[ModelSpec], SegmentationModel]
+    network: type[SegmentationModel]
+    arguments: Callable[[ModelSpec], dict[str, Any]]
     description: str
     options: tuple[str, ...] = ("base_channels", "norm")
     spatial_dims: int = 2
 
-
-def _build_unet(spec: ModelSpec, dims: int = 2) -> UNet:
-    return UNet(
-        spec.in_channels,
-        spec.num_classes,
-        depth=spec.depth,
-        base_channels=spec.base_channels,
-        norm=spec.norm,
-        upsample=spec.upsample,
-        spatial_dims=dims,
-        anisotropy=spec.anisotropy,
-    )
+    def build(self, spec: ModelSpec) -> SegmentationModel:
+        return self.network(**self.arguments(spec))
 
 
-def _build_unetplusplus(spec: ModelSpec, dims: int = 2) -> UNetPlusPlus:
-    return UNetPlusPlus(
-        spec.in_channels,
-        spec.num_classes,
-        depth=spec.depth,
-        base_channels=spec.base_channels,
-        norm=spec.norm,
-        deep_supervision=spec.deep_supervision,
-        head=spec.head,
-        spatial_dims=dims,
-        anisotropy=spec.anisotropy,
-    )
+def _unet(dims: int) -> Callable[[ModelSpec], dict[str, Any]]:
+    def arguments(spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "in_channels": spec.in_channels, "num_classes": spec.num_classes, "depth": spec.depth,
+            "base_channels": spec.base_channels, "norm": spec.norm, "upsample": spec.upsample,
+            "spatial_dims": dims, "anisotropy": spec.anisotropy,
+        }  # fmt: skip
+
+    return arguments
 
 
-def _build_unet3plus(spec: ModelSpec) -> UNet3Plus:
-    return UNet3Plus(
-        spec.in_channels,
-        spec.num_classes,
-        depth=spec.depth,
-        base_channels=spec.base_channels,
-        norm=spec.norm,
-        deep_supervision=spec.deep_supervision,
-    )
+def _unetplusplus(dims: int) -> Callable[[ModelSpec], dict[str, Any]]:
+    def arguments(spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "in_channels": spec.in_channels, "num_classes": spec.num_classes, "depth": spec.depth,
+            "base_channels": spec.base_channels, "norm": spec.norm, "deep_supervision": spec.deep_supervision,
+            "head": spec.head, "spatial_dims": dims, "anisotropy": spec.anisotropy,
+        }  # fmt: skip
+
+    return arguments
 
 
-def _fcn_builder(variant: str) -> Callable[[ModelSpec], FCN]:
-    def build(spec: ModelSpec) -> FCN:
-        return FCN(spec.in_channels, spec.num_classes, variant, spec.base_channels, spec.norm)
+def _unet3plus(spec: ModelSpec) -> dict[str, Any]:
+    return {
+        "in_channels": spec.in_channels, "num_classes": spec.num_classes, "depth": spec.depth,
+        "base_channels": spec.base_channels, "norm": spec.norm, "deep_supervision": spec.deep_supervision,
+    }  # fmt: skip
 
-    return build
+
+def _fcn(variant: str) -> Callable[[ModelSpec], dict[str, Any]]:
+    def arguments(spec: ModelSpec) -> dict[str, Any]:
+        return {"in_channels": spec.in_channels, "num_classes": spec.num_classes, "variant": variant,
+                "base_channels": spec.base_channels, "norm": spec.norm}  # fmt: skip
+
+    return arguments
 
 
-def _build_deeplab(spec: ModelSpec) -> DeepLabV3Plus:
-    return DeepLabV3Plus(spec.in_channels, spec.num_classes, spec.base_channels, spec.norm)
+def _deeplab(spec: ModelSpec) -> dict[str, Any]:
+    return {"in_channels": spec.in_channels, "num_classes": spec.num_classes,
+            "base_channels": spec.base_channels, "norm": spec.norm}  # fmt: skip
 
 
 MODELS: dict[str, ModelEntry] = {
     "unet": ModelEntry(
-        _build_unet,
-        "U-Net: encoder-decoder with concatenated skips (2015)",
+        UNet, _unet(2), "U-Net: encoder-decoder with concatenated skips (2015)",
         ("depth", "base_channels", "norm", "upsample"),
     ),
     "unetplusplus": ModelEntry(
-        _build_unetplusplus,
+        UNetPlusPlus, _unetplusplus(2),
         "UNet++: nested dense skips, deep supervision, prunable heads L1..L4 (2018)",
         ("depth", "base_channels", "norm", "deep_supervision", "head"),
     ),
     "unet3plus": ModelEntry(
-        _build_unet3plus,
-        "UNet 3+: full-scale skips and full-scale deep supervision (2020)",
+        UNet3Plus, _unet3plus, "UNet 3+: full-scale skips and full-scale deep supervision (2020)",
         ("depth", "base_channels", "norm", "deep_supervision"),
     ),
     "fcn8s": ModelEntry(
-        _fcn_builder("fcn8s"), "FCN-8s: VGG-16 fully convolutional, pool3+pool4 scores summed (2015)"
+        FCN, _fcn("fcn8s"), "FCN-8s: VGG-16 fully convolutional, pool3+pool4 scores summed (2015)"
     ),
     "fcn16s": ModelEntry(
-        _fcn_builder("fcn16s"), "FCN-16s: VGG-16 fully convolutional, pool4 scores summed (2015)"
+        FCN, _fcn("fcn16s"), "FCN-16s: VGG-16 fully convolutional, pool4 scores summed (2015)"
     ),
     "fcn32s": ModelEntry(
-        _fcn_builder("fcn32s"), "FCN-32s: VGG-16 fully convolutional, one 32x up-sampling (2015)"
+        FCN, _fcn("fcn32s"), "FCN-32s: VGG-16 fully convolutional, one 32x up-sampling (2015)"
     ),
     "deeplabv3plus": ModelEntry(
-        _build_deeplab, "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)"
+        DeepLabV3Plus, _deeplab,
+        "DeepLab v3+: atrous ResNet-18 encoder (stride 16), ASPP 6/12/18, decoder (2018)",
     ),
     "unet3d": ModelEntry(
-        lambda spec: _build_unet(spec, 3),
-        "3D U-Net: volumes (Z, Y, X), anisotropic pooling for coarse z steps (2016)",
-        ("depth", "base_channels", "norm", "upsample", "anisotropy"),
-        spatial_dims=3,
+        UNet, _unet(3), "3D U-Net: volumes (Z, Y, X), anisotropic pooling for coarse z steps (2016)",
+        ("depth", "base_channels", "norm", "upsample", "anisotropy"), spatial_dims=3,
     ),
     "unetplusplus3d": ModelEntry(
-        lambda spec: _build_unetplusplus(spec, 3),
+        UNetPlusPlus, _unetplusplus(3),
         "3D UNet++: volumes (Z, Y, X), nested skips, deep supervision, anisotropic pooling",
-        ("depth", "base_channels", "norm", "deep_supervision", "head", "anisotropy"),
-        spatial_dims=3,
+        ("depth", "base_channels", "norm", "deep_supervision", "head", "anisotropy"), spatial_dims=3,
     ),
-}
+}  # fmt: skip
 
 
 def available_models() -> dict[str, str]:
