@@ -126,6 +126,8 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     f["foreign"] = d / "foreign.zip"  # a bioimage.io package another tool made
     with zipfile.ZipFile(f["foreign"], "w") as archive:
         archive.writestr("rdf.yaml", "type: model\nweights:\n  torchscript:\n    source: weights.pt\n")
+    f["damaged_zip"] = d / "damaged.zip"  # a package cut short in a download
+    f["damaged_zip"].write_bytes(f["model"].read_bytes()[:3000])
     f["existing_out"] = d / "existing_out"
     f["existing_out"].mkdir()
     _tif(f["existing_out"] / "image.tif", np.zeros((2, 64, 64), np.uint8), "ZYX")
@@ -238,6 +240,8 @@ CASES = [
          "make them thicker (--block-depth) or use thinner tiles (--tile-depth)"),
     Case("bioimage.io package not exported by napari-unetseg", _swap(PREDICT, "{model}", "{foreign}"),
          lambda f, o: _predict(f, o, model="foreign"), "was not exported by napari-unetseg"),
+    Case("damaged model package (a truncated zip)", _swap(PREDICT, "{model}", "{damaged_zip}"),
+         lambda f, o: _predict(f, o, model="damaged_zip"), "is damaged or truncated"),
     Case("export to a name that is not .zip", ["export", "{model}", "{out}/model.tif"],
          lambda f, o: export_file(f["model"], o / "model.tif"), "is not a .zip file name", "(OUT.zip)"),
     Case("export sample of other channels", ["export", "{model}", "{out}/model.zip", "--sample", "{rgb}"],
