@@ -166,6 +166,34 @@ def test_finetune_new_head_when_classes_differ(tmp_path):
     assert delta < 0.1
 
 
+def test_a_fine_tuned_head_keeps_the_rows_of_the_classes_it_knows(tmp_path):
+    """Starting from a model with named classes: a class of the same name keeps its row of
+    the head (whatever its label value), a class of a new name starts afresh."""
+    image, labels = blobs()
+    train(
+        [image],
+        [labels],
+        SPEC,
+        cfg(steps=3),
+        RunOptions(run_dir=tmp_path / "base"),
+        class_names=["background", "spot"],
+    )
+    base = load_model(tmp_path / "base" / "model.pt").model.state_dict()
+    head = [k for k in base if k.startswith("head.")]
+    assert head
+    init = RunOptions(init=tmp_path / "base" / "model.pt")
+    swapped = np.where(labels == 1, 2, 1).astype(labels.dtype)  # the user numbers the classes the other way
+    trainer = Trainer([image], [swapped], SPEC, cfg(steps=1), init, class_names=["spot", "background"])
+    new = trainer.model.state_dict()
+    for key in head:
+        assert torch.equal(new[key][0], base[key][1]) and torch.equal(new[key][1], base[key][0])
+    other = Trainer(
+        [image], [swapped], SPEC, cfg(steps=1), init, class_names=["cell", "background"]
+    ).model.state_dict()
+    for key in head:
+        assert torch.equal(other[key][1], base[key][0]) and not torch.equal(other[key][0], base[key][1])
+
+
 def test_validation_on_held_out_slices():
     image, labels = blobs(n=5)
     events = []

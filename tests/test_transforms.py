@@ -74,3 +74,18 @@ def test_zoom_grid_scales_about_the_centre_within_its_range():
     assert min(areas) < 0.5 * float(disk.sum()) < 2 * float(disk.sum()) < max(areas)  # both ways
     a = random_zoom_grid(3, 16, 16, 2.0, torch.Generator().manual_seed(5))
     assert torch.equal(a, random_zoom_grid(3, 16, 16, 2.0, torch.Generator().manual_seed(5)))
+
+
+def test_zoom_scales_image_and_labels_together():
+    from napari_unetseg.core.transforms import augment
+
+    generator = torch.Generator().manual_seed(3)
+    images = torch.zeros(6, 1, 64, 64)
+    images[:, :, 24:40, 24:40] = 1.0  # a 16 px square in the middle
+    targets = (images[:, 0] > 0.5).long()
+    out, labels = augment(images, targets, generator, zoom=2.0)
+    areas = (labels == 1).sum(dim=(1, 2)).float()
+    assert areas.min() < 0.8 * 256 or areas.max() > 1.25 * 256  # zoomed in or out
+    low, high = out[:, 0].amin(dim=(1, 2), keepdim=True), out[:, 0].amax(dim=(1, 2), keepdim=True)
+    bright = out[:, 0] > (low + high) / 2
+    assert ((bright == (labels == 1)).float().mean() > 0.97).item()  # the labels follow the image

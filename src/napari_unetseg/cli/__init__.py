@@ -20,7 +20,7 @@ from typing import Any
 
 from napari_unetseg import __version__
 from napari_unetseg.cli._parsing import finish as _finish
-from napari_unetseg.cli.exchange import add_export
+from napari_unetseg.cli.exchange import add_export, add_starters
 from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import AdvancedOptions, ModelSpec, PredictConfig, TrainConfig, defaults
 from napari_unetseg.core.errors import UserInputError
@@ -311,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_measure,
         _add_prune,
         add_export,
+        add_starters,
         _add_demo,
         _add_models,
     )

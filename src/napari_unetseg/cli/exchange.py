@@ -1,4 +1,5 @@
-"""``unetseg export``: a model file as a bioimage.io model package."""
+"""``unetseg export`` (a model file as a bioimage.io model package) and ``unetseg starters``
+(the starter models shipped in the package)."""
 
 from __future__ import annotations
 
@@ -30,4 +31,27 @@ def _run_export(args: argparse.Namespace) -> int:
     from napari_unetseg.core.workflows import export_file
 
     print(export_file(args.model, args.out, args.sample, args.axes, tuple(args.author or ()), args.overwrite))
+    return 0
+
+
+def add_starters(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "starters",
+        help="list the starter models shipped in the package",
+        description="Starter models to fine-tune from: unetseg train --init starter:NAME (their model "
+        "cards, with data, licence, citation and scores, are the .md files beside them).",
+    )
+    finish(p, _run_starters)
+
+
+def _run_starters(args: argparse.Namespace) -> int:
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.starters import PREFIX, available
+
+    for starter in available().values():
+        loaded = load_model(starter.path)
+        classes = ", ".join(f"{v} {n}" for v, n in zip(loaded.class_values, loaded.class_names))
+        size = starter.path.stat().st_size / 2**20
+        print(f"{PREFIX}{starter.name:<16} {starter.description}")
+        print(f"{'':<24} {loaded.spec.name}, classes {classes}; {size:.1f} MB; card {starter.card}")
     return 0

@@ -97,8 +97,11 @@ def save_model(loaded: LoadedModel, path: str | Path) -> Path:
 
 
 def model_file(path: str | Path) -> Path:
-    """The model file a path names: itself, or a run folder's ``model.pt``."""
-    path = Path(path)
+    """The model file a path names: itself, a run folder's ``model.pt``, or a shipped
+    starter's (``starter:NAME``, :mod:`~napari_unetseg.core.starters`)."""
+    from napari_unetseg.core.starters import resolve
+
+    path = resolve(path)
     if path.is_dir():
         candidate = path / "model.pt"
         if not candidate.is_file():

@@ -153,6 +153,9 @@ class AdvancedOptions(_ConfigMixin):
         Random flips/rot90s and contrast/brightness jitter of every batch.
     deform : bool
         Also a random rotation, scaling and elastic warp of 2D batches.
+    zoom : float
+        Also a random zoom of each 2D patch, log-uniform in [1/zoom, zoom] (1 = off): the
+        starter models' training (``scripts/train_starters.py``), to see objects at many sizes.
     dice_weight : float
         Weight of the soft Dice term beside the cross-entropy.
     class_balance : bool or None
@@ -176,6 +179,7 @@ class AdvancedOptions(_ConfigMixin):
     weight_decay: float = 1e-4
     augment: bool = True
     deform: bool = False
+    zoom: float = 1.0
     dice_weight: float = 1.0
     class_balance: bool | None = None
     labelled_sampling: float = 0.9
@@ -194,6 +198,7 @@ class AdvancedOptions(_ConfigMixin):
         _check_positive("smoothness_sigma", self.smoothness_sigma, 1e-6)
         _check_positive("consistency_weight", self.consistency_weight, 0)
         _check_positive("consistency_zoom", self.consistency_zoom, 1)
+        _check_positive("zoom", self.zoom, 1)
         if self.try_steps is not None:
             _check_positive("try_steps", self.try_steps)
 

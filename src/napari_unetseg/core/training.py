@@ -49,6 +49,7 @@ from napari_unetseg.core.tiler import Tiler, smaller_batch
 from napari_unetseg.core.training_setup import (
     build_network,
     check_3d,
+    head_rows,
     lr_factor,
     prepare_data,
     starting_point,
@@ -143,8 +144,8 @@ class Trainer:
                 "resume cannot add classes", ("fine-tune from its model file instead", "init")
             )
         self.normalization = self.spec.normalization
-        keep_head = run.resume or base is None or base.class_values == self.class_values
-        network = build_network(self.spec, self.config.seed, base, keep_head, self.device)
+        rows = None if run.resume or base is None else head_rows(base, self.class_values, self.class_names)
+        network = build_network(self.spec, self.config.seed, base, rows, self.device)
         self.model, self.memory_format = network
         check_3d(self.model, self.spec, images, self.config)
         # patches, flips: the run's own (each rank of a torchrun run its own, rank 0 the run's seed)
@@ -319,7 +320,7 @@ class Trainer:
         advanced = self.config.advanced
         x, y = self.sampler.sample(batch_size)
         if advanced.augment:
-            x, y = augment(x, y, self.generator, advanced.deform)
+            x, y = augment(x, y, self.generator, advanced.deform, advanced.zoom)
         turn, grid, weight = 0, None, self.config.consistency_weight()
         if weight:  # a second, turned, zoomed and jittered view of the batch
             turn, grid, second = second_view(x, advanced.consistency_zoom, self.generator)

@@ -42,25 +42,64 @@ def starting_point(run: RunOptions, folder: RunFolder | None) -> tuple[LoadedMod
     return (load_model(run.init) if run.init is not None else None), None
 
 
+def head_rows(base: LoadedModel, values: Sequence[int], names: Sequence[str]) -> list[int | None] | None:
+    """For each class of a run that starts from ``base``, the row of ``base``'s head that
+    already scores it: the base class of the same name (when both are named), else of the
+    same label value; ``None`` where ``base`` has no such class. ``None`` for all of it when
+    the classes are the base's, in its order (its head is kept as it is)."""
+    by_name = {n.lower(): i for i, n in enumerate(base.class_names) if n}
+    by_value = {int(v): i for i, v in enumerate(base.class_values)}
+    rows = []
+    for value, name in zip(values, names or [""] * len(values)):
+        rows.append(by_name.get(name.lower()) if name and by_name else by_value.get(int(value)))
+    return None if rows == list(range(len(base.class_values))) else rows
+
+
 def build_network(
-    spec: ModelSpec, seed: int, base: LoadedModel | None, keep_head: bool, device: torch.device
+    spec: ModelSpec,
+    seed: int,
+    base: LoadedModel | None,
+    rows: Sequence[int | None] | None,
+    device: torch.device,
 ) -> tuple[torch.nn.Module, torch.memory_format]:
     """The network of ``spec`` (initialised from ``seed``, then with the weights of ``base``
-    that fit; without its head when ``keep_head`` is false: fine-tuning on other classes),
-    on ``device``, and the memory format its convolutions run fastest in."""
+    that fit), on ``device``, and the memory format its convolutions run fastest in.
+
+    ``rows`` (:func:`head_rows`) adapts ``base``'s head to other classes: class ``i`` of
+    the new head takes row ``rows[i]`` of the old one (a class of the same name: fine-tuning
+    keeps what the head knew of it) or starts from ``seed``'s initialisation (``None``).
+    ``rows=None`` keeps the head as it is."""
     torch.manual_seed(seed)
     model = build_model(spec)
     if base is not None:
         state = base.model.state_dict()
-        if not keep_head:
-            new_head = tuple(f"{name}." for name in model.class_layers)
-            state = {k: v for k, v in state.items() if not k.startswith(new_head)}
+        if rows is not None:
+            head = tuple(f"{name}." for name in model.class_layers)
+            old_head = {k: v for k, v in state.items() if k.startswith(head)}
+            state = {k: v for k, v in state.items() if not k.startswith(head)}
+            _adapt_head(model, old_head, rows, len(base.class_values))
         load_matching_weights(model, state)
     model.to(device)
     memory_format = channels_last_format(model)
     if device.type == "cpu":
         model.to(memory_format=memory_format)
     return model, memory_format
+
+
+def _adapt_head(model: torch.nn.Module, old: dict[str, torch.Tensor], rows, old_classes: int) -> None:
+    """Copy the old head's rows into the new head's classes that have one. Heads whose
+    tensors carry the classes elsewhere than in their first axis (FCN's class-to-class
+    up-sampling) start afresh."""
+    new = model.state_dict()
+    if any(k not in new or v.shape[0] != old_classes or (v.ndim > 1 and v.shape[1] == old_classes)
+           for k, v in old.items()):  # fmt: skip
+        return
+    with torch.no_grad():
+        for key, tensor in old.items():
+            for i, row in enumerate(rows):
+                if row is not None:
+                    new[key][i] = tensor[row]
+    model.load_state_dict(new)
 
 
 def check_3d(

@@ -116,16 +116,28 @@ def random_deformation(
 
 
 def augment(
-    images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, deform: bool = False
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    generator: torch.Generator,
+    deform: bool = False,
+    zoom: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The training augmentation of a batch: a flip/rot90 per sample (and a z flip in 3D),
-    contrast/brightness jitter, and with ``deform`` the geometric warp of 2D batches."""
+    contrast/brightness jitter, with ``deform`` the geometric warp of 2D batches, and with
+    ``zoom`` > 1 a random zoom of each 2D sample in [1/zoom, zoom]."""
     images, targets = random_dihedral(images, targets, generator)
     if images.ndim == 5:
         images, targets = random_z_flip(images, targets, generator)
     images = random_intensity(images, generator)
     if deform:
         images, targets = random_deformation(images, targets, generator)
+    if zoom > 1 and images.ndim == 4:
+        b, _, h, w = images.shape
+        grid = random_zoom_grid(b, h, w, zoom, generator).to(device=images.device, dtype=images.dtype)
+        images = warp(images, grid)
+        labels = F.grid_sample(targets[:, None].to(images.dtype), grid, mode="nearest",
+                               padding_mode="reflection", align_corners=False)  # fmt: skip
+        targets = labels[:, 0].round().to(targets.dtype)
     return images, targets
 
 

@@ -44,3 +44,18 @@ def model_choices(width: int, depth: int) -> list[tuple[str, str]]:
     """Every architecture, labelled with its size at ``width`` and ``depth``."""
     spec = ModelSpec(depth=depth, base_channels=width)
     return [(f"{name}  ({parameter_count(spec.replace(name=name)) / 1e6:.1f} M)", name) for name in MODELS]
+
+
+START_TIP = (
+    "Random weights, a starter model shipped with the plugin (trained on many images of one kind: "
+    "fine-tuning from it needs fewer steps; see each starter's card), or a model file of yours. "
+    "Classes of the same name keep what the model knew of them."
+)
+
+
+def start_choices() -> list[tuple[str, str]]:
+    """The Train dock's "Start from" choices: (label, value) with the starters by name."""
+    from napari_unetseg.core.starters import PREFIX, available
+
+    starters = [(f"starter {s.name}: {s.description}", f"{PREFIX}{s.name}") for s in available().values()]
+    return [("random weights", ""), *starters, ("a model file...", "file")]

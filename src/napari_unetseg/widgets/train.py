@@ -62,11 +62,13 @@ from napari_unetseg.widgets._train_options import (
     MODEL,
     OBJECTS_TIP,
     SEED_TIP,
+    START_TIP,
     TRAIN,
     TRIES_TIP,
     UNPAINTED_TIP,
     WIDTHS,
     model_choices,
+    start_choices,
     z_step,
 )
 from napari_unetseg.widgets._train_progress import MAX_TRIES, TrainProgress
@@ -97,7 +99,9 @@ class TrainWidget(LayerDock):
         self._seed.tooltip = SEED_TIP
         self._tries = SpinBox(label="Tries", value=TRAIN["tries"], min=1, max=MAX_TRIES)
         self._tries.tooltip = TRIES_TIP
-        self._init = FileEdit(label="Start from", mode="r", filter="*.pt *.zip", value="")
+        self._start_from = ComboBox(label="Start from", choices=start_choices(), value="")
+        self._start_from.tooltip = START_TIP
+        self._init = FileEdit(label="Model file", mode="r", filter="*.pt *.zip", value="", visible=False)
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
         self._unpainted = CheckBox(label="Learn from unpainted pixels", value=TRAIN["learn_unpainted"])
         self._unpainted.tooltip = UNPAINTED_TIP
@@ -117,17 +121,18 @@ class TrainWidget(LayerDock):
         )
         self.advanced = Container(
             widgets=[self._width, self._depth, self._size, self._patch, self._batch, self._lr,
-                     self._seed, self._tries, self._init, self._run_dir, self._device],
+                     self._seed, self._tries, self._run_dir, self._device],
         )  # fmt: skip
         super().__init__(
             napari_viewer,
             widgets=[
-                self._image, self._labels_layer, self._mode, self._objects, self._model, self._steps,
+                self._image, self._labels_layer, self._mode, self._objects, self._model, self._start_from,
+                self._init, self._steps,
                 self._unpainted, self._preview, buttons, self._progress, self._status,
                 Container(widgets=[self._save, self._export], layout="horizontal", labels=False),
             ],
         )  # fmt: skip
-        self._add_folded("Advanced", self.advanced, position=8)
+        self._add_folded("Advanced", self.advanced, position=10)
         self.native.layout().addWidget(self.loss_plot)
         self.native.layout().addWidget(self.dice_plot)
         self._end_layout()
@@ -139,7 +144,7 @@ class TrainWidget(LayerDock):
                               "objects": self._objects}  # fmt: skip
         # ... and what messages call the options (option key -> control)
         self.controls = {**self._train_fields, "model": self._model, "base_channels": self._width,
-                         "depth": self._depth, "init": self._init, "out": self._run_dir,
+                         "depth": self._depth, "init": self._start_from, "out": self._run_dir,
                          "resume": self._resume}  # fmt: skip
         self.worker = None
         self._trainer = None
@@ -150,6 +155,9 @@ class TrainWidget(LayerDock):
         for widget in (self._model, self._width, self._depth):
             widget.changed.connect(self._update_size)
         self._mode.changed.connect(self._update_unpainted)
+        self._start_from.changed.connect(
+            lambda: setattr(self._init, "visible", self._start_from.value == "file")
+        )
         self._labels_layer.changed.connect(self._follow_layer_kind)
         self._start.changed.connect(lambda: self.start())
         self._resume.changed.connect(lambda: self.start(resume=True))
@@ -208,6 +216,16 @@ class TrainWidget(LayerDock):
         values["learn_unpainted"] = self._unpainted.enabled and self._unpainted.value
         return TrainConfig(**values)
 
+    def _starting_model(self) -> Path | str | None:
+        """What "Start from" chose: a starter (``starter:NAME``), a model file, or nothing."""
+        choice = self._start_from.value
+        if choice == "file":
+            path = self._optional_path(self._init.value)
+            if path is None:
+                raise UserInputError("is a model file: choose one", subject="init")
+            return path
+        return choice or None
+
     @staticmethod
     def _optional_path(value) -> Path | None:
         return None if str(value) in ("", ".") else Path(value)
@@ -262,7 +280,7 @@ class TrainWidget(LayerDock):
         run_dir = self._run_path if resume else self._new_run_dir()
         if MODELS[spec.name].spatial_dims == 3:  # voxel shape from the layer's scale (z, y, x)
             spec = spec.replace(anisotropy=z_step(images[0]))
-        init = None if resume else self._optional_path(self._init.value)
+        init = None if resume else self._starting_model()
         run = RunOptions(run_dir=run_dir, init=init, resume=resume)
         self._preview_source = (images, labels_layer)
 
