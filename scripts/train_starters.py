@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import numpy as np
 import tifffile
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("UNETSEG_DATA", ROOT.parent / "shared" / "data"))
 STARTERS = ROOT / "src" / "napari_unetseg" / "starters"
 
 
