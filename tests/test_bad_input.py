@@ -75,6 +75,7 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     f["tiny_labels"] = _tif(d / "tiny_labels.tif", tiny_labels, "YX")
     f["six_d"] = _tif(d / "six_d.tif", np.zeros((2, 2, 2, 2, 16, 16), np.uint8))
     f["rgb"] = _tif(d / "rgb.tif", np.zeros((64, 64, 3), np.uint8), "YXC")
+    f["rgb_stack"] = _tif(d / "rgb_stack.tif", np.repeat(sample.image[..., None], 3, axis=-1), "ZYXC")
     f["float_prediction"] = _tif(d / "float_prediction.tif", sample.truth.astype(np.float32) + 0.5, "ZYX")
     f["nuclei_mask"] = _tif(d / "nuclei_mask.tif", (sample.truth == 2).astype(np.uint8), "ZYX")
     f["huge_ids"] = _tif(d / "huge_ids.tif", (sample.truth == 2).astype(np.uint64) * 2**33, "ZYX")
@@ -242,6 +243,12 @@ CASES = [
          lambda f, o: _predict(f, o, model="foreign"), "was not exported by napari-unetseg"),
     Case("damaged model package (a truncated zip)", _swap(PREDICT, "{model}", "{damaged_zip}"),
          lambda f, o: _predict(f, o, model="damaged_zip"), "is damaged or truncated"),
+    Case("unknown starter model", [*TRAIN, "--init", "starter:mitochondria"],
+         lambda f, o: _train(f, o, init="starter:mitochondria"), "unknown starter 'mitochondria'"),
+    Case("model to start from with other channels", [*_swap(TRAIN, "{image}", "{rgb_stack}"),
+                                                     "--init", "{model}", "--axes", "ZYXC"],
+         lambda f, o: _train(f, o, images="rgb_stack", init=f["model"], axes="ZYXC"),
+         "takes 1 channel(s) but the images have 3", "(--init)"),
     Case("export to a name that is not .zip", ["export", "{model}", "{out}/model.tif"],
          lambda f, o: export_file(f["model"], o / "model.tif"), "is not a .zip file name", "(OUT.zip)"),
     Case("export sample of other channels", ["export", "{model}", "{out}/model.zip", "--sample", "{rgb}"],

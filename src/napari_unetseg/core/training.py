@@ -121,6 +121,13 @@ class Trainer:
         if self.folder is not None and not run.resume and not run.overwrite:
             self.folder.check_new()
         base, resume_state = starting_point(run, self.folder)
+        if base is not None and not run.resume and base.spec.in_channels != channels:
+            raise UserInputError(
+                f"the model to start from ({run.init}) takes {base.spec.in_channels} channel(s) but the "
+                f"images have {channels}",
+                ("check the image axes", "axes"),
+                ("start from a model trained on such images, or from random weights", "init"),
+            )
         seed = base.train_config.get("seed") if run.resume else None  # the run's own (kept by tries)
         if isinstance(seed, int) and seed != self.config.seed:
             self.config = self.config.replace(seed=seed)
