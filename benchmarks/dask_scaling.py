@@ -87,7 +87,7 @@ def train_model(folder: Path, steps: int) -> Path:
 def single_process(model: Path, store: Path, out: Path) -> dict:
     """The single process: its time in this (warm) process, and its peak memory as a fresh
     ``unetseg predict`` process (the time of that run includes Python's start and imports)."""
-    from napari_unetseg.core.workflows import predict_files
+    from napari_unetseg.core.file_prediction import predict_files
 
     start = time.perf_counter()
     predict_files(model, [store], out)
@@ -114,7 +114,7 @@ def with_dask(model: Path, store: Path, out: Path, workers: int, block_size: int
     their mean and summed task time, each worker's peak memory."""
     from napari_unetseg.core.config import PredictConfig
     from napari_unetseg.core.events import BlockProgress
-    from napari_unetseg.core.workflows import predict_files
+    from napari_unetseg.core.file_prediction import predict_files
 
     events: list[BlockProgress] = []
     config = PredictConfig(block_size=block_size) if block_size else PredictConfig()

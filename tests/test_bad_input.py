@@ -25,14 +25,12 @@ from ome_zarr.writer import write_image, write_labels
 from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.file_prediction import export_file, predict_files, prune_file
 from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.workflows import (
     evaluate_files,
     evaluate_object_files,
-    export_file,
     measure_file,
-    predict_files,
-    prune_file,
     train_from_files,
 )
 

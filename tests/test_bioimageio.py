@@ -15,8 +15,9 @@ import yaml
 from napari_unetseg.core.checkpoint import load_model
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
+from napari_unetseg.core.file_prediction import predict_files
 from napari_unetseg.core.sample import make_sample
-from napari_unetseg.core.workflows import predict_files, train_from_files
+from napari_unetseg.core.workflows import train_from_files
 
 pytest.importorskip("bioimageio.spec")
 BIOIMAGEIO = Path(sys.executable).parent / "bioimageio"

@@ -20,8 +20,8 @@ import tifffile
 import zarr
 
 from napari_unetseg.core.config import PredictConfig
+from napari_unetseg.core.file_prediction import predict_files
 from napari_unetseg.core.sample import make_sample
-from napari_unetseg.core.workflows import predict_files
 from napari_unetseg.core.zarr_io import open_zarr
 
 distributed = pytest.importorskip("distributed")

@@ -379,7 +379,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from napari_unetseg.cli.progress import predict_printer
-    from napari_unetseg.core.workflows import predict_files
+    from napari_unetseg.core.file_prediction import predict_files
 
     written = predict_files(
         args.model,
@@ -460,7 +460,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_prune(args: argparse.Namespace) -> int:
-    from napari_unetseg.core.workflows import prune_file
+    from napari_unetseg.core.file_prediction import prune_file
 
     print(prune_file(args.model, args.head, args.out, overwrite=args.overwrite))
     return 0

@@ -28,7 +28,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from napari_unetseg.core.workflows import export_file
+    from napari_unetseg.core.file_prediction import export_file
 
     print(export_file(args.model, args.out, args.sample, args.axes, tuple(args.author or ()), args.overwrite))
     return 0

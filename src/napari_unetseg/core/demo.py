@@ -44,9 +44,10 @@ def run_demo(
 ) -> EvaluationResult:
     """Generate the sample, train on its strokes, predict, evaluate; returns the scores."""
     from napari_unetseg.core.config import PredictConfig
+    from napari_unetseg.core.file_prediction import predict_files
     from napari_unetseg.core.io import write_tiff_atomic
     from napari_unetseg.core.sample import make_sample
-    from napari_unetseg.core.workflows import evaluate_files, predict_files, train_from_files
+    from napari_unetseg.core.workflows import evaluate_files, train_from_files
 
     out_dir = Path(out_dir)
     prepare_demo_folder(out_dir)
