@@ -2,6 +2,7 @@
 
     python scripts/train_starters.py nuclei em-membranes            # the shipped starters
     python scripts/train_starters.py nuclei --leave-out sbsst265     # a variant that has not seen a set
+    python scripts/train_starters.py em-membranes --leave-out painted # nor the slices a benchmark paints
     python scripts/train_starters.py --list                          # the recipes
 
 Each starter is a U-Net with the CLI's defaults (base 16, depth 4), trained on dense masks
@@ -9,7 +10,9 @@ of the training splits in ../shared/data with the classes a user paints (1 = bac
 2 = the object class), flips/rot90s, contrast jitter and a random zoom of 0.5-2x (objects
 seen at many sizes), then saved in half precision (model files load it back as float32)
 with its model card. ``--leave-out SET`` trains the same recipe without one set, for
-measuring transfer to it (benchmarks/starters_transfer.py); ``--out`` writes elsewhere.
+measuring transfer to it (benchmarks/starters_transfer.py); ``--leave-out painted`` keeps
+the sets but leaves out the first PAINTED training images of each stack, the ones that
+benchmark paints (for EM, which has one stack only); ``--out`` writes elsewhere.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ RECIPES = {
     ),
 }  # fmt: skip
 FAMILIES = {"dsb2018": "dsb2018_fluo_", "sbsst265": "sbsst265_", "isbi": "isbi2012"}
+PAINTED = 3  # benchmarks/starters_transfer.py paints the first 3 training images of a set
 
 
 def training_pairs(folder: str, split: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
@@ -85,8 +89,11 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
     from napari_unetseg.core.training import train
 
     recipe = RECIPES[name]
-    sets = [s for s in recipe.sets if leave_out is None or not s.startswith(FAMILIES[leave_out])]
+    family = FAMILIES.get(leave_out or "", "\0")
+    sets = [s for s in recipe.sets if not s.startswith(family)]
     pairs = [pair for folder in sets for pair in training_pairs(folder)]
+    if leave_out == "painted":
+        pairs = [(image[PAINTED:], labels[PAINTED:]) for image, labels in pairs if len(image) > PAINTED]
     images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
     config = TrainConfig(
         label_mode="dense", steps=steps or recipe.steps, patch_size=128, batch_size=8, seed=0,
@@ -114,7 +121,9 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"starters to train: {', '.join(RECIPES)}")
-    parser.add_argument("--leave-out", choices=list(FAMILIES), help="train without this family of sets")
+    parser.add_argument(
+        "--leave-out", choices=[*FAMILIES, "painted"], help="train without this family of sets"
+    )
     parser.add_argument("--out", type=Path, help="folder for the model files (default: the package's)")
     parser.add_argument("--steps", type=int, help="override the recipe's steps")
     parser.add_argument("--list", action="store_true", help="show the recipes")
