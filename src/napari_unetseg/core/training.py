@@ -49,6 +49,7 @@ from napari_unetseg.core.tiler import Tiler, smaller_batch
 from napari_unetseg.core.training_setup import (
     build_network,
     check_3d,
+    fine_tuning_config,
     head_rows,
     lr_factor,
     prepare_data,
@@ -128,15 +129,7 @@ class Trainer:
                 ("check the image axes", "axes"),
                 ("start from a model trained on such images, or from random weights", "init"),
             )
-        if (
-            base is not None
-            and not run.resume
-            and base.label_mode == "dense"
-            and self.config.advanced.prior_correction
-        ):
-            # a model trained on full masks knows the classes' frequencies: no prior correction of
-            # the strokes' model (on the starters it cost 0.02-0.04 nucleus Dice; docs/benchmarks.md)
-            self.config = self.config.replace(advanced=self.config.advanced.replace(prior_correction=False))
+        self.config = fine_tuning_config(self.config, base, run.resume)
         seed = base.train_config.get("seed") if run.resume else None  # the run's own (kept by tries)
         if isinstance(seed, int) and seed != self.config.seed:
             self.config = self.config.replace(seed=seed)

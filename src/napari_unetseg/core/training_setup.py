@@ -32,6 +32,22 @@ def lr_factor(step: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+FINE_TUNE_RATE = 0.1  # share of the learning rate when fine-tuning a model trained on full masks
+
+
+def fine_tuning_config(config: TrainConfig, base: LoadedModel | None, resume: bool) -> TrainConfig:
+    """The run's config when it starts from a model trained on full masks (every starter):
+    a tenth of the learning rate (the model already knows; at the full rate strokes pull it
+    away: EM membranes fell from 0.79 zero-shot to 0.73-0.69 in 500 steps, while at a tenth
+    they stay at 0.79-0.80) and no prior correction (the model knows the classes'
+    frequencies; correcting the strokes' on top of it cost nuclei 0.02-0.04 Dice).
+    docs/benchmarks.md, "Starters". Any other run keeps its config."""
+    if base is None or resume or base.label_mode != "dense":
+        return config
+    advanced = config.advanced.replace(prior_correction=False)
+    return config.replace(learning_rate=config.learning_rate * FINE_TUNE_RATE, advanced=advanced)
+
+
 def starting_point(run: RunOptions, folder: RunFolder | None) -> tuple[LoadedModel | None, dict | None]:
     """The model file a run starts from (resumed or fine-tuned; ``None``: random weights)
     and, for a resumed run, its resume state."""
