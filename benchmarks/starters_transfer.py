@@ -6,9 +6,10 @@
 The starter must not have seen the evaluation set nor the painted images
 (scripts/train_starters.py nuclei --leave-out sbsst265; for EM, of which ../shared/data
 holds one stack only, em-membranes --leave-out painted: trained on ISBI slices 3-23, the
-user paints slices 0-2 and the test is slices 24-29, the same stack: say so). A user's strokes are simulated on a
-few training images of the set (nuclei: a background stroke in each cell of a 4 x 4 grid
-and a stroke across 12 nuclei, as the sample data's; EM: benchmarks/scribbles.py), then
+user paints slices 0-2 and the test is slices 24-29, the same stack: say so). A user's
+strokes are simulated on a few training images of the set (nuclei: a background stroke in
+each cell of a 4 x 4 grid and a stroke across 12 nuclei, as the sample data's; EM:
+benchmarks/scribbles.py), then
 a U-Net with the CLI defaults (sparse labels) trains N steps from random weights and from
 the starter (its classes matched by name), for N = 25, 50, 100, 200, 500 (separate runs,
 each with its own learning-rate schedule, as a user setting --steps would), and predicts

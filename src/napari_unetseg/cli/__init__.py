@@ -49,7 +49,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_flags(p)
     _add_recipe_flags(p)
-    p.add_argument("--init", metavar="MODEL_FILE", help="fine-tune from this model file")
+    p.add_argument(
+        "--init",
+        metavar="MODEL_FILE",
+        help="fine-tune from this model file, bioimage.io package or starter:NAME (unetseg starters)",
+    )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument(
         "--config", metavar="FILE", help="JSON/TOML file with [model], [train] and [train.advanced] sections"

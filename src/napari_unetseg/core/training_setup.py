@@ -40,7 +40,7 @@ def fine_tuning_config(config: TrainConfig, base: LoadedModel | None, resume: bo
     a tenth of the learning rate (the model already knows; at the full rate strokes pull it
     away: EM membranes fell from 0.79 zero-shot to 0.73-0.69 in 500 steps, while at a tenth
     they stay at 0.79-0.80) and no prior correction (the model knows the classes'
-    frequencies; correcting the strokes' on top of it cost nuclei 0.02-0.04 Dice).
+    frequencies; correcting the strokes' on top of it cost nuclei 0.01-0.05 Dice).
     docs/benchmarks.md, "Starters". Any other run keeps its config."""
     if base is None or resume or base.label_mode != "dense":
         return config

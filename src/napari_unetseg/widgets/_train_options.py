@@ -48,8 +48,9 @@ def model_choices(width: int, depth: int) -> list[tuple[str, str]]:
 
 START_TIP = (
     "Random weights, a starter model shipped with the plugin (trained on many images of one kind: "
-    "fine-tuning from it needs fewer steps; see each starter's card), or a model file of yours. "
-    "Classes of the same name keep what the model knew of them."
+    "it is useful before any training, and 25-50 steps on your strokes fit it to your images; see its "
+    "card), or a model file of yours. Classes of the same name keep what the model knew of them. "
+    "A model trained on full masks (every starter) is fine-tuned at a tenth of the learning rate."
 )
 
 

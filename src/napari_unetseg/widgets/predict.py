@@ -48,6 +48,15 @@ from napari_unetseg.widgets._run import Outcome, failure, start_worker, user_cal
 
 PREDICT = defaults(PredictConfig)
 SOURCES = [("model just trained", "session"), ("model file(s)", "file")]
+
+
+def model_sources() -> list[tuple[str, str]]:
+    """The Predict dock's "Model" choices: this session's model, files, each shipped starter."""
+    from napari_unetseg.core.starters import PREFIX, available
+
+    return [*SOURCES, *((f"starter {name}", f"{PREFIX}{name}") for name in available())]
+
+
 SCOPES = [("slice in view", "slice"), ("whole stack", "stack")]
 
 
@@ -55,7 +64,7 @@ class PredictWidget(LayerDock):
     """Choose a model and images, predict in a worker, show labels (and probabilities)."""
 
     def __init__(self, napari_viewer) -> None:
-        self._source = ComboBox(label="Model", choices=SOURCES, value="session")
+        self._source = ComboBox(label="Model", choices=model_sources(), value="session")
         # one file, or several (an ensemble: their class probabilities are averaged)
         self._model_file = FileEdit(label="Model file(s)", mode="rm", filter="*.pt *.zip", value="")
         self._model_info = Label(label="")
@@ -112,6 +121,8 @@ class PredictWidget(LayerDock):
     # -- model ------------------------------------------------------------------------
 
     def _model_paths(self) -> list[str]:
+        if self._source.value not in ("session", "file"):
+            return [self._source.value]  # a starter
         return [str(path) for path in self._model_file.value]  # "rm" mode: always a tuple
 
     def _models(self) -> list:

@@ -32,7 +32,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QComboBox
 
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.device import describe_device, resolve_device
@@ -101,6 +101,7 @@ class TrainWidget(LayerDock):
         self._tries.tooltip = TRIES_TIP
         self._start_from = ComboBox(label="Start from", choices=start_choices(), value="")
         self._start_from.tooltip = START_TIP
+        _narrow(self._start_from.native)
         self._init = FileEdit(label="Model file", mode="r", filter="*.pt *.zip", value="", visible=False)
         self._run_dir = FileEdit(label="Run folder", mode="d", value="")
         self._unpainted = CheckBox(label="Learn from unpainted pixels", value=TRAIN["learn_unpainted"])
@@ -482,3 +483,11 @@ class TrainWidget(LayerDock):
         path = self._ask_save_path("Save model", "model.pt", "Model files (*.pt)")
         if path:
             self.save_model_to(path, overwrite=True)
+
+
+def _narrow(combo: QComboBox) -> None:
+    """Let a combo box of long choices (a starter's description) shrink with the dock: its
+    closed box elides the text, its open list shows every choice whole."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(24)
+    combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0) + 24)
