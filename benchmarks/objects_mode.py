@@ -13,6 +13,10 @@
    (one 30 px, 3 px wide stroke in each cell of a 3 x 3 grid, inside the background
    eroded by 4 px); everything else unpainted.
 
+5. with ``--starter FILE`` (an object model, e.g. scripts/train_starters.py nuclei-objects
+   --leave-out sbsst265), that model as it is (no training on the set) and, with
+   ``--rows ... painted`` and ``--starter``, the painted row fine-tunes from it.
+
 All networks use the defaults (U-Net, base 16, 128 px patches, batch 8) but the step
 count; one run, one seed.
 
@@ -36,7 +40,7 @@ from skimage.measure import label as connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, hardware, save_results  # noqa: E402
 
-from napari_unetseg.core.checkpoint import save_model  # noqa: E402
+from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.instances import object_sink  # noqa: E402
@@ -73,21 +77,28 @@ def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
     return labels
 
 
-def train_and_predict(images, labels, test_images, steps: int, objects: bool, mode: str = "dense", save=None):
-    """Train on ``labels`` and predict the test images: classes, or objects (as
-    ``unetseg predict`` writes them) for an object model; and the training minutes. The
-    model file goes to ``save`` (a path) when given."""
+def train_and_predict(
+    images, labels, test_images, steps: int, objects: bool, mode: str = "dense", save=None, init=None
+):
+    """Train on ``labels`` (from the model file ``init`` when given) and predict the test
+    images: classes, or objects (as ``unetseg predict`` writes them) for an object model;
+    and the training minutes. The model file goes to ``save`` (a path) when given."""
     config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu")
     start = time.perf_counter()
-    trainer = start_training([images[:, None]], [labels], ModelSpec(), config, RunOptions())
+    trainer = start_training([images[:, None]], [labels], ModelSpec(), config, RunOptions(init=init))
     loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
     if save is not None:
         save_model(loaded, save)
+    return predict_objects(loaded, test_images, objects), minutes
+
+
+def predict_objects(loaded, test_images: np.ndarray, objects: bool = True) -> np.ndarray:
+    """The test images' objects (or classes) as ``unetseg predict`` writes them."""
     out = np.zeros(test_images.shape, np.uint32)
     sink = object_sink(loaded, out, len(out)) if objects else out
     run_generator(iter_predict([loaded], test_images[:, None], labels_out=sink))
-    return out, minutes
+    return out
 
 
 def main() -> None:
@@ -99,6 +110,8 @@ def main() -> None:
     parser.add_argument("--painted", type=float, default=0.25, help="share of the objects painted per image")
     parser.add_argument("--rows", nargs="+", default=["semantic", "ceiling", "dense", "painted"])
     parser.add_argument("--train-images", type=int, default=64, help="the first N of the training split")
+    parser.add_argument("--starter", type=Path, help="an object model to score as it is (and fine-tune)")
+    parser.add_argument("--name", default="", help="suffix of the results file")
     args = parser.parse_args()
     folder = DATA / args.set
     if not folder.exists():
@@ -121,18 +134,22 @@ def main() -> None:
         pairs = (images[train], objects[train], images[test])
         found, minutes = train_and_predict(*pairs, args.steps, True, save=save)
         rows["object mode, dense object labels"] = (evaluate_objects(found, truth), minutes)
+    if args.starter is not None:
+        found = predict_objects(load_model(args.starter), images[test])
+        rows[f"object starter {args.starter.stem}, no training"] = (evaluate_objects(found, truth), 0.0)
     if "painted" in args.rows:
         rng = np.random.default_rng(0)
         painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
         share = f"{100 * args.painted:.0f} % of the objects, {100 * (painted > 0).mean():.1f} % of the pixels"
         save = RESULTS / f"objects_mode_{args.set}_painted.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
-                                           save)  # fmt: skip
-        rows[f"object mode, painted ({share})"] = (evaluate_objects(found, truth), minutes)
+                                           save, args.starter)  # fmt: skip
+        origin = f", from {args.starter.stem}" if args.starter else ""
+        rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
     table = {name: {**evaluation.total(), "train_minutes": m} for name, (evaluation, m) in rows.items()}
     results = {"hardware": hardware(), "set": args.set, "steps": args.steps, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
-    path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}")
+    path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")
     print(
         "| method | objects (true / found) | merges | splits | F1@0.5 | AP@[0.5:0.95] | PQ | training min |"

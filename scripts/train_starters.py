@@ -38,9 +38,10 @@ class Recipe:
     """A starter: its data sets (folder -> how labels become classes), classes, steps, text."""
 
     sets: tuple[str, ...]
-    classes: tuple[str, str]
+    classes: tuple[str, ...]
     steps: int
     description: str
+    objects: bool = False  # learn objects (instance ids) rather than classes
 
 
 RECIPES = {
@@ -49,6 +50,13 @@ RECIPES = {
          "sbsst265_1024x1280", "sbsst265_mixed"),
         ("background", "nucleus"), 2000,
         "fluorescence nuclei (DAPI/Hoechst), 2D, many cell types and magnifications",
+    ),
+    "nuclei-objects": Recipe(
+        ("dsb2018_fluo_256x256", "dsb2018_fluo_360x360", "dsb2018_fluo_520x696", "dsb2018_fluo_mixed",
+         "sbsst265_1024x1280", "sbsst265_mixed"),
+        (), 4000,
+        "fluorescence nuclei as objects (touching nuclei kept apart), 2D, many cell types and magnifications",
+        objects=True,
     ),
     "em-membranes": Recipe(
         ("isbi2012_em_membranes",), ("interior", "membrane"), 2000,
@@ -59,10 +67,17 @@ FAMILIES = {"dsb2018": "dsb2018_fluo_", "sbsst265": "sbsst265_", "isbi": "isbi20
 PAINTED = 3  # benchmarks/starters_transfer.py paints the first 3 training images of a set
 
 
-def training_pairs(folder: str, split: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
+def training_pairs(
+    folder: str, split: str = "train", objects: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(image (N, 1, Y, X), classes (N, Y, X))`` stacks of one data set's split: labels
-    become 1 (background, or cell interior for EM) and 2 (object, or membrane)."""
+    become 1 (background, or cell interior for EM) and 2 (object, or membrane); with
+    ``objects``, the sets' own instance ids (0 = background)."""
     path = DATA / folder
+
+    def classes(labels: np.ndarray) -> np.ndarray:
+        return labels.astype(np.uint32) if objects else (labels > 0).astype(np.uint8) + 1
+
     meta = json.loads((path / "meta.json").read_text())
     if folder.startswith("isbi"):
         images, labels = tifffile.imread(path / "images.tif"), tifffile.imread(path / "labels.tif")
@@ -71,14 +86,14 @@ def training_pairs(folder: str, split: str = "train") -> list[tuple[np.ndarray, 
     if (path / "images.tif").exists():
         images, labels = tifffile.imread(path / "images.tif"), tifffile.imread(path / "labels.tif")
         chosen = meta[f"{split}_idx"]
-        return [(images[chosen][:, None], (labels[chosen] > 0).astype(np.uint8) + 1)]
+        return [(images[chosen][:, None], classes(labels[chosen]))]
     pairs = []
     for name, part in sorted(meta["split"].items()):
         if part == split:
             image = tifffile.imread(path / "images" / f"{name}.tif")
             label = tifffile.imread(path / "labels" / f"{name}.tif")
             image = image if image.ndim == 2 else image[..., 0]
-            pairs.append((image[None, None], (label[None] > 0).astype(np.uint8) + 1))
+            pairs.append((image[None, None], classes(label[None])))
     return pairs
 
 
@@ -91,16 +106,16 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
     recipe = RECIPES[name]
     family = FAMILIES.get(leave_out or "", "\0")
     sets = [s for s in recipe.sets if not s.startswith(family)]
-    pairs = [pair for folder in sets for pair in training_pairs(folder)]
+    pairs = [pair for folder in sets for pair in training_pairs(folder, objects=recipe.objects)]
     if leave_out == "painted":
         pairs = [(image[PAINTED:], labels[PAINTED:]) for image, labels in pairs if len(image) > PAINTED]
     images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
     config = TrainConfig(
         label_mode="dense", steps=steps or recipe.steps, patch_size=128, batch_size=8, seed=0,
-        validation_fraction=0.0, advanced=AdvancedOptions(zoom=2.0),
+        validation_fraction=0.0, advanced=AdvancedOptions(zoom=2.0), objects=recipe.objects,
     )  # fmt: skip
     start = time.perf_counter()
-    result = train(images, labels, ModelSpec(), config, class_names=list(recipe.classes))
+    result = train(images, labels, ModelSpec(), config, class_names=list(recipe.classes) or None)
     minutes = (time.perf_counter() - start) / 60
     loaded = result.loaded
     loaded.model.half()  # half the bytes in the wheel; load_state_dict casts back to float32
