@@ -14,8 +14,8 @@
    eroded by 4 px); everything else unpainted.
 
 5. with ``--starter FILE`` (an object model, e.g. scripts/train_starters.py nuclei-objects
-   --leave-out sbsst265), that model as it is (no training on the set) and, with
-   ``--rows ... painted`` and ``--starter``, the painted row fine-tunes from it.
+   --leave-out sbsst265), that model as it is (no training on the set); the dense and
+   painted rows then fine-tune from it.
 
 All networks use the defaults (U-Net, base 16, 128 px patches, batch 8) but the step
 count; one run, one seed.
@@ -132,8 +132,9 @@ def main() -> None:
     if "dense" in args.rows:
         save = RESULTS / f"objects_mode_{args.set}_dense.pt"
         pairs = (images[train], objects[train], images[test])
-        found, minutes = train_and_predict(*pairs, args.steps, True, save=save)
-        rows["object mode, dense object labels"] = (evaluate_objects(found, truth), minutes)
+        found, minutes = train_and_predict(*pairs, args.steps, True, save=save, init=args.starter)
+        origin = f", from {args.starter.stem}" if args.starter else ""
+        rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
         rows[f"object starter {args.starter.stem}, no training"] = (evaluate_objects(found, truth), 0.0)
