@@ -23,9 +23,9 @@ def nucleus_dice(model, sample) -> float:
     return float(2 * (found & truth).sum() / (found.sum() + truth.sum()))
 
 
-def test_the_package_ships_two_small_starters_with_their_cards():
+def test_the_package_ships_small_starters_with_their_cards():
     starters = available()
-    assert {"nuclei", "em-membranes"} <= set(starters)
+    assert {"nuclei", "em-membranes", "nuclei-objects"} <= set(starters)
     assert sum(s.path.stat().st_size for s in starters.values()) <= 15 * 2**20
     for starter in starters.values():
         card = starter.card.read_text(encoding="utf-8")
@@ -117,3 +117,31 @@ def test_the_predict_dock_predicts_with_a_starter_as_it_is(make_napari_viewer, q
     wait_for(qtbot, predict)
     found, truth = viewer.layers["cells prediction"].data == 2, sample.truth == 2
     assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.9
+
+
+def test_the_object_starter_gives_objects_and_fine_tunes_in_object_mode(cli, tmp_path):
+    from skimage.measure import label
+
+    from napari_unetseg.core.objects import evaluate_objects
+
+    sample = make_sample(n_slices=2, size=128, painted_slices=0, seed=3)
+    objects = np.stack([label(t == 2) for t in sample.truth]).astype(np.uint32)
+    tifffile.imwrite(tmp_path / "image.tif", sample.image, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "objects.tif", objects, metadata={"axes": "ZYX"})
+    starter = "starter:nuclei-objects"
+    proc = cli("predict", "--model", starter, "--out", tmp_path / "out", tmp_path / "image.tif")
+    assert proc.returncode == 0, proc.stderr
+    found = tifffile.imread(next((tmp_path / "out").glob("*.tif")))
+    assert found.dtype == np.uint32 and evaluate_objects(found, objects).total()["f1"] > 0.6
+    base = load_model(starter)
+    config = TrainConfig(steps=1, patch_size=64, batch_size=2, device="cpu", label_mode="dense", objects=True)
+    trainer = Trainer([sample.image[:, None]], [objects], None, config, RunOptions(init=starter))
+    state, known = trainer.model.state_dict(), base.model.state_dict()
+    assert all(torch.equal(state[key], known[key]) for key in known if key.startswith("head."))
+    painted = np.where(objects % 2 == 1, objects + 1, 0).astype(np.uint32)  # half the nuclei, whole
+    painted[:, :8][objects[:, :8] == 0] = 1  # and a background stroke
+    sparse = config.replace(label_mode="sparse")  # painted objects: their classes are numbered 1, 2, 3
+    trainer = Trainer([sample.image[:, None]], [painted], None, sparse, RunOptions(init=starter))
+    state = trainer.model.state_dict()
+    assert trainer.class_names == base.class_names and trainer.class_values == (1, 2, 3)
+    assert all(torch.equal(state[key], known[key]) for key in known if key.startswith("head."))

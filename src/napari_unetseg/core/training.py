@@ -139,7 +139,7 @@ class Trainer:
         if self.config.objects:
             self._objects = ObjectClasses(self.label_mode, (base.spec if base else spec or ModelSpec()).name)
             labels, class_names, warning = self._objects.first(labels, warning)
-        known = base.class_values if base else ()
+        known = base.class_values if base and not self._objects else ()  # objects: always their 3 classes
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
         self.warnings: tuple[str, ...] = (warning,) if warning else ()  # for the fronts to show
         base_names = dict(zip(base.class_values, base.class_names)) if base and base.class_names else {}
