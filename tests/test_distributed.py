@@ -77,6 +77,10 @@ def _finished(ledger) -> int:
     return len(list(ledger.glob("b[0-9]*"))) if ledger.exists() else 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_blocks(ledger, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while _finished(ledger) < count and time.monotonic() < deadline:
@@ -140,7 +144,10 @@ def test_ctrl_c_keeps_finished_blocks_and_the_same_command_finishes(nuclei_model
     command += ["--out", str(tmp_path), "--probabilities", "--dask", "local:1", "--tile-size", "64"]
     command += ["--block-size", "64", "--device", "cpu", *map(str, large)]
     ledger = tmp_path / ".stack.ome.zarr.blocks"
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # as from a terminal: a shell's background job (CI runners, nohup ... &) starts with SIGINT
+    # ignored, and Python then keeps ignoring it (the run would finish; exit 0)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=_default_sigint)  # fmt: skip
     _wait_for_blocks(ledger, 10)
     signalled = _finished(ledger)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
