@@ -121,6 +121,7 @@ def main() -> None:
     train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
     truth = objects[test]
     rows = {}
+    origin = f", from {args.starter.stem}" if args.starter else ""  # rows fine-tuned from the starter
     if "semantic" in args.rows:
         semantic, minutes = train_and_predict(images[train], (objects[train] > 0).astype(np.uint8),
                                               images[test], args.steps, objects=False)  # fmt: skip
@@ -133,7 +134,6 @@ def main() -> None:
         save = RESULTS / f"objects_mode_{args.set}_dense.pt"
         pairs = (images[train], objects[train], images[test])
         found, minutes = train_and_predict(*pairs, args.steps, True, save=save, init=args.starter)
-        origin = f", from {args.starter.stem}" if args.starter else ""
         rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
@@ -145,7 +145,6 @@ def main() -> None:
         save = RESULTS / f"objects_mode_{args.set}_painted.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
                                            save, args.starter)  # fmt: skip
-        origin = f", from {args.starter.stem}" if args.starter else ""
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
     table = {name: {**evaluation.total(), "train_minutes": m} for name, (evaluation, m) in rows.items()}
     results = {"hardware": hardware(), "set": args.set, "steps": args.steps, "train_images": len(train),

@@ -21,21 +21,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from common import hardware, save_results  # noqa: E402
+from starters_transfer import object_counts, pooled_dice  # noqa: E402
 from train_starters import RECIPES, training_pairs  # noqa: E402
 
 
 def object_dice(model, pairs) -> float:
-    """Dice of class 2 pooled over ``(image (N, 1, Y, X), classes (N, Y, X))`` pairs."""
-    from napari_unetseg.core.config import PredictConfig
-    from napari_unetseg.core.prediction import predict_stack
-
-    overlap = predicted = true = 0
-    for image, classes in pairs:
-        found = predict_stack(model, image, PredictConfig(device="cpu")).labels == 2  # the recipes' object
-        truth = classes == 2
-        overlap += (found & truth).sum()
-        predicted, true = predicted + found.sum(), true + truth.sum()
-    return float(2 * overlap / max(1, predicted + true))
+    """Dice of class 2 (the recipes' object) pooled over ``(image (N, 1, Y, X), classes (N, Y, X))`` pairs."""
+    return pooled_dice(sum(object_counts(model, image, classes == 2, 2) for image, classes in pairs))
 
 
 def main() -> None:

@@ -61,12 +61,23 @@ def test_data(name: str):
     return image, classes == 2
 
 
-def dice(model, images: np.ndarray, truth: np.ndarray, object_value: int) -> float:
+def object_counts(model, images: np.ndarray, truth: np.ndarray, object_value: int) -> np.ndarray:
+    """``(overlap, predicted, true)`` pixel counts of the object class over ``images``."""
     from napari_unetseg.core.config import PredictConfig
     from napari_unetseg.core.prediction import predict_stack
 
     labels = predict_stack(model, images, PredictConfig(device="cpu")).labels == object_value
-    return float(2 * (labels & truth).sum() / max(1, labels.sum() + truth.sum()))
+    return np.array([(labels & truth).sum(), labels.sum(), truth.sum()])
+
+
+def pooled_dice(counts: np.ndarray) -> float:
+    """Dice from summed :func:`object_counts`."""
+    overlap, predicted, true = counts
+    return float(2 * overlap / max(1, predicted + true))
+
+
+def dice(model, images: np.ndarray, truth: np.ndarray, object_value: int) -> float:
+    return pooled_dice(object_counts(model, images, truth, object_value))
 
 
 def run_arm(

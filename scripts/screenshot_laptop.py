@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from _screenshot import grab_when_trained
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images" / "train-laptop.png"
@@ -59,18 +60,10 @@ def main() -> None:
     train._image.value, train._labels_layer.value = [image], annotations
     train._steps.value = 150
 
-    def grab() -> None:
-        if train.worker is not None:
-            QTimer.singleShot(1000, grab)
-            return
-        viewer.screenshot(str(OUT), canvas_only=False, flash=False)
-        print(f"{OUT}: {train._status.value}")
-        viewer.close()
-
     viewer.dims.set_current_step(0, 0)  # a painted frame in view: strokes over the preview
     QTimer.singleShot(1000, drag_divider)
     QTimer.singleShot(2000, train.start)
-    QTimer.singleShot(8000, grab)
+    grab_when_trained(viewer, train, OUT, after_ms=8000)
     napari.run()
 
 

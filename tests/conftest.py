@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -80,3 +81,10 @@ def blobs(n=2, size=64, seed=0):
             image[i, 0, rr, cc] += 1.5
             labels[i, rr, cc] = 2
     return image, labels
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a CLI subprocess that a test interrupts as Ctrl-C in a terminal would:
+    a run started in the background (`cmd &`, CI runners) inherits SIGINT ignored, and Python
+    then never raises KeyboardInterrupt; the child gets the default handler back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

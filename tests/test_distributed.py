@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from conftest import default_sigint
 
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.file_prediction import predict_files
@@ -75,10 +76,6 @@ def _assert_same(out, reference):
 def _finished(ledger) -> int:
     """Blocks recorded as finished in a run's ledger folder."""
     return len(list(ledger.glob("b[0-9]*"))) if ledger.exists() else 0
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_blocks(ledger, count: int, timeout: float = 120) -> None:
@@ -144,10 +141,9 @@ def test_ctrl_c_keeps_finished_blocks_and_the_same_command_finishes(nuclei_model
     command += ["--out", str(tmp_path), "--probabilities", "--dask", "local:1", "--tile-size", "64"]
     command += ["--block-size", "64", "--device", "cpu", *map(str, large)]
     ledger = tmp_path / ".stack.ome.zarr.blocks"
-    # as from a terminal: a shell's background job (CI runners, nohup ... &) starts with SIGINT
-    # ignored, and Python then keeps ignoring it (the run would finish; exit 0)
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=_default_sigint)  # fmt: skip
+    process = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint
+    )
     _wait_for_blocks(ledger, 10)
     signalled = _finished(ledger)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group

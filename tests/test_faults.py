@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from conftest import default_sigint
 
 from napari_unetseg.core.checkpoint import load_model
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
@@ -48,10 +49,7 @@ def test_ctrl_c_keeps_finished_outputs_and_no_partial_file(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "napari_unetseg", "predict", "--model", model, "--out", out,
          "--tile-size", "64", "--device", "cpu", *inputs],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # a run started in the background (`cmd &`) inherits SIGINT ignored, and Python
-        # then never raises KeyboardInterrupt: give the child the default handler back
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint,
     )  # fmt: skip
     _wait_for(lambda: out.is_dir() and any(out.glob("img*.tif")))
     proc.send_signal(signal.SIGINT)
