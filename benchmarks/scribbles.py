@@ -69,3 +69,82 @@ def draw_scribbles(
     if (out > 0).mean() > budget:
         raise ValueError(f"scribbles cover {(out > 0).mean():.2%} > budget {budget:.0%}")
     return out
+
+
+def _line(shape: tuple[int, int], rng: np.random.Generator, y: int, x: int, length: float) -> np.ndarray:
+    """A 1-px straight line of ``length`` pixels centred on ``(y, x)`` at a random angle."""
+    angle = rng.uniform(0, np.pi)
+    dy, dx = 0.5 * length * np.sin(angle), 0.5 * length * np.cos(angle)
+    y0, y1 = (int(np.clip(v, 0, shape[0] - 1)) for v in (y - dy, y + dy))
+    x0, x1 = (int(np.clip(v, 0, shape[1] - 1)) for v in (x - dx, x + dx))
+    line = np.zeros(shape, bool)
+    line[draw.line(y0, x0, y1, x1)] = True
+    return line
+
+
+def is_thin(region: np.ndarray, elongation: float = 4.0) -> bool:
+    """A class is thin when its pieces are long and narrow (membranes, boundaries): their
+    area over that of a disc as wide as they are, weighted by area, is above ``elongation``
+    (a disc: 1, a 4:1 ellipse: 4). Thin classes are painted along their centre line."""
+    pieces, count = ndimage.label(region)
+    if count == 0:
+        return False
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum(region, pieces, index)
+    depth = ndimage.maximum(ndimage.distance_transform_edt(region), pieces, index)
+    ratio = areas / (np.pi * np.maximum(depth, 1) ** 2)
+    return float(np.sum(ratio * areas) / np.sum(areas)) > elongation
+
+
+def draw_class_strokes(
+    classes: np.ndarray,
+    rng: np.random.Generator,
+    grid: int = 4,
+    objects: int = 12,
+    thin_strokes: int = 8,
+    thin_length: int = 60,
+    budget: float = 0.02,
+) -> np.ndarray:
+    """Strokes for one 2D slice of any number of classes, as a user paints them.
+
+    ``classes`` holds 0..K-1 (0: the background-like class); the strokes hold class + 1
+    (0 = unpainted). Every class present is painted, with 3-px strokes kept inside it:
+    class 0 once in each cell of a ``grid`` x ``grid`` partition of the slice (30 px
+    strokes); a thin class (:func:`is_thin`) along its centre line, ``thin_strokes``
+    strokes of up to ``thin_length`` px; any other class across ``objects`` random
+    pieces of it (a stroke as long as the piece is wide).
+    """
+    out = np.zeros(classes.shape, np.uint8)
+    for value in np.unique(classes):
+        region = classes == value
+        if value > 0 and is_thin(region):
+            skeleton = skeletonize(region)
+            ys, xs = np.nonzero(skeleton)
+            for _ in range(thin_strokes if len(ys) else 0):
+                i = rng.integers(len(ys))
+                line = np.zeros(classes.shape, bool)
+                line[tuple(np.array(_walk(skeleton, (ys[i], xs[i]), thin_length)).T)] = True
+                out[ndimage.binary_dilation(line) & region] = value + 1
+            continue
+        inside = ndimage.binary_erosion(region, iterations=3)
+        inside = inside if inside.any() else region
+        if value == 0:
+            rows = np.array_split(np.arange(classes.shape[0]), grid)
+            cols = np.array_split(np.arange(classes.shape[1]), grid)
+            for r in rows:
+                for c in cols:
+                    ys, xs = np.nonzero(inside[r[0] : r[-1] + 1, c[0] : c[-1] + 1])
+                    if len(ys):
+                        i = rng.integers(len(ys))
+                        line = _line(classes.shape, rng, r[0] + ys[i], c[0] + xs[i], 30)
+                        out[ndimage.binary_dilation(line) & inside] = 1
+            continue
+        pieces, count = ndimage.label(inside)
+        for piece in rng.permutation(np.arange(1, count + 1))[:objects]:
+            ys, xs = np.nonzero(pieces == piece)
+            width = 2 * np.sqrt(len(ys) / np.pi)
+            line = _line(classes.shape, rng, int(np.median(ys)), int(np.median(xs)), width)
+            out[ndimage.binary_dilation(line) & (pieces == piece)] = value + 1
+    if (out > 0).mean() > budget:
+        raise ValueError(f"strokes cover {(out > 0).mean():.2%} > budget {budget:.0%}")
+    return out
