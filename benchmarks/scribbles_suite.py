@@ -13,7 +13,8 @@ score is the mean Dice of the classes after the first (the first is the backgrou
 class: background, or cell interior for EM).
 
     python benchmarks/scribbles_suite.py [--sets isbi dsb520 sbsst265 sbsst265-boundary]
-        [--draws 0 1 2] [--seeds 0 1 2] [--arms sparse dense forest] [--set KEY=VALUE ...]
+        [--draws 0 1 2] [--seeds 0 1 2] [--arms sparse dense forest]
+        [--set KEY=VALUE ...] [--spec KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def classes_of(labels: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def evenly(indices: list[int], count: int) -> list[int]:
-    return [indices[i] for i in np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int)]
+    return [
+        indices[i] for i in np.linspace(0, len(indices) - 1, min(count, len(indices))).round().astype(int)
+    ]
 
 
 def load_set(suite: Suite):
@@ -99,14 +102,15 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray, count: int) -> list[floa
     ]
 
 
-def network_arm(images, labels, mode: str, names, seed: int, overrides: dict):
-    """Train with the defaults (``overrides`` aside); ``(model, minutes)``."""
+def network_arm(images, labels, mode: str, names, seed: int, overrides: dict, spec: dict):
+    """Train with the defaults (``overrides`` and ``spec`` aside); ``(model, minutes)``."""
     from napari_unetseg.core.config import ModelSpec, TrainConfig
     from napari_unetseg.core.training import train
 
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), "label_mode": mode, "seed": seed, **overrides})
     start = time.perf_counter()
-    result = train([images], [labels], ModelSpec(), config, class_names=list(names))
+    model_spec = ModelSpec.from_dict({**ModelSpec().to_dict(), **spec}) if spec else ModelSpec()
+    result = train([images], [labels], model_spec, config, class_names=list(names))
     return result.loaded, (time.perf_counter() - start) / 60
 
 
@@ -150,8 +154,52 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def run_set(name: str, args: argparse.Namespace, overrides: dict, spec: dict) -> list[dict]:
+    """Every arm, draw and seed ``args`` asks for on one set; one row per run."""
+    suite = SETS[name]
+    images, classes, test_images, truth = load_set(suite)
+    rows: list[dict] = []
+
+    def record(row: dict, pred: np.ndarray) -> None:
+        per_class = dice_per_class(pred, truth, len(suite.names))
+        row |= {
+            "per_class": [round(d, 4) for d in per_class],
+            "score": round(float(np.mean(per_class[1:])), 4),
+        }
+        rows.append(row)
+        print(name, row, flush=True)
+
+    if "dense" in args.arms:
+        for seed in args.seeds:
+            model, minutes = network_arm(images, classes, "dense", suite.names, seed, overrides, spec)
+            record(
+                {"arm": "dense", "seed": seed, "minutes": round(minutes, 2)},
+                network_prediction(model, test_images, "dense"),
+            )
+    for draw in args.draws:
+        rng = np.random.default_rng(1000 + draw)
+        strokes = np.stack([draw_class_strokes(c, rng) for c in classes])
+        painted = round(float((strokes > 0).mean()), 4)
+        if "forest" in args.arms:
+            pred, minutes = forest_prediction(images, strokes, test_images)
+            record({"arm": "forest", "draw": draw, "painted": painted, "minutes": round(minutes, 2)}, pred)
+        for seed in args.seeds if "sparse" in args.arms else []:
+            model, minutes = network_arm(images, strokes, "sparse", suite.names, seed, overrides, spec)
+            row = {
+                "arm": "sparse",
+                "draw": draw,
+                "seed": seed,
+                "painted": painted,
+                "minutes": round(minutes, 2),
+            }
+            record(row, network_prediction(model, test_images, "sparse"))
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2], help="stroke draws")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
@@ -159,41 +207,16 @@ def main() -> None:
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides (JSON values)"
     )
+    parser.add_argument(
+        "--spec", nargs="*", default=[], metavar="KEY=VALUE", help="ModelSpec overrides (JSON values)"
+    )
     parser.add_argument("--name", default="", help="suffix of the results file")
     args = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-    results = {"hardware": hardware(), "overrides": overrides, "sets": {}}
+    spec = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.spec)}
+    results = {"hardware": hardware(), "overrides": overrides, "spec": spec, "sets": {}}
     for name in args.sets:
-        suite = SETS[name]
-        images, classes, test_images, truth = load_set(suite)
-        rows: list[dict] = []
-
-        def record(row: dict, pred: np.ndarray) -> None:
-            per_class = dice_per_class(pred, truth, len(suite.names))
-            row |= {"per_class": [round(d, 4) for d in per_class], "score": round(float(np.mean(per_class[1:])), 4)}
-            rows.append(row)
-            print(name, row, flush=True)
-
-        if "dense" in args.arms:
-            for seed in args.seeds:
-                model, minutes = network_arm(images, classes, "dense", suite.names, seed, overrides)
-                pred = network_prediction(model, test_images, "dense")
-                record({"arm": "dense", "seed": seed, "minutes": round(minutes, 2)}, pred)
-        for draw in args.draws:
-            rng = np.random.default_rng(1000 + draw)
-            strokes = np.stack([draw_class_strokes(c, rng) for c in classes])
-            painted = round(float((strokes > 0).mean()), 4)
-            if "forest" in args.arms:
-                pred, minutes = forest_prediction(images, strokes, test_images)
-                record({"arm": "forest", "draw": draw, "painted": painted, "minutes": round(minutes, 2)}, pred)
-            if "sparse" in args.arms:
-                for seed in args.seeds:
-                    model, minutes = network_arm(images, strokes, "sparse", suite.names, seed, overrides)
-                    pred = network_prediction(model, test_images, "sparse")
-                    record(
-                        {"arm": "sparse", "draw": draw, "seed": seed, "painted": painted, "minutes": round(minutes, 2)},
-                        pred,
-                    )
+        rows = run_set(name, args, overrides, spec)
         results["sets"][name] = {"runs": rows, "summary": summary(rows)}
         print(name, results["sets"][name]["summary"], flush=True)
         save_results(results, f"scribbles_suite{args.name}")
