@@ -131,8 +131,8 @@ def _add_recipe_flags(p: argparse.ArgumentParser) -> None:
         "--learn-unpainted",
         action="store_const",
         const=True,
-        help="sparse labels: also learn from the unpainted pixels (flip/rot90/zoom consistency; "
-        "each step costs about twice as much)",
+        help="sparse labels: also learn from the unpainted pixels (flip/rot90/zoom consistency): "
+        "for thin structures such as membranes, not for nuclei; each step costs about twice as much",
     )
     p.add_argument(
         "--steps-per-epoch", type=int, help="steps between model files (default: steps/4, at most 50)"

@@ -11,8 +11,8 @@ LABEL_MODES = [("sparse: 0 = unpainted (ignored)", "sparse"), ("dense: 0 = backg
 WIDTHS = sorted({8, 16, 32, 64, MODEL["base_channels"]})
 UNPAINTED_TIP = (
     "Sparse labels: also ask the network to give the same answer on a flipped, turned and zoomed copy "
-    "of every patch, on all pixels of the painted slices, painted or not. Meant for "
-    "a few strokes; each step costs about twice as much."
+    "of every patch, on all pixels of the painted slices, painted or not. For thin structures "
+    "(membranes) painted with a few strokes; not for nuclei. Each step costs about twice as much."
 )
 OBJECTS_TIP = (
     "The labels are objects: sparse, each object painted whole with its own label (2, 3, ...) "
