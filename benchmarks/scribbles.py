@@ -1,5 +1,8 @@
 """Thin scribbles drawn from a dense ground truth, as a user would paint them.
 
+:func:`draw_scribbles`: the ISBI membrane simulator of the earlier benchmarks.
+:func:`draw_class_strokes`: any number of classes (benchmarks/scribbles_suite.py).
+
 Membrane strokes follow the membrane's centre line (its skeleton) for a stretch and are
 3 px wide; interior strokes are short 3 px lines well inside cells. The budget caps the
 painted pixels at a fraction of the slice (the issue asks for <= 2 %).
