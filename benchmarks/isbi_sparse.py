@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
+from common import DATA, hardware, random_forest, save_results  # noqa: E402
 from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import save_model  # noqa: E402
@@ -84,21 +84,8 @@ def window_means(values: list[float], window: int = 50) -> list[float]:
 
 
 def forest_arm(scribbles) -> tuple[float, float]:
-    from functools import partial
-
-    from skimage import feature, future
-    from sklearn.ensemble import RandomForestClassifier
-
-    features = partial(
-        feature.multiscale_basic_features, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16
-    )
-    start = time.perf_counter()
-    train_feats = np.concatenate([features(IMAGES[i]) for i in SLICES], axis=1)
-    train_labels = np.concatenate(list(scribbles), axis=1)
-    clf = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=0)
-    clf = future.fit_segmenter(train_labels, train_feats, clf)
-    pred = np.stack([future.predict_segmenter(features(IMAGES[i]), clf) for i in TEST])
-    return membrane_dice(pred, LABELS[TEST]), time.perf_counter() - start
+    pred, seconds = random_forest(IMAGES[SLICES], scribbles, IMAGES[TEST])
+    return membrane_dice(pred, LABELS[TEST]), seconds
 
 
 def main() -> None:

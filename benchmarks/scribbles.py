@@ -15,6 +15,8 @@ from scipy import ndimage
 from skimage import draw
 from skimage.morphology import skeletonize
 
+from napari_unetseg.core.sample import _stroke  # the sample data's strokes: 3 px, centred, random angle
+
 _NEIGHBOURS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
 
 
@@ -39,6 +41,17 @@ def _walk(skeleton: np.ndarray, start: tuple[int, int], length: int) -> list[tup
     return path
 
 
+def _centre_line_stroke(
+    skeleton: np.ndarray, rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, length: int
+) -> np.ndarray:
+    """A 3-px stroke along ``skeleton`` for up to ``length`` px from a random one of its
+    pixels ``(ys, xs)``."""
+    i = rng.integers(len(ys))
+    line = np.zeros(skeleton.shape, bool)
+    line[tuple(np.array(_walk(skeleton, (ys[i], xs[i]), length)).T)] = True
+    return ndimage.binary_dilation(line, iterations=1)
+
+
 def draw_scribbles(
     truth: np.ndarray,
     rng: np.random.Generator,
@@ -53,11 +66,7 @@ def draw_scribbles(
     skeleton = skeletonize(membrane)
     ys, xs = np.nonzero(skeleton)
     for _ in range(strokes_per_class):
-        i = rng.integers(len(ys))
-        line = np.zeros_like(membrane)
-        for y, x in _walk(skeleton, (ys[i], xs[i]), membrane_length):
-            line[y, x] = True
-        out[ndimage.binary_dilation(line, iterations=1) & membrane] = 1
+        out[_centre_line_stroke(skeleton, rng, ys, xs, membrane_length) & membrane] = 1
     inside = ndimage.binary_erosion(~membrane, iterations=4)
     ys, xs = np.nonzero(inside)
     for _ in range(strokes_per_class):
@@ -72,17 +81,6 @@ def draw_scribbles(
     if (out > 0).mean() > budget:
         raise ValueError(f"scribbles cover {(out > 0).mean():.2%} > budget {budget:.0%}")
     return out
-
-
-def _line(shape: tuple[int, int], rng: np.random.Generator, y: int, x: int, length: float) -> np.ndarray:
-    """A 1-px straight line of ``length`` pixels centred on ``(y, x)`` at a random angle."""
-    angle = rng.uniform(0, np.pi)
-    dy, dx = 0.5 * length * np.sin(angle), 0.5 * length * np.cos(angle)
-    y0, y1 = (int(np.clip(v, 0, shape[0] - 1)) for v in (y - dy, y + dy))
-    x0, x1 = (int(np.clip(v, 0, shape[1] - 1)) for v in (x - dx, x + dx))
-    line = np.zeros(shape, bool)
-    line[draw.line(y0, x0, y1, x1)] = True
-    return line
 
 
 def is_thin(region: np.ndarray, elongation: float = 4.0) -> bool:
@@ -124,10 +122,7 @@ def draw_class_strokes(
             skeleton = skeletonize(region)
             ys, xs = np.nonzero(skeleton)
             for _ in range(thin_strokes if len(ys) else 0):
-                i = rng.integers(len(ys))
-                line = np.zeros(classes.shape, bool)
-                line[tuple(np.array(_walk(skeleton, (ys[i], xs[i]), thin_length)).T)] = True
-                out[ndimage.binary_dilation(line) & region] = value + 1
+                out[_centre_line_stroke(skeleton, rng, ys, xs, thin_length) & region] = value + 1
             continue
         inside = ndimage.binary_erosion(region, iterations=3)
         inside = inside if inside.any() else region
@@ -139,15 +134,15 @@ def draw_class_strokes(
                     ys, xs = np.nonzero(inside[r[0] : r[-1] + 1, c[0] : c[-1] + 1])
                     if len(ys):
                         i = rng.integers(len(ys))
-                        line = _line(classes.shape, rng, r[0] + ys[i], c[0] + xs[i], 30)
-                        out[ndimage.binary_dilation(line) & inside] = 1
+                        stroke = _stroke(classes.shape, rng, r[0] + ys[i], c[0] + xs[i], 30)
+                        out[stroke & inside] = 1
             continue
         pieces, count = ndimage.label(inside)
         for piece in rng.permutation(np.arange(1, count + 1))[:objects]:
             ys, xs = np.nonzero(pieces == piece)
             width = 2 * np.sqrt(len(ys) / np.pi)
-            line = _line(classes.shape, rng, int(np.median(ys)), int(np.median(xs)), width)
-            out[ndimage.binary_dilation(line) & (pieces == piece)] = value + 1
+            stroke = _stroke(classes.shape, rng, int(np.median(ys)), int(np.median(xs)), width)
+            out[stroke & (pieces == piece)] = value + 1
     if (out > 0).mean() > budget:
         raise ValueError(f"strokes cover {(out > 0).mean():.2%} > budget {budget:.0%}")
     return out

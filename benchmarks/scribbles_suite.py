@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
+from common import DATA, hardware, random_forest, save_results  # noqa: E402
 from scribbles import draw_class_strokes  # noqa: E402
 
 
@@ -95,11 +95,11 @@ def load_set(suite: Suite):
 
 
 def dice_per_class(pred: np.ndarray, truth: np.ndarray, count: int) -> list[float]:
-    """Dice of each class 0..count-1, pooled over all images."""
-    return [
-        float(2 * ((pred == c) & (truth == c)).sum() / max(1, (pred == c).sum() + (truth == c).sum()))
-        for c in range(count)
-    ]
+    """Dice of each class 0..count-1, pooled over all images (``unetseg evaluate``'s figures)."""
+    from napari_unetseg.core.metrics import evaluate
+
+    result = evaluate(pred, truth, classes=list(range(count)), surface=False)
+    return [result.per_class[c]["dice"] for c in range(count)]
 
 
 def network_arm(images, labels, mode: str, names, seed: int, overrides: dict, spec: dict):
@@ -121,24 +121,6 @@ def network_prediction(model, images: np.ndarray, mode: str) -> np.ndarray:
 
     labels = predict_stack(model, images, PredictConfig(device="cpu")).labels.astype(np.int64)
     return labels - 1 if mode == "sparse" else labels
-
-
-def forest_prediction(images, strokes, test_images) -> tuple[np.ndarray, float]:
-    """The ilastik recipe on the strokes: class values 0..K-1 of ``test_images``, and minutes."""
-    from functools import partial
-
-    from skimage import feature, future
-    from sklearn.ensemble import RandomForestClassifier
-
-    features = partial(
-        feature.multiscale_basic_features, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16
-    )
-    start = time.perf_counter()
-    train_features = np.concatenate([features(image[0]) for image in images], axis=1)
-    forest = RandomForestClassifier(n_estimators=100, n_jobs=-1, random_state=0)
-    forest = future.fit_segmenter(np.concatenate(list(strokes), axis=1), train_features, forest)
-    pred = np.stack([future.predict_segmenter(features(image[0]), forest) for image in test_images])
-    return pred.astype(np.int64) - 1, (time.perf_counter() - start) / 60
 
 
 def summary(rows: list[dict]) -> dict:
@@ -181,8 +163,11 @@ def run_set(name: str, args: argparse.Namespace, overrides: dict, spec: dict) ->
         strokes = np.stack([draw_class_strokes(c, rng) for c in classes])
         painted = round(float((strokes > 0).mean()), 4)
         if "forest" in args.arms:
-            pred, minutes = forest_prediction(images, strokes, test_images)
-            record({"arm": "forest", "draw": draw, "painted": painted, "minutes": round(minutes, 2)}, pred)
+            pred, seconds = random_forest(images[:, 0], strokes, test_images[:, 0])
+            minutes = round(seconds / 60, 2)
+            record(
+                {"arm": "forest", "draw": draw, "painted": painted, "minutes": minutes}, pred.astype(int) - 1
+            )
         for seed in args.seeds if "sparse" in args.arms else []:
             model, minutes = network_arm(images, strokes, "sparse", suite.names, seed, overrides, spec)
             row = {
@@ -219,8 +204,7 @@ def main() -> None:
         rows = run_set(name, args, overrides, spec)
         results["sets"][name] = {"runs": rows, "summary": summary(rows)}
         print(name, results["sets"][name]["summary"], flush=True)
-        save_results(results, f"scribbles_suite{args.name}")
-    print(save_results(results, f"scribbles_suite{args.name}"))
+        print(save_results(results, f"scribbles_suite{args.name}"), flush=True)
 
 
 if __name__ == "__main__":
