@@ -101,6 +101,7 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
     """Train one starter (without the sets of family ``leave_out``); returns its model file."""
     from napari_unetseg.core.checkpoint import save_model
     from napari_unetseg.core.config import AdvancedOptions, ModelSpec, TrainConfig
+    from napari_unetseg.core.normalization import Normalization
     from napari_unetseg.core.training import train
 
     recipe = RECIPES[name]
@@ -115,7 +116,8 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
         validation_fraction=0.0, advanced=AdvancedOptions(zoom=2.0), objects=recipe.objects,
     )  # fmt: skip
     start = time.perf_counter()
-    result = train(images, labels, ModelSpec(), config, class_names=list(recipe.classes) or None)
+    spec = ModelSpec(normalization=Normalization(high=99.8))  # the shipped starters' recipe (their cards)
+    result = train(images, labels, spec, config, class_names=list(recipe.classes) or None)
     minutes = (time.perf_counter() - start) / 60
     loaded = result.loaded
     loaded.model.half()  # half the bytes in the wheel; load_state_dict casts back to float32

@@ -130,6 +130,19 @@ def test_normalisation_any_dtype(dtype):
         Normalization().normalize(np.full((1, 1, 4, 4), np.nan))
 
 
+def test_default_normalisation_keeps_dim_nuclei_visible_beside_a_few_bright_ones():
+    """DSB2018's 520x696 images: dim nuclei (here 10 % of the pixels at 300) beside a few
+    very bright ones (0.5 % at 4000) on a background of 100. With the 99.8th percentile the
+    bright nuclei set the scale and the dim ones sit near the background (0.05); the
+    default (99th) keeps them well apart (issue 26)."""
+    image = np.full((1, 1, 100, 100), 100.0)
+    image[0, 0, :10] = 300.0  # dim nuclei: 10 % of the pixels
+    image[0, 0, 10, :50] = 4000.0  # bright nuclei: 0.5 %
+    dim = Normalization().normalize(image)[0, 0, 5, 5]
+    assert dim > 0.9
+    assert Normalization(high=99.8).normalize(image)[0, 0, 5, 5] < 0.1  # the old default
+
+
 @pytest.mark.parametrize(
     "axes,shape", [("ZYX", (3, 20, 30)), ("YXZ", (20, 30, 3)), ("TCZYX", (2, 2, 3, 20, 30)), ("YX", (20, 30))]
 )
