@@ -22,6 +22,7 @@ count; one run, one seed.
 
     python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 500] [--train-images 64]
                                       [--painted 0.25] [--rows semantic ceiling dense painted]
+                                      [--normalization JSON]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noq
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.instances import object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
+from napari_unetseg.core.normalization import Normalization  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 from napari_unetseg.core.sample import _stroke  # noqa: E402
@@ -78,14 +80,14 @@ def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
 
 
 def train_and_predict(
-    images, labels, test_images, steps: int, objects: bool, mode: str = "dense", save=None, init=None
+    images, labels, test_images, steps: int, objects: bool, mode="dense", save=None, init=None, spec=None
 ):
     """Train on ``labels`` (from the model file ``init`` when given) and predict the test
     images: classes, or objects (as ``unetseg predict`` writes them) for an object model;
     and the training minutes. The model file goes to ``save`` (a path) when given."""
     config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu")
     start = time.perf_counter()
-    trainer = start_training([images[:, None]], [labels], ModelSpec(), config, RunOptions(init=init))
+    trainer = start_training([images[:, None]], [labels], spec or ModelSpec(), config, RunOptions(init=init))
     loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
     if save is not None:
@@ -112,7 +114,10 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=64, help="the first N of the training split")
     parser.add_argument("--starter", type=Path, help="an object model to score as it is (and fine-tune)")
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument("--normalization", type=json.loads, default={},
+                        help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
+    spec = ModelSpec(normalization=Normalization.from_dict(args.normalization))
     folder = DATA / args.set
     if not folder.exists():
         sys.exit(f"objects_mode: {folder} not found (set UNETSEG_DATA)")
@@ -124,7 +129,7 @@ def main() -> None:
     origin = f", from {args.starter.stem}" if args.starter else ""  # rows fine-tuned from the starter
     if "semantic" in args.rows:
         semantic, minutes = train_and_predict(images[train], (objects[train] > 0).astype(np.uint8),
-                                              images[test], args.steps, objects=False)  # fmt: skip
+                                              images[test], args.steps, objects=False, spec=spec)  # fmt: skip
         components = np.stack([connected_components(s > 0, connectivity=1) for s in semantic])
         rows["components of the semantic prediction"] = (evaluate_objects(components, truth), minutes)
     if "ceiling" in args.rows:
@@ -133,7 +138,7 @@ def main() -> None:
     if "dense" in args.rows:
         save = RESULTS / f"objects_mode_{args.set}_dense.pt"
         pairs = (images[train], objects[train], images[test])
-        found, minutes = train_and_predict(*pairs, args.steps, True, save=save, init=args.starter)
+        found, minutes = train_and_predict(*pairs, args.steps, True, save=save, init=args.starter, spec=spec)
         rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
@@ -144,10 +149,18 @@ def main() -> None:
         share = f"{100 * args.painted:.0f} % of the objects, {100 * (painted > 0).mean():.1f} % of the pixels"
         save = RESULTS / f"objects_mode_{args.set}_painted.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
-                                           save, args.starter)  # fmt: skip
+                                           save, args.starter, spec)  # fmt: skip
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
-    table = {name: {**evaluation.total(), "train_minutes": m} for name, (evaluation, m) in rows.items()}
-    results = {"hardware": hardware(), "set": args.set, "steps": args.steps, "train_images": len(train),
+    table = {
+        name: {
+            **evaluation.total(),
+            "train_minutes": m,
+            "fp_per_image": {i: s.fp for i, s in zip(test, evaluation.images)},
+        }
+        for name, (evaluation, m) in rows.items()
+    }
+    results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
+               "steps": args.steps, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")
@@ -159,6 +172,9 @@ def main() -> None:
         t = evaluation.total()
         print(f"| {name} | {t['n_true']} / {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} "
               f"| {t['ap']:.3f} | {t['panoptic_quality']:.3f} | {minutes:.1f} |")  # fmt: skip
+    for name, row in table.items():  # a few images can hold most of the false objects
+        worst = sorted(row["fp_per_image"].items(), key=lambda item: -item[1])[:3]
+        print(f"most false objects ({name}): " + ", ".join(f"image {i}: {fp}" for i, fp in worst))
     print(f"results in {path}")
 
 

@@ -77,15 +77,19 @@ def evenly(indices: list[int], count: int) -> list[int]:
     ]
 
 
+def split_indices(suite: Suite) -> tuple[list[int], list[int]]:
+    """The indices of the images a set's arms train on (painted) and are scored on."""
+    if suite.folder.startswith("isbi"):
+        return [2, 10, 18], list(range(24, 30))
+    meta = json.loads((DATA / suite.folder / "meta.json").read_text())
+    return evenly(meta["train_idx"], PAINTED), evenly(meta["test_idx"], TESTED)
+
+
 def load_set(suite: Suite):
     """``(train images (3, 1, Y, X), train classes, test images, test classes)``."""
     path = DATA / suite.folder
     images, labels = tifffile.imread(path / "images.tif"), tifffile.imread(path / "labels.tif")
-    if suite.folder.startswith("isbi"):
-        train, test = [2, 10, 18], list(range(24, 30))
-    else:
-        meta = json.loads((path / "meta.json").read_text())
-        train, test = evenly(meta["train_idx"], PAINTED), evenly(meta["test_idx"], TESTED)
+    train, test = split_indices(suite)
     return (
         images[train][:, None],
         classes_of(labels[train], suite.encoding),

@@ -12,6 +12,7 @@ from napari_unetseg.core.checkpoint import LoadedModel, load_model, save_model
 from napari_unetseg.core.config import ModelSpec
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.models import build_model
+from napari_unetseg.core.normalization import Normalization
 
 
 class _Payload:
@@ -88,3 +89,13 @@ def test_failed_save_keeps_previous_model_file(tmp_path):
         torch.save = original
     assert path.read_bytes() == before
     assert [p for p in os.listdir(tmp_path) if p.endswith(".part")] == []
+
+
+def test_the_normalisation_floor_travels_with_the_model_file(tmp_path):
+    """A new model file keeps its floor (``min_range``); one written before the floor
+    existed (no entry) loads without it, so it predicts what it predicted."""
+    assert load_model(_model_file(tmp_path)).normalization.min_range == Normalization().min_range > 0
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    del payload["normalization_min_range"]
+    torch.save(payload, tmp_path / "before.pt")
+    assert load_model(tmp_path / "before.pt").normalization.min_range == 0.0

@@ -143,6 +143,32 @@ def test_default_normalisation_keeps_dim_nuclei_visible_beside_a_few_bright_ones
     assert Normalization(high=99.8).normalize(image)[0, 0, 5, 5] < 0.1  # the old default
 
 
+def test_a_nearly_empty_field_keeps_its_noise_below_its_objects():
+    """A field with two small nuclei (0.3 % of the pixels at 190) on a noisy background
+    (13 +- 2.4, as DSB2018's image 289): its 99th percentile is background noise, and
+    scaling that to 1 made noise as bright as nuclei (a network found 408 false objects in it).
+    The floor keeps the noise near 0 and the nuclei far above it; an image of dim nuclei
+    beside a few bright ones on the same noise is scaled as before."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(13.0, 2.4, (1, 1, 256, 256))
+    field = noise.copy()
+    field[0, 0, 100:110, 100:110] = field[0, 0, 150:160, 40:50] = 190.0
+    scaled = Normalization().normalize(field)[0, 0]
+    assert np.percentile(scaled[:90], 99.9) < 0.5 and scaled[105, 105] > 2
+    assert np.percentile(Normalization(min_range=0.0).normalize(field)[0, 0][:90], 99.9) > 1  # before
+    dim = noise.copy()
+    dim[0, 0, :30] += 200.0  # dim nuclei: 12 % of the pixels
+    dim[0, 0, 200, :50] = 4000.0  # a few very bright ones
+    assert np.array_equal(Normalization().normalize(dim), Normalization(min_range=0.0).normalize(dim))
+
+
+def test_normalisation_floor_is_part_of_the_recipe():
+    with pytest.raises(UserInputError, match="min_range"):
+        Normalization(min_range=1.0)
+    assert Normalization.from_dict({"high": 99.8}).min_range == Normalization().min_range
+    assert Normalization.from_dict(Normalization(min_range=0.0).to_dict()) == Normalization(min_range=0.0)
+
+
 @pytest.mark.parametrize(
     "axes,shape", [("ZYX", (3, 20, 30)), ("YXZ", (20, 30, 3)), ("TCZYX", (2, 2, 3, 20, 30)), ("YX", (20, 30))]
 )

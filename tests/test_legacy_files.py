@@ -22,8 +22,9 @@ V01 = Path(__file__).parent / "data" / "v0.1"
 
 def test_a_model_file_of_0_1_predicts_as_it_did():
     loaded = load_model(V01 / "run" / "model.pt")
-    # from its own entry in the file; 0.1 scaled each slice with the whole stack's percentiles
-    assert loaded.normalization == Normalization(low=2.0, high=99.5, scope="stack")
+    # from its own entry in the file; 0.1 scaled each slice with the whole stack's percentiles,
+    # without the floor under the range of nearly empty images
+    assert loaded.normalization == Normalization(low=2.0, high=99.5, scope="stack", min_range=0.0)
     image = tifffile.imread(V01 / "image.tif")
     result = predict_stack(loaded, image[:, None], PredictConfig(precision="fp32"), probabilities=True)
     expected = tifffile.imread(V01 / "expected_labels.tif")
@@ -57,10 +58,10 @@ def test_a_run_folder_of_0_1_resumes_with_its_recipe(tmp_path):
         [V01 / "image.tif"], [V01 / "strokes.tif"], None, train_options={"steps": 103}, resume=run
     )
     assert result.loaded.step == 103 and not result.stopped
-    assert result.loaded.normalization == Normalization(low=2.0, high=99.5, scope="stack")
+    assert result.loaded.normalization == Normalization(low=2.0, high=99.5, scope="stack", min_range=0.0)
     record = json.loads((run / "config.json").read_text())  # rewritten in today's layout
     assert record["train"]["learn_unpainted"] and record["train"]["advanced"]["consistency_weight"] == 1.0
-    expected = {"method": "percentile", "low": 2.0, "high": 99.5, "scope": "stack"}
+    expected = {"method": "percentile", "low": 2.0, "high": 99.5, "scope": "stack", "min_range": 0.0}
     assert record["model"]["normalization"] == expected
     assert [row["step"] for row in json.loads((run / "history.json").read_text())] == [50, 100, 103]
 
@@ -72,4 +73,5 @@ def test_todays_model_files_keep_the_0_1_layout(tmp_path):
     new = torch.load(path, weights_only=True)
     assert set(new["spec"]) == set(old["spec"]) and new["normalization"] == old["normalization"]
     assert new["normalization_scope"] == "stack"  # beside, where 0.1 does not look
+    assert new["normalization_min_range"] == 0.0  # so is the floor, off for files without it
     assert new["format_version"] == old["format_version"]

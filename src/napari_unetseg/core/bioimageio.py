@@ -8,7 +8,9 @@ Model Zoo read:
   from this package's own network modules, :func:`architecture_source`) and as
   ``torchscript`` (for the Java tools);
 * preprocessing that reproduces ours: each channel of each sample scaled from its own
-  percentiles (``scale_range`` over the spatial axes);
+  percentiles (``scale_range`` over the spatial axes), except on nearly empty images,
+  where ours keeps a floor under the range that ``scale_range`` cannot express
+  (``Normalization.min_range``; the card says so);
 * postprocessing: the class-prior correction (``scale_linear`` offsets along the channel
   axis) then ``softmax``: the output is the class probabilities, one channel per class;
 * a test input and the output it gives, a cover image, the class names and values, and a
@@ -288,6 +290,19 @@ def _describe(loaded: LoadedModel, source: str, image: np.ndarray, folder: Path,
     )
 
 
+def _floor_note(loaded: LoadedModel) -> str:
+    """The card's words on the one step of the recipe ``scale_range`` cannot express."""
+    share = loaded.normalization.min_range
+    if not share:
+        return ""
+    return (
+        f"\nnapari-unetseg also keeps the high value at least {share:g} of the way to the image's\n"
+        "brightest pixels (99.99th percentile), so that the noise of a nearly empty image (a few\n"
+        "objects on under 1 % of it) is not stretched to full range; other bioimage.io tools do\n"
+        "not, and may find objects in the noise of such images."
+    )
+
+
 def _plain(value):
     if isinstance(value, (np.generic,)):
         return value.item()
@@ -342,7 +357,7 @@ A {loaded.spec.name} ({len(spatial)}D) trained with napari-unetseg {__version__}
 ## Input
 `raw`: (batch, channel, {", ".join(spatial)}), {loaded.spec.in_channels} channel(s), any intensity
 range: each channel of each image is scaled so that its {loaded.normalization.low:g}th
-percentile maps to 0 and its {loaded.normalization.high:g}th to 1 (`scale_range`).
+percentile maps to 0 and its {loaded.normalization.high:g}th to 1 (`scale_range`).{_floor_note(loaded)}
 
 ## Output
 `probabilities`: one channel per class (softmax{correction}).

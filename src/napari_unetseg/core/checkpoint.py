@@ -6,7 +6,8 @@ pickled Python object: a model file from a stranger cannot execute code.
 
 Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fields),
 ``normalization`` (its percentiles, kept apart as in earlier versions), ``normalization_scope``
-(absent from files of 0.1, which normalised whole stacks), ``class_values``, ``class_names``
+(absent from files of 0.1, which normalised whole stacks), ``normalization_min_range``
+(absent from files before it, which scaled without it), ``class_values``, ``class_names``
 (one per class value, ``""`` where unnamed), ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
 ``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
 separate ``resume.pt`` in the run folder so that shared model files stay small.
@@ -77,6 +78,7 @@ class LoadedModel:
             "label_mode": self.label_mode,
             "normalization": self.normalization.percentile_dict(),
             "normalization_scope": self.normalization.scope,
+            "normalization_min_range": self.normalization.min_range,
             "class_names": list(self.class_names),
             "train_config": dict(self.train_config),
             "history": list(self.history),
@@ -158,7 +160,10 @@ def model_from_payload(payload: dict, path: str | Path, device: torch.device | s
         )
     try:
         scope = payload.get("normalization_scope", "stack")  # 0.1 normalised whole stacks
-        normalization = Normalization.from_dict({**payload["normalization"], "scope": scope})
+        min_range = payload.get("normalization_min_range", 0.0)  # files before it scale without it
+        normalization = Normalization.from_dict(
+            {**payload["normalization"], "scope": scope, "min_range": min_range}
+        )
         spec = ModelSpec.from_dict(payload["spec"]).replace(normalization=normalization)
         model = build_model(spec)
         model.load_state_dict(payload["state_dict"])
