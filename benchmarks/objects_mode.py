@@ -80,12 +80,21 @@ def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
 
 
 def train_and_predict(
-    images, labels, test_images, steps: int, objects: bool, mode="dense", save=None, init=None, spec=None
+    images,
+    labels,
+    test_images,
+    steps: int,
+    objects: bool,
+    mode="dense",
+    save=None,
+    init=None,
+    spec=None,
+    seed=0,
 ):
     """Train on ``labels`` (from the model file ``init`` when given) and predict the test
     images: classes, or objects (as ``unetseg predict`` writes them) for an object model;
     and the training minutes. The model file goes to ``save`` (a path) when given."""
-    config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu")
+    config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu", seed=seed)
     start = time.perf_counter()
     trainer = start_training([images[:, None]], [labels], spec or ModelSpec(), config, RunOptions(init=init))
     loaded = run_generator(trainer.run()).loaded
@@ -114,6 +123,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=64, help="the first N of the training split")
     parser.add_argument("--starter", type=Path, help="an object model to score as it is (and fine-tune)")
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed (the painted objects stay the same)"
+    )
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
@@ -128,8 +140,9 @@ def main() -> None:
     rows = {}
     origin = f", from {args.starter.stem}" if args.starter else ""  # rows fine-tuned from the starter
     if "semantic" in args.rows:
-        semantic, minutes = train_and_predict(images[train], (objects[train] > 0).astype(np.uint8),
-                                              images[test], args.steps, objects=False, spec=spec)  # fmt: skip
+        foreground = (objects[train] > 0).astype(np.uint8)
+        semantic, minutes = train_and_predict(images[train], foreground, images[test], args.steps, False,
+                                              spec=spec, seed=args.seed)  # fmt: skip
         components = np.stack([connected_components(s > 0, connectivity=1) for s in semantic])
         rows["components of the semantic prediction"] = (evaluate_objects(components, truth), minutes)
     if "ceiling" in args.rows:
@@ -138,7 +151,9 @@ def main() -> None:
     if "dense" in args.rows:
         save = RESULTS / f"objects_mode_{args.set}_dense.pt"
         pairs = (images[train], objects[train], images[test])
-        found, minutes = train_and_predict(*pairs, args.steps, True, save=save, init=args.starter, spec=spec)
+        found, minutes = train_and_predict(
+            *pairs, args.steps, True, save=save, init=args.starter, spec=spec, seed=args.seed
+        )
         rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
@@ -149,7 +164,7 @@ def main() -> None:
         share = f"{100 * args.painted:.0f} % of the objects, {100 * (painted > 0).mean():.1f} % of the pixels"
         save = RESULTS / f"objects_mode_{args.set}_painted.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
-                                           save, args.starter, spec)  # fmt: skip
+                                           save, args.starter, spec, args.seed)  # fmt: skip
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
     table = {
         name: {
@@ -160,7 +175,7 @@ def main() -> None:
         for name, (evaluation, m) in rows.items()
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
-               "steps": args.steps, "train_images": len(train),
+               "steps": args.steps, "seed": args.seed, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")
