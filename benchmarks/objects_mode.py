@@ -41,6 +41,7 @@ from skimage.measure import label as connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, hardware, save_results  # noqa: E402
 
+from napari_unetseg.core import instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
@@ -126,9 +127,12 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed (the painted objects stay the same)"
     )
+    parser.add_argument("--core", type=float, default=instances.CORE,
+                        help="the interior's share of each object's depth (instances.CORE)")  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
+    instances.CORE = args.core  # what every object label becomes while training
     spec = ModelSpec(normalization=Normalization.from_dict(args.normalization))
     folder = DATA / args.set
     if not folder.exists():
@@ -175,7 +179,7 @@ def main() -> None:
         for name, (evaluation, m) in rows.items()
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
-               "steps": args.steps, "seed": args.seed, "train_images": len(train),
+               "steps": args.steps, "seed": args.seed, "core": args.core, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")

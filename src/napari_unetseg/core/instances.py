@@ -33,11 +33,12 @@ MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dro
 OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
 
-def instance_classes(instances: np.ndarray, core: float = CORE) -> np.ndarray:
+def instance_classes(instances: np.ndarray, core: float | None = None) -> np.ndarray:
     """The three classes of an instance image (``uint8``): background, interior (each
-    object's core: the pixels at least ``core`` times the object's largest distance from
-    its edge, where its edge touches the background or another object) and boundary (the
-    rest of each object). Every object keeps a core, however small."""
+    object's core: the pixels at least ``core`` (default :data:`CORE`) times the object's
+    largest distance from its edge, where its edge touches the background or another
+    object) and boundary (the rest of each object). Every object keeps a core, however small."""
+    core = CORE if core is None else core
     instances = check_instances(instances, "instance image")
     inside = instances > 0
     classes = np.where(inside, INTERIOR, BACKGROUND).astype(np.uint8)
