@@ -167,6 +167,8 @@ def test_normalisation_floor_is_part_of_the_recipe():
         Normalization(min_range=1.0)
     assert Normalization.from_dict({"high": 99.8}).min_range == Normalization().min_range
     assert Normalization.from_dict(Normalization(min_range=0.0).to_dict()) == Normalization(min_range=0.0)
+    with pytest.raises(UserInputError, match="min_range must be a number, got 'abc'"):
+        Normalization.from_dict({"min_range": "abc"})  # was an internal error from a config file
 
 
 @pytest.mark.parametrize(

@@ -93,7 +93,15 @@ class Normalization:
                 f"unknown normalization option(s) {', '.join(unknown)}; "
                 "known: high, low, method, min_range, scope"
             )
-        return cls(**{key: value if key == "scope" else float(value) for key, value in data.items()})
+        for key in sorted(set(data) - {"scope"}):
+            value = data[key]
+            try:
+                if isinstance(value, bool):
+                    raise TypeError(key)
+                data[key] = float(value)
+            except (TypeError, ValueError):
+                raise UserInputError(f"normalization {key} must be a number, got {value!r}") from None
+        return cls(**data)
 
     def percentile_dict(self) -> dict:
         """:meth:`to_dict` without the scope and ``min_range``: the model file's
