@@ -61,35 +61,33 @@ def range_factor(image: np.ndarray, recipe: Normalization) -> float:
 
 def main() -> None:
     recipe = Normalization()
-    rows, changed_total, total = {}, 0, 0
+    factors: dict[str, list[float]] = {}  # set -> the range factor of each image
+    rows, changed_total = {}, 0
     for name in STACKS + FOLDERS + VOLUMES:
         if not (DATA / name).exists():
             continue
-        changed = []
+        factors[name], changed = [], []
         for i, image, labels in images_of(name):
             factor = range_factor(np.asarray(image), recipe)
-            total += 1
+            factors[name].append(factor)
             if factor > 1.0 + 1e-6:
-                objects = len(np.unique(labels[labels > 0])) if labels is not None else None
-                cover = float((labels > 0).mean()) if labels is not None else None
+                objects, cover = len(np.unique(labels[labels > 0])), float((labels > 0).mean())
                 changed.append({"index": i, "factor": factor, "objects": objects, "covered": cover})
         changed_total += len(changed)
         rows[name] = changed
         listed = ", ".join(
-            f"#{c['index']} x{c['factor']:.2f}"
-            + (f" ({c['objects']} objects, {100 * c['covered']:.2f} % of the pixels)" if c["objects"] else "")
+            f"#{c['index']} x{c['factor']:.2f} ({c['objects']} objects, {100 * c['covered']:.2f} % of pixels)"
             for c in changed
         )
         print(f"{name}: {len(changed)} image(s) changed{': ' + listed if listed else ''}")
     suite = {}
     for key, entry in SETS.items():
-        folder = DATA / entry.folder
-        if not folder.exists():
+        if entry.folder not in factors:
             continue
-        images = tifffile.imread(folder / "images.tif")
         used = sorted(set().union(*split_indices(entry)))
-        suite[key] = [i for i in used if range_factor(images[i], recipe) > 1.0 + 1e-6]
+        suite[key] = [i for i in used if factors[entry.folder][i] > 1.0 + 1e-6]
         print(f"scribbles suite {key}: {len(used)} images used, changed: {suite[key] or 'none'}")
+    total = sum(len(f) for f in factors.values())
     print(f"{changed_total} of {total} images or volumes changed (min_range {recipe.min_range})")
     results = {"hardware": hardware(), "min_range": recipe.min_range, "changed": rows, "total": total,
                "changed_total": changed_total, "suite_changed": suite}  # fmt: skip
