@@ -130,12 +130,10 @@ def main() -> None:
     )
     parser.add_argument("--core", type=float, default=instances.CORE,
                         help="the interior's share of each object's depth (instances.CORE)")  # fmt: skip
-    parser.add_argument("--contact", type=int, default=instances.CONTACT_RADIUS,
-                        help="px: boundary this close to another object is the contact class (instances.CONTACT_RADIUS)")  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
-    instances.CORE, instances.CONTACT_RADIUS = args.core, args.contact  # what object labels become
+    instances.CORE = args.core  # what every object label becomes while training
     spec = ModelSpec(normalization=Normalization.from_dict(args.normalization))
     folder = DATA / args.set
     if not folder.exists():
@@ -182,7 +180,7 @@ def main() -> None:
         for name, (evaluation, m) in rows.items()
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
-               "steps": args.steps, "seed": args.seed, "core": args.core, "contact": args.contact, "train_images": len(train),
+               "steps": args.steps, "seed": args.seed, "core": args.core, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")

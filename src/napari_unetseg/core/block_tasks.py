@@ -91,7 +91,7 @@ def block_task(
 
 
 def objects_task(
-    classes: ScratchStack, local: ScratchStack, job: int, volume: bool, values: tuple[int, int, int], ledger
+    classes: ScratchStack, local: ScratchStack, job: int, volume: bool, values: tuple[int, int], ledger
 ) -> tuple[int, float, int, int]:
     """The objects of one job's predicted classes (a slice, or a 3D model's volume),
     numbered 1..n in ``local``; records n in the ledger."""

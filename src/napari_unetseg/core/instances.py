@@ -26,17 +26,14 @@ from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.objects import MAX_ID, check_instances, looks_like_classes, pieces_per_id
 
-BACKGROUND, INTERIOR, BOUNDARY, CONTACT = 0, 1, 2, 3
-CLASS_NAMES = ("background", "interior", "boundary", "contact")
-CONTACT_RADIUS = 0  # px: the boundary pixels this close to another object are the contact class (0 = none)
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+CLASS_NAMES = ("background", "interior", "boundary")
 CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
 MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dropped, as Cellpose does
 OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
 
-def instance_classes(
-    instances: np.ndarray, core: float | None = None, contact: int | None = None
-) -> np.ndarray:
+def instance_classes(instances: np.ndarray, core: float | None = None) -> np.ndarray:
     """The three classes of an instance image (``uint8``): background, interior (each
     object's core: the pixels at least ``core`` (default :data:`CORE`) times the object's
     largest distance from its edge, where its edge touches the background or another
@@ -53,14 +50,6 @@ def instance_classes(
     top = np.zeros(int(ids[-1]) + 1)
     top[ids] = ndimage.maximum(depth, instances, ids)
     classes[inside & (depth < core * top[instances])] = BOUNDARY
-    contact = CONTACT_RADIUS if contact is None else contact
-    if contact:
-        size = 2 * contact + 1
-        other = np.where(inside, instances, np.iinfo(instances.dtype).max)
-        near = (ndimage.maximum_filter(instances, size) != instances) | (
-            ndimage.minimum_filter(other, size) != instances
-        )
-        classes[near & (classes == BOUNDARY)] = CONTACT
     return classes
 
 
@@ -115,8 +104,7 @@ class ObjectClasses:
         (the label-mode one, or for sparse labels :func:`dense_objects_warning`)."""
         if self.label_mode == "sparse":
             warning = dense_objects_warning(label_stacks)
-        shift = 1 if self.label_mode == "sparse" else 0  # sparse: 0 is unpainted, the classes start at 1
-        return self(label_stacks), {i + shift: name for i, name in enumerate(CLASS_NAMES)}, warning
+        return self(label_stacks), list(CLASS_NAMES), warning
 
 
 PAINT_OBJECTS = (
@@ -196,21 +184,19 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int
     return relabel_sequential(objects)[0]
 
 
-def objects_of_classes(classes: np.ndarray, interior: int, boundary: int, contact: int = -1) -> np.ndarray:
+def objects_of_classes(classes: np.ndarray, interior: int, boundary: int) -> np.ndarray:
     """Object ids (1..N, ``uint32``) of a predicted class image (a plane, or a volume) whose
-    ``interior``, ``boundary`` and ``contact`` values are the model's (-1: a model without
-    a contact class); the contact class is boundary (:func:`instances_from_classes`)."""
+    ``interior`` and ``boundary`` values are the model's (:func:`instances_from_classes`)."""
     canonical = np.full(classes.shape, BACKGROUND, np.uint8)
     canonical[classes == interior] = INTERIOR
-    canonical[(classes == boundary) | (classes == contact)] = BOUNDARY
+    canonical[classes == boundary] = BOUNDARY
     return instances_from_classes(canonical)
 
 
-def object_class_values(loaded) -> tuple[int, int, int]:
-    """An object model's label values of the interior, boundary and contact classes (-1:
-    none, as in the models of before the contact class)."""
+def object_class_values(loaded) -> tuple[int, int]:
+    """An object model's label values of the interior and boundary classes."""
     values = dict(zip(loaded.class_names, loaded.class_values))
-    return values["interior"], values["boundary"], values.get("contact", -1)
+    return values["interior"], values["boundary"]
 
 
 class ObjectSlices:
@@ -225,16 +211,10 @@ class ObjectSlices:
     """
 
     def __init__(
-        self,
-        target,
-        n_slices: int,
-        volume: bool = False,
-        interior: int = INTERIOR,
-        boundary: int = BOUNDARY,
-        contact: int = CONTACT,
+        self, target, n_slices: int, volume: bool = False, interior: int = INTERIOR, boundary: int = BOUNDARY
     ) -> None:
         self.target, self.n_slices, self.volume = target, n_slices, volume
-        self.values = (interior, boundary, contact)
+        self.interior, self.boundary = interior, boundary
         self.count = 0
         self._held: dict[int, np.ndarray] = {}
 
@@ -249,7 +229,7 @@ class ObjectSlices:
                 self.target[i] = plane
 
     def _number(self, classes: np.ndarray) -> np.ndarray:
-        objects = objects_of_classes(classes, *self.values)
+        objects = objects_of_classes(classes, self.interior, self.boundary)
         found = int(objects.max())
         if self.count + found > MAX_ID:
             raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
