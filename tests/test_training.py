@@ -342,3 +342,37 @@ def test_unetplusplus_deep_supervision_trains():
     spec = ModelSpec(name="unetplusplus", depth=2, base_channels=8)
     loaded = train([image], [labels], spec, cfg(steps=10)).loaded
     assert loaded.spec.deep_supervision and len(loaded.model.heads) == 2
+
+
+def test_a_step_with_nan_gradients_is_skipped_not_learnt(small_sample, monkeypatch):
+    """One step whose gradients are NaN (oneDNN's channels-last 3D kernels gave such steps at
+    random on CPU) used to turn every weight NaN: the model then predicted nothing. Now the
+    step is skipped; a run whose every step is NaN is refused in the user's words."""
+    import napari_unetseg.core.training as training
+    from napari_unetseg.core.inference import channels_last_format
+    from napari_unetseg.core.models import build_model
+
+    real, calls = training.training_loss, []
+
+    def nan_at_step_3(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(training, "training_loss", nan_at_step_3)
+    image, labels = small_sample.image[:, None], small_sample.strokes
+    spec = ModelSpec(depth=3, base_channels=8)  # as the sparse-training test above, which reaches 0.5
+    result = train([image], [labels], spec, cfg(steps=80, patch_size=64, batch_size=8))
+    weights = list(result.loaded.model.parameters())
+    assert len(calls) == 80 and all(torch.isfinite(p).all() for p in weights)
+    pred, truth = predict_stack(result.loaded, image, PredictConfig(device="cpu")).labels, small_sample.truth
+    assert 2 * np.sum((pred == 2) & (truth == 2)) / (np.sum(pred == 2) + np.sum(truth == 2)) > 0.5
+
+    monkeypatch.setattr(training, "training_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(UserInputError, match="training diverged: 20 steps in a row"):
+        train([image], [labels], SPEC, cfg(steps=30))
+    # the 3D networks run in the default layout on CPU, where channels-last 3D gave the NaN
+    cpu = torch.device("cpu")
+    unet3d = build_model(ModelSpec("unet3d", depth=2, base_channels=4))
+    assert channels_last_format(unet3d, cpu) == torch.contiguous_format
+    assert channels_last_format(build_model(SPEC), cpu) == torch.channels_last

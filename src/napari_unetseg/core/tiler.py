@@ -162,9 +162,8 @@ class Tiler:
         local = [tuple(c - a for c, a in zip(corner, low)) for corner in corners]
         source_tensor = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
         sums = _Accumulator(window.shape[1:], plan.tile, self.blending, self.device)
-        memory_format = (
-            channels_last_format(model) if uses_channels_last(self.device) else torch.contiguous_format
-        )
+        fast = uses_channels_last(self.device)
+        memory_format = channels_last_format(model, self.device) if fast else torch.contiguous_format
         dtype = resolve_precision(self.precision, self.device)
         batch_size, done = self.batch_size, 0
         while done < len(local):

@@ -58,6 +58,7 @@ from napari_unetseg.core.training_setup import (
 from napari_unetseg.core.transforms import augment, second_view
 from napari_unetseg.core.tries import BestOfTries
 
+MAX_BAD_STEPS = 20  # steps in a row with NaN or infinite gradients before a run gives up
 PREVIEW = PredictConfig()  # previews, validation and priors predict like the Predict dock's defaults
 
 __all__ = ["BestOfTries", "TrainResult", "Trainer", "make_trainer", "train"]
@@ -103,6 +104,7 @@ class Trainer:
         self.dtype = resolve_precision(self.config.precision, self.device)
         self._stop_requested = self._discarded = False
         self.batch_size = self.config.batch_size  # halved on out-of-memory errors
+        self.bad_steps = 0  # steps in a row skipped for NaN or infinite gradients
         self._images = list(images)  # the raw stacks: the preview reads its slice from the first
         self._preview: int | None = None  # the slice of the first stack to preview
         self._preview_reader = None
@@ -343,10 +345,28 @@ class Trainer:
         loss = training_loss(heads, x, y, self.class_weights, advanced, ramp * weight, turn, grid)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled() or self._finite_gradients():  # fp16's scaler skips such steps itself
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return mean_over_ranks(float(loss.detach()))
+
+    def _finite_gradients(self) -> bool:
+        """Whether this step's gradients are finite; if not, the step is skipped (one NaN
+        would turn every weight NaN, and such a network predicts nothing), and a run whose
+        last :data:`MAX_BAD_STEPS` steps all were is refused."""
+        total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        if bool(torch.isfinite(total)):
+            self.bad_steps = 0
+            return True
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise UserInputError(
+                f"training diverged: {self.bad_steps} steps in a row gave NaN or infinite gradients",
+                ("lower the learning rate", "learning_rate"),
+            )
+        return False
 
     def _end_epoch(self, losses: list[float], elapsed: float) -> EpochEvent:
         self._update_prior()

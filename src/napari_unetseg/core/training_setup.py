@@ -96,7 +96,7 @@ def build_network(
             _adapt_head(model, old_head, rows, len(base.class_values))
         load_matching_weights(model, state)
     model.to(device)
-    memory_format = channels_last_format(model)
+    memory_format = channels_last_format(model, device)
     if device.type == "cpu":
         model.to(memory_format=memory_format)
     return model, memory_format
