@@ -6,12 +6,16 @@ Object F1 at IoU 0.5 and AP over IoU 0.5:0.95 in 3D on the test crop of
 1. the 3D connected components of the true foreground (the ceiling of any pixel-only method);
 2. the 3D connected components of a semantic 3D U-Net's prediction (background / nucleus);
 3. the object mode with a 3D U-Net (``unet3d``: background / core / rim in 3D, then the 3D
-   seeded watershed), from the dense object labels of the training crop.
+   seeded watershed), from the dense object labels of the training crop;
+4. the 3D connected components of a semantic 2D U-Net's prediction, slice by slice;
+5. the object mode with a 2D U-Net trained on the crop's slices, its slices' classes joined
+   into 3D objects (``unetseg predict --objects-3d``: one 3D seeded watershed).
 
-Both networks: ``unet3d`` defaults, anisotropy from the voxel size, 64 px x 16 slice
-patches; one run, one seed.
+The 3D networks: ``unet3d`` defaults, anisotropy from the voxel size, 64 px x 16 slice
+patches, batch 2; the 2D ones: ``unet`` defaults, 96 px patches (the crop is 100 px
+wide), batch 8. One run, one seed.
 
-    python benchmarks/objects_3d.py [--steps 500]
+    python benchmarks/objects_3d.py [--steps 500] [--rows 3d 2d]
 """
 
 from __future__ import annotations
@@ -37,16 +41,22 @@ from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 
 
-def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy: float):
-    spec = ModelSpec("unet3d", anisotropy=anisotropy)
-    config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=64, patch_depth=16,
-                         batch_size=2, device="cpu")  # fmt: skip
+def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy: float | None):
+    """Train on one crop, predict the other (``anisotropy`` None: a 2D U-Net on the slices,
+    its objects joined in 3D)."""
+    if anisotropy is None:
+        spec = ModelSpec()
+        config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=96, device="cpu")
+    else:
+        spec = ModelSpec("unet3d", anisotropy=anisotropy)
+        config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=64, patch_depth=16,
+                             batch_size=2, device="cpu")  # fmt: skip
     start = time.perf_counter()
     trainer = start_training([image[:, None]], [labels], spec, config, RunOptions())
     loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
     out = np.zeros(test.shape, np.uint32)
-    sink = object_sink(loaded, out, len(out)) if objects else out
+    sink = object_sink(loaded, out, len(out), volume=True) if objects else out
     run_generator(iter_predict([loaded], test[:, None], PredictConfig(device="cpu"), labels_out=sink))
     return out, minutes
 
@@ -56,6 +66,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--rows", nargs="+", default=["3d", "2d"], help="3d: the 3D U-Nets, 2d: the 2D ones")
     args = parser.parse_args()
     folder = DATA / "gonuclear_mini3d"
     if not folder.exists():
@@ -66,11 +77,17 @@ def main() -> None:
     z, y, _ = meta["voxel_size_um_zyx"][train]
     truth = labels[test]
     rows = {"3D components of the true foreground": (connected_components(truth > 0), 0.0)}
-    semantic, minutes = train_and_predict(images[train], (labels[train] > 0).astype(np.uint8), images[test],
-                                          args.steps, False, z / y)  # fmt: skip
-    rows["3D components of the semantic 3D U-Net"] = (connected_components(semantic > 0), minutes)
-    rows["object mode, 3D U-Net"] = train_and_predict(images[train], labels[train], images[test], args.steps,
-                                                     True, z / y)  # fmt: skip
+    mask = (labels[train] > 0).astype(np.uint8)
+    for dims, anisotropy in (("3D", z / y), ("2D", None)):
+        if dims.lower() not in args.rows:
+            continue
+        semantic, minutes = train_and_predict(images[train], mask, images[test], args.steps, False,
+                                              anisotropy)  # fmt: skip
+        rows[f"3D components of the semantic {dims} U-Net"] = (connected_components(semantic > 0), minutes)
+        joined = ", its slices' objects joined in 3D" if anisotropy is None else ""
+        rows[f"object mode, {dims} U-Net{joined}"] = train_and_predict(
+            images[train], labels[train], images[test], args.steps, True, anisotropy
+        )
     table = {}
     print(f"gonuclear_mini3d: train crop {train}, test crop {test} ({len(np.unique(truth)) - 1} nuclei), "
           f"{args.steps} steps")  # fmt: skip
@@ -81,7 +98,8 @@ def main() -> None:
         table[name] = {**t, "train_minutes": minutes}
         print(f"| {name} | {t['n_true']} / {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} "
               f"| {t['ap']:.3f} | {minutes:.1f} |")  # fmt: skip
-    path = save_results({"hardware": hardware(), "steps": args.steps, "rows": table}, "objects_3d")
+    results = {"hardware": hardware(), "steps": args.steps, "rows": table}
+    path = save_results(results, f"objects_3d_{'_'.join(args.rows)}")
     print(f"results in {path}")
 
 

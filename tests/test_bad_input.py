@@ -122,6 +122,9 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     train_from_files([f["stack8"]], [f["stack8_strokes"]], d / "run3d", model_options=model3d,
                      train_options={**FAST, "patch_depth": 4})  # fmt: skip
     f["model3d"] = d / "run3d" / "model.pt"
+    train_from_files([f["single"]], [f["instances"]], d / "run_objects", model_options=TINY,
+                     train_options={**FAST, "objects": True, "label_mode": "dense"})  # fmt: skip
+    f["object_model"] = d / "run_objects" / "model.pt"
     f["foreign"] = d / "foreign.zip"  # a bioimage.io package another tool made
     with zipfile.ZipFile(f["foreign"], "w") as archive:
         archive.writestr("rdf.yaml", "type: model\nweights:\n  torchscript:\n    source: weights.pt\n")
@@ -155,6 +158,7 @@ def _predict(f, out, inputs=("image",), model="model", **options):
 
 TRAIN = ["train", "--images", "{image}", "--labels", "{strokes}", "--out", "{out}/run", *CLI_FAST]
 PREDICT = ["predict", "--model", "{model}", "--out", "{out}/pred", "{image}"]
+OBJECT_PREDICT = ["predict", "--model", "{object_model}", "--out", "{out}/pred"]
 
 
 def _swap(args, old, new):
@@ -315,6 +319,17 @@ CASES = [
          lambda f, o: measure_file(f["instances"], o / "objects.csv", f["image"]), "differ in shape"),
     Case("a class mask asked of a class model", [*PREDICT, "--semantic"],
          lambda f, o: _predict(f, o, semantic=True), "is for models trained on objects", "--semantic is"),
+    Case("3D objects asked of a class model", [*PREDICT, "--objects-3d"],
+         lambda f, o: _predict(f, o, objects_3d=True), "is for models trained on objects", "--objects-3d is"),
+    Case("3D objects and the classes together", [*OBJECT_PREDICT, "{image}", "--objects-3d", "--semantic"],
+         lambda f, o: _predict(f, o, model="object_model", objects_3d=True, semantic=True),
+         "classes are asked for too", "(--semantic)"),
+    Case("3D objects of an image without Z", [*OBJECT_PREDICT, "{single}", "--objects-3d"],
+         lambda f, o: _predict(f, o, ("single",), "object_model", objects_3d=True),
+         "joins the slices of one z-stack into 3D objects", "(--axes)"),
+    Case("3D objects block by block", [*OBJECT_PREDICT, "{image}", "--objects-3d", "--dask", "local:1"],
+         lambda f, o: _predict(f, o, model="object_model", objects_3d=True, dask="local:1"),
+         "does not run block by block yet", "(--dask)"),
     Case("float prediction to evaluate",
          ["evaluate", "--prediction", "{float_prediction}", "--truth", "{truth}"],
          lambda f, o: evaluate_files(f["float_prediction"], f["truth"]), "integer label image"),

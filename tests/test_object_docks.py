@@ -103,3 +103,67 @@ def test_objects_from_painting_to_scores_through_the_docks(make_napari_viewer, q
     assert errors.shape == truth.shape and set(np.unique(errors)) <= set(range(6)) and (errors == 1).any()
     csv = evaluate.export_csv(tmp_path / "objects.csv")
     assert csv is not None and csv.read_text().startswith("image,n_true")
+
+
+def _object_model_file(path, spec, truth, image, **train):
+    from napari_unetseg.core.checkpoint import save_model
+    from napari_unetseg.core.config import RunOptions, TrainConfig
+    from napari_unetseg.core.events import run_generator
+    from napari_unetseg.core.jobs import start_training
+
+    config = TrainConfig(objects=True, label_mode="dense", batch_size=4, device="cpu", **train)
+    result = run_generator(start_training([image[:, None]], [truth], spec, config, RunOptions()).run())
+    return save_model(result.loaded, path)
+
+
+def test_3d_objects_in_the_predict_dock_one_row_each(make_napari_viewer, qtbot, tmp_path):
+    """A 2D object model on a z-stack with '3D objects' ticked, and a 3D model: objects over
+    many slices, and one features row per object (a 3D model's objects used to be measured
+    slice by slice: one row per object and slice, the same index many times)."""
+    from test_object_mode import touching_balls
+    from test_widgets import predict_dock_with_file
+
+    from napari_unetseg.core.config import ModelSpec
+
+    truth = touching_balls()
+    viewer = make_napari_viewer()
+    image = viewer.add_image(nuclei_like(truth, np.random.default_rng(0)), name="balls")
+    small = {"depth": 2, "base_channels": 8}
+    models = {
+        "2d": _object_model_file(
+            tmp_path / "2d.pt", ModelSpec(**small), truth, image.data, steps=800, patch_size=32
+        ),
+        "3d": _object_model_file(
+            tmp_path / "3d.pt",
+            ModelSpec("unet3d", **small),
+            truth,
+            image.data,
+            steps=300,
+            patch_size=32,
+            patch_depth=16,
+        ),
+    }
+    predict = predict_dock_with_file(viewer, models["2d"])
+    predict._images.value = [image]
+    assert not predict._objects_3d.native.isHidden()
+    predict._objects_3d.value = True
+    predict._scope.value = "slice"
+    assert predict.predict() is None  # a slice is no z-stack: refused, in the dock's words
+    assert "'3D objects (z-stack)' joins a whole z-stack" in predict._status.value
+    assert "whole stack ('Predict')" in predict._status.value
+    for name in ("2d", "3d"):
+        predict._model_file.value = str(models[name])
+        assert predict._objects_3d.native.isHidden() == (name == "3d")  # a 3D model always joins
+        predict._scope.value = "stack"
+        predict.predict()
+        wait_for(qtbot, predict)
+        objects = predict.last_output
+        assert objects.metadata["volume"]
+        ids = np.unique(objects.data[objects.data > 0])
+        assert max(len(np.unique(np.nonzero(objects.data == i)[0])) for i in ids) >= 8  # over many slices
+        table = objects.features
+        assert sorted(table["index"]) == ids.tolist() and "plane" not in table
+        row = table.iloc[0]
+        assert row["area"] == (objects.data == row["label"]).sum()
+        assert object_scores(truth, objects.data).f1 > 0.5, name  # seed 0: 2D 1.0, 3D 0.71
+        viewer.layers.remove(objects)

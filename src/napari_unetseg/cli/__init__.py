@@ -191,6 +191,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a model trained with --objects: write its classes (background, interior, boundary)",
     )
+    p.add_argument(
+        "--objects-3d",
+        action="store_true",
+        help="a 2D model trained with --objects on z-stacks: 3D objects (the slices' classes joined "
+        "into one volume, then one 3D watershed) instead of each slice's own; 3D models always do",
+    )
     p.add_argument("--head", type=int, help="UNet++: predict from head L1..L4 (pruned)")
     p.add_argument("--device", help=f"auto, cpu, cuda or mps (default {PREDICT['device']})")
     p.add_argument("--precision", help=f"auto, fp32, bf16 or fp16 (default {PREDICT['precision']})")
@@ -396,6 +402,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         on_event=predict_printer(),
         semantic=args.semantic,
+        objects_3d=args.objects_3d,
         label_name=args.label_name,
         dask=args.dask,
     )

@@ -35,6 +35,7 @@ def predict_files(
     semantic: bool = False,
     label_name: str | None = None,
     dask: str | None = None,
+    objects_3d: bool = False,
 ) -> list[Path]:
     """``unetseg predict``: one label image per input, written atomically; returns the paths.
 
@@ -43,7 +44,9 @@ def predict_files(
     into its own ``labels/`` group (``out_dir`` then only for probabilities).
 
     A model trained on objects writes object ids (``uint32``, one per object of the stack) unless
-    ``semantic`` asks for its classes.
+    ``semantic`` asks for its classes. ``objects_3d``: a 2D object model on z-stacks (files
+    whose only axis besides the channels, Y and X is Z) finds 3D objects, its slices'
+    classes joined into one volume (a 3D model always does).
 
     Several model files predict as an ensemble (their probabilities are averaged,
     :func:`~napari_unetseg.core.prediction.iter_predict`); ``head`` prunes each of them.
@@ -80,6 +83,8 @@ def predict_files(
         raise UserInputError("is for models trained on objects: this model's labels are classes already",
                              subject="semantic")  # fmt: skip
     objects = is_object_model(models[0]) and not semantic
+    if objects_3d:
+        check_objects_3d(models[0], semantic, dask)
     if dask is not None:
         return _predict_with_dask(dask, models, paths, targets, axes, config, probabilities, objects,
                                   overwrite, on_event)  # fmt: skip
@@ -87,6 +92,13 @@ def predict_files(
     for index, target in enumerate(targets):
         image, found, zarr_image = open_input(target.source, axes)
         stack, layout = to_stack(image, found)
+        if objects_3d and layout.stack_axes != "Z":
+            raise UserInputError(
+                f"joins the slices of one z-stack into 3D objects: {target.source.name} has the axes "
+                f"{layout.axes}",
+                ("give its axes if its first axis is Z, e.g. ZYX", "axes"),
+                subject="objects_3d",
+            )
         if on_event:
             on_event(FileEvent(index, len(inputs), target.source))
         # the writers create their folder and files on the first finished slice
@@ -95,7 +107,7 @@ def predict_files(
         outputs = open_writers(target, layout, dtype, len(class_values), class_names, zarr_image)
         sinks = dict(outputs)
         if objects:
-            sinks["labels_out"] = object_sink(models[0], outputs["labels_out"], len(stack))
+            sinks["labels_out"] = object_sink(models[0], outputs["labels_out"], len(stack), objects_3d)
         try:
             run_generator(iter_predict(models, stack, config, probabilities, **sinks), on_event)
         except BaseException:
@@ -104,6 +116,21 @@ def predict_files(
             raise
         written += [writer.commit(overwrite) for writer in outputs.values()]
     return written
+
+
+def check_objects_3d(loaded, semantic: bool, dask: str | None) -> None:
+    """Refuse 3D objects where they cannot be had: from a semantic model, with the
+    classes asked for, or block by block (not yet: one process holds the z-stack)."""
+    if not is_object_model(loaded):
+        raise UserInputError("is for models trained on objects: this model gives classes",
+                             subject="objects_3d")  # fmt: skip
+    if semantic:
+        raise UserInputError("asks for objects, and classes are asked for too", ("leave one out", "semantic"),
+                             subject="objects_3d")  # fmt: skip
+    if dask is not None:
+        raise UserInputError("does not run block by block yet",
+                             ("leave the cluster out, to predict in one process", "dask"),
+                             subject="objects_3d")  # fmt: skip
 
 
 def _predict_with_dask(

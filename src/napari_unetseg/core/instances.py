@@ -243,7 +243,10 @@ def is_object_model(loaded) -> bool:
     return bool(loaded.train_config.get("objects"))
 
 
-def object_sink(loaded, target, n_slices: int) -> ObjectSlices:
-    """The :class:`ObjectSlices` of an object model (its class values, 2D or 3D)."""
-    volume = getattr(loaded.model, "spatial_dims", 2) == 3
+def object_sink(loaded, target, n_slices: int, volume: bool = False) -> ObjectSlices:
+    """The :class:`ObjectSlices` of an object model (its class values): 3D objects for a 3D
+    model, and for a 2D model with ``volume`` (its ``n_slices`` slices are one z-stack:
+    their classes are stacked and the seeded watershed runs once in 3D, as for a 3D
+    model's); else each slice's 2D objects."""
+    volume = volume or getattr(loaded.model, "spatial_dims", 2) == 3
     return ObjectSlices(target, n_slices, volume, *object_class_values(loaded))

@@ -74,12 +74,13 @@ def write_classes(viewer, source, slices, result, loaded, annotations):
     return layer
 
 
-def write_objects(viewer, source, slices, result, features, loaded):
+def write_objects(viewer, source, slices, result, features, loaded, volume: bool = False):
     """Objects into our unedited objects layer (or a new one), each with its own id;
-    their measurements into its features table (the rows of the slices predicted replaced)."""
+    their measurements into its features table (the rows of the slices predicted replaced).
+    ``volume``: 3D objects (a 3D model's, or a 2D model's joined over a z-stack), scored
+    as volumes by the Evaluate dock."""
     import pandas as pd
 
-    volume = getattr(loaded.model, "spatial_dims", 2) == 3  # 3D objects: scored as volumes
     metadata = {"unetseg": "objects", "volume": volume}
     layer = output_layer(viewer, source, f"{source.name} objects", np.uint32, metadata, {})
     objects = result.labels
@@ -118,12 +119,16 @@ def write_probabilities(viewer, source, result, loaded) -> None:
     )
 
 
-def object_features(objects: np.ndarray, stack, slices) -> dict[str, np.ndarray]:
+def object_features(objects: np.ndarray, stack, slices, volume: bool = False) -> dict[str, np.ndarray]:
     """The measurements of the predicted objects (:func:`~napari_unetseg.core.measure.measure_objects`),
-    with the stack's intensities; ``plane`` is the slice index in the stack."""
+    with the stack's intensities: one row per object; for 2D objects ``plane`` is the
+    slice index in the stack, 3D objects (``volume``) are measured as volumes."""
     from napari_unetseg.core.measure import measure_objects
 
     planes = range(stack.shape[0]) if slices is None else slices
+    if volume:
+        image = np.stack([np.asarray(stack[index]) for index in planes])
+        return measure_objects(objects, image, volume=True)
     columns = {}
     for row, index in enumerate(planes):  # one slice of the image read at a time
         one = measure_objects(objects[row : row + 1], np.asarray(stack[index : index + 1]))

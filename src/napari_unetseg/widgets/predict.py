@@ -23,7 +23,7 @@ from napari_unetseg.core.config import PredictConfig, defaults
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress
 from napari_unetseg.core.instances import is_object_model, object_sink
-from napari_unetseg.core.prediction import PredictionResult
+from napari_unetseg.core.prediction import PredictionResult, is_volume_model
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import (
     LayerDock,
@@ -36,6 +36,7 @@ from napari_unetseg.widgets._layers import (
     current_index,
     image_stack,
     layer_channels,
+    plane_shape,
 )
 from napari_unetseg.widgets._outputs import (
     ClassFirst,
@@ -80,6 +81,11 @@ class PredictWidget(LayerDock):
         self._objects.tooltip = (
             "The model separates objects; untick for its classes (background, interior, boundary)"
         )
+        self._objects_3d = CheckBox(label="3D objects (z-stack)", value=False, visible=False)
+        self._objects_3d.tooltip = (
+            "The image's slices are a z-stack: join their objects in 3D (one watershed over the "
+            "stack's classes) instead of numbering each slice's own. A 3D model always does"
+        )
         self._run = PushButton(text="Predict")
         self._cancel = PushButton(text="Cancel", enabled=False)
         self._progress = ProgressBar(label="Progress", value=0, min=0, max=1)
@@ -90,14 +96,16 @@ class PredictWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._source, self._model_file, self._model_info, self._head, self._images, self._scope,
-                self._tile, self._overlap, self._tta, self._probabilities, self._objects, self._run,
+                self._tile, self._overlap, self._tta, self._probabilities, self._objects, self._objects_3d,
+                self._run,
                 self._cancel, self._progress, self._status, self._annotations, self._to_annotations,
             ],
         )  # fmt: skip
         self._end_layout()
         self._config_fields = {"tile_size": self._tile, "overlap": self._overlap, "tta": self._tta}
         self.controls = {**self._config_fields, "model": self._model_file, "head": self._head,
-                         "semantic": self._objects}  # fmt: skip
+                         "semantic": self._objects, "objects_3d": self._objects_3d,
+                         "scope": self._scope}  # fmt: skip
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
@@ -140,7 +148,7 @@ class PredictWidget(LayerDock):
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
         self._show_heads(None)
-        self._objects.visible = False
+        self._objects.visible = self._objects_3d.visible = False
         if self._source.value == "session" and self._session.model is None:
             self._model_info.value = "no model trained yet"
             return
@@ -154,6 +162,7 @@ class PredictWidget(LayerDock):
             return
         loaded = models[0]
         self._objects.visible = is_object_model(loaded)
+        self._objects_3d.visible = is_object_model(loaded) and not is_volume_model(loaded)
         if len(models) > 1:
             names = ", ".join(sorted({member.spec.name for member in models}))
             self._model_info.value = (
@@ -229,6 +238,10 @@ class PredictWidget(LayerDock):
             tasks.append((group, stack, slices))
 
         objects = is_object_model(loaded) and self._objects.value
+        joined = objects and self._objects_3d.value and not is_volume_model(loaded)  # a 2D model's, in 3D
+        if joined:
+            self._check_objects_3d([group for group, _, _ in tasks])
+        volume = objects and (joined or is_volume_model(loaded))
 
         def job():
             results = []
@@ -239,16 +252,32 @@ class PredictWidget(LayerDock):
                 rows = stack.shape[0] if slices is None else len(slices)
                 dtype = np.uint32 if objects else labels_dtype(loaded.class_values)
                 labels = new_output_array((rows, *stack.shape[2:]), dtype)
-                sink = object_sink(loaded, labels, rows) if objects else labels
+                sink = object_sink(loaded, labels, rows, volume) if objects else labels
                 result = yield from iter_predict(
                     models, stack, config, probabilities, slices, labels_out=sink, probabilities_out=out
                 )
                 result = PredictionResult(labels, result.probabilities)
-                features = object_features(labels, stack, slices) if objects else None
-                results.append((group, slices, result, features))
+                features = object_features(labels, stack, slices, volume) if objects else None
+                results.append((group, slices, result, features, volume))
             return loaded, results
 
         return job
+
+    def _check_objects_3d(self, groups: list[list]) -> None:
+        """3D objects join one whole z-stack: refuse the slice in view, and layers with more
+        than one axis besides Y and X (and the channels)."""
+        if self._scope.value == "slice":
+            raise UserInputError("joins a whole z-stack into 3D objects",
+                                 ("predict the whole stack", "scope"), subject="objects_3d")  # fmt: skip
+        for group in groups:
+            shape = plane_shape(group[0])
+            if len(shape) > 3:
+                raise UserInputError(
+                    f"joins the slices of one z-stack: '{group[0].name}' has {len(shape) - 2} axes "
+                    f"besides Y and X {tuple(shape)}",
+                    "predict one z-stack (a 3D layer) at a time",
+                    subject="objects_3d",
+                )
 
     def cancel(self) -> None:
         if self.worker is not None:
@@ -282,8 +311,8 @@ class PredictWidget(LayerDock):
         outputs = [
             write_classes(self._viewer, group[0], slices, result, loaded, self._annotations.value)
             if features is None
-            else write_objects(self._viewer, group[0], slices, result, features, loaded)
-            for group, slices, result, features in results
+            else write_objects(self._viewer, group[0], slices, result, features, loaded, volume)
+            for group, slices, result, features, volume in results
         ]
         self.last_output = outputs[-1]
         self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs)
