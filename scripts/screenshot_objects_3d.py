@@ -65,7 +65,11 @@ def main() -> None:
     evaluate.evaluate()
     wait(app, lambda: evaluate.worker is None)
     predict.native.parentWidget().raise_()  # the Predict tab in front
+    viewer.layers["object errors"].visible = False  # the objects themselves, each its own colour
+    viewer.layers["nuclei objects"].visible = True
     viewer.dims.set_current_step(0, 50 * z)
+    settle(app, 0.5)
+    viewer.reset_view()
     viewer.layers.selection.active = viewer.layers["nuclei objects"]
     settle(app, 1.5)
     path = OUT / "objects-3d.png"
