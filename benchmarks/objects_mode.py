@@ -22,7 +22,7 @@ count; one run, one seed.
 
     python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 500] [--train-images 64]
                                       [--painted 0.25] [--rows semantic ceiling dense painted]
-                                      [--normalization JSON]
+                                      [--normalization JSON] [--tta]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from common import DATA, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core import instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
-from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noqa: E402
+from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.instances import object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
@@ -106,11 +106,11 @@ def train_and_predict(
     return predict_objects(loaded, test_images, objects), minutes
 
 
-def predict_objects(loaded, test_images: np.ndarray, objects: bool = True) -> np.ndarray:
-    """The test images' objects (or classes) as ``unetseg predict`` writes them."""
+def predict_objects(loaded, test_images: np.ndarray, objects: bool = True, tta: bool = False) -> np.ndarray:
+    """The test images' objects (or classes) as ``unetseg predict [--tta]`` writes them."""
     out = np.zeros(test_images.shape, np.uint32)
     sink = object_sink(loaded, out, len(out)) if objects else out
-    run_generator(iter_predict([loaded], test_images[:, None], labels_out=sink))
+    run_generator(iter_predict([loaded], test_images[:, None], PredictConfig(tta=tta), labels_out=sink))
     return out
 
 
@@ -130,6 +130,8 @@ def main() -> None:
     )
     parser.add_argument("--core", type=float, default=instances.CORE,
                         help="the interior's share of each object's depth (instances.CORE)")  # fmt: skip
+    parser.add_argument("--tta", action="store_true",
+                        help="also score the object models with flip TTA (extra rows)")  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
@@ -160,6 +162,10 @@ def main() -> None:
             *pairs, args.steps, True, save=save, init=args.starter, spec=spec, seed=args.seed
         )
         rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
+        if args.tta:
+            found = predict_objects(load_model(save), images[test], tta=True)
+            rows[f"object mode, dense object labels{origin}, flip TTA"] = (evaluate_objects(found, truth),
+                                                                          minutes)  # fmt: skip
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
         rows[f"object starter {args.starter.stem}, no training"] = (evaluate_objects(found, truth), 0.0)
@@ -171,6 +177,10 @@ def main() -> None:
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
                                            save, args.starter, spec, args.seed)  # fmt: skip
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
+        if args.tta:
+            found = predict_objects(load_model(save), images[test], tta=True)
+            rows[f"object mode, painted ({share}){origin}, flip TTA"] = (evaluate_objects(found, truth),
+                                                                        minutes)  # fmt: skip
     table = {
         name: {
             **evaluation.total(),
