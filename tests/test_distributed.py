@@ -274,3 +274,15 @@ def test_objects_across_block_borders_are_the_single_process_objects(tmp_path):
     assert len(crossing) > 5
     first, second = np.unique(one[0][one[0] > 0]), np.unique(one[1][one[1] > 0])
     assert first.max() < second.min()  # numbered over the stack: the second slice goes on from the first
+
+    # --objects-3d: the slices' classes joined into 3D objects, one task of objects for the stack
+    inputs = [store, tmp_path / "big.tif"]
+    predict_files(model, inputs, tmp_path / "one_3d", config, objects_3d=True)
+    predict_files(model, inputs, tmp_path / "blocks_3d", config, dask="local:2", objects_3d=True)
+    joined = np.asarray(open_zarr(tmp_path / "one_3d" / "big.ome.zarr").data)
+    assert np.array_equal(np.asarray(open_zarr(tmp_path / "blocks_3d" / "big.ome.zarr").data), joined)
+    assert np.array_equal(
+        tifffile.imread(tmp_path / "blocks_3d" / "big.tif"), tifffile.imread(tmp_path / "one_3d" / "big.tif")
+    )
+    shared = np.intersect1d(joined[0][joined[0] > 0], joined[1][joined[1] > 0])
+    assert len(shared) > 5 and joined.max() < one.max()  # discs over both slices: one object each

@@ -13,7 +13,8 @@ on SLURM, docs/cluster.md). For each input the client
    block; a block task reads its region (and its tiles' context) from the input, predicts
    it and writes it straight into the outputs, then records itself in the ledger,
 4. for a model trained on objects: the blocks write classes to a scratch array; one task
-   per slice (per volume, for 3D models) finds its objects as one process does, and, once
+   per slice (per volume, for 3D models and for a 2D model's z-stack joined in 3D,
+   ``objects_3d``) finds its objects as one process does, and, once
    their counts give each slice its first id, one task per block writes the ids numbered
    over the stack (so the ids are the single process's, across block borders too),
 5. renames each output into place when all its work is finished.
@@ -43,7 +44,7 @@ from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import BlockProgress, FileEvent
-from napari_unetseg.core.instances import is_object_model, object_class_values
+from napari_unetseg.core.instances import check_z_stack, is_object_model, object_class_values
 from napari_unetseg.core.io import to_stack
 from napari_unetseg.core.objects import MAX_ID
 from napari_unetseg.core.outputs import Target, open_input, open_writers
@@ -116,6 +117,7 @@ def predict_with_dask(
     on_event: Callable | None = None,
     threads: int | None = None,
     objects: bool = False,
+    objects_3d: bool = False,
 ) -> list[Path]:
     """Predict every target's input block by block on ``client``'s workers (``objects``:
     write the object ids of a model trained on objects); returns the outputs written. See
@@ -126,7 +128,7 @@ def predict_with_dask(
     for index, target in enumerate(targets):
         if on_event:
             on_event(FileEvent(index, len(targets), target.source))
-        runs.append(_InputRun(target, axes, models, model_files, config, probabilities, objects))
+        runs.append(_InputRun(target, axes, models, model_files, config, probabilities, objects, objects_3d))
     progress = _Progress(sum(run.work for run in runs), sum(run.work_done for run in runs), on_event)
     submit = client.submit
     futures = []
@@ -143,8 +145,8 @@ def predict_with_dask(
     _wait(client, futures, progress)
     object_runs = [run for run in runs if run.objects]
     futures = [
-        submit(block_tasks.objects_task, run.classes, run.local, job, run.volume, run.values, run.ledger,
-               pure=False)
+        submit(block_tasks.objects_task, run.classes, run.local, job, run.volume or run.joined, run.values,
+               run.ledger, pure=False)
         for run in object_runs
         for job in run.jobs_left()
     ]  # fmt: skip
@@ -190,7 +192,9 @@ def _wait(client, futures: list, progress: _Progress) -> None:
 class _InputRun:
     """One input of a block-wise run: its blocks, outputs, ledger and what is left to do."""
 
-    def __init__(self, target: Target, axes, models, model_files, config, probabilities, objects) -> None:
+    def __init__(
+        self, target: Target, axes, models, model_files, config, probabilities, objects, objects_3d=False
+    ) -> None:
         from napari_unetseg.core.class_names import labels_dtype
         from napari_unetseg.core.prediction import _check_input
 
@@ -199,6 +203,9 @@ class _InputRun:
         _check_input(list(models), stack, None)
         self.source = (Path(target.source), found)
         self.volume, self.objects = is_volume_model(models[0]), objects and is_object_model(models[0])
+        self.joined = self.objects and objects_3d and not self.volume  # a 2D model's slices, in 3D
+        if objects_3d:
+            check_z_stack(layout.axes, Path(target.source).name)
         self.blocks = plan_blocks(stack.shape, self.volume, config.block_size, config.block_depth)
         values = models[0].class_values
         classes_dtype = labels_dtype(values)
@@ -214,6 +221,7 @@ class _InputRun:
             "config": config.to_dict(),
             "probabilities": probabilities,
             "objects": self.objects,
+            "objects_3d": self.joined,
             "outputs": [str(w.path) for w in self.writers.values()],
         }
         planes = (len(stack), *stack.shape[2:])
@@ -234,7 +242,8 @@ class _InputRun:
         predicted = self.ledger.finished("b")
         self.todo = [b for b in self.blocks if b.number not in predicted]
         self.jobs = sorted({b.job for b in self.blocks})
-        self.work = len(self.blocks) * (2 if self.objects else 1) + (len(self.jobs) if self.objects else 0)
+        self.object_jobs = [0] if self.joined else self.jobs  # the joined stack is one job of objects
+        self.work = len(self.blocks) + (len(self.blocks) + len(self.object_jobs) if self.objects else 0)
         self.work_done = len(predicted)
         if self.objects:
             self.work_done += len(self.ledger.finished("o")) + len(self.ledger.finished("i"))
@@ -242,12 +251,15 @@ class _InputRun:
     def jobs_left(self) -> list[int]:
         """The jobs whose objects are still to find (after every block is predicted)."""
         found = self.ledger.finished("o")
-        return [job for job in self.jobs if job not in found]
+        return [job for job in self.object_jobs if job not in found]
 
     def ids_left(self) -> list[tuple]:
         """The blocks whose ids are still to write, each with the first id of its job minus one."""
         counts = {job: int(note) for job, note in self.ledger.finished("o").items()}
-        offsets = dict(zip(self.jobs, np.cumsum([0] + [counts[j] for j in self.jobs])[:-1].tolist()))
+        if self.joined:  # one numbering for the whole stack, from its one job of objects
+            offsets = dict.fromkeys(self.jobs, 0)
+        else:
+            offsets = dict(zip(self.jobs, np.cumsum([0] + [counts[j] for j in self.jobs])[:-1].tolist()))
         if sum(counts.values()) > MAX_ID:
             raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
         written = self.ledger.finished("i")

@@ -14,7 +14,7 @@ import numpy as np
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import FileEvent, run_generator
-from napari_unetseg.core.instances import is_object_model, object_sink
+from napari_unetseg.core.instances import check_z_stack, is_object_model, object_sink
 from napari_unetseg.core.io import read_image, to_stack
 from napari_unetseg.core.jobs import load_models
 from napari_unetseg.core.outputs import open_input, open_writers, plan_outputs
@@ -84,21 +84,16 @@ def predict_files(
                              subject="semantic")  # fmt: skip
     objects = is_object_model(models[0]) and not semantic
     if objects_3d:
-        check_objects_3d(models[0], semantic, dask)
+        check_objects_3d(models[0], semantic)
     if dask is not None:
         return _predict_with_dask(dask, models, paths, targets, axes, config, probabilities, objects,
-                                  overwrite, on_event)  # fmt: skip
+                                  overwrite, on_event, objects_3d)  # fmt: skip
     written = []
     for index, target in enumerate(targets):
         image, found, zarr_image = open_input(target.source, axes)
         stack, layout = to_stack(image, found)
-        if objects_3d and layout.stack_axes != "Z":
-            raise UserInputError(
-                f"joins the slices of one z-stack into 3D objects: {target.source.name} has the axes "
-                f"{layout.axes}",
-                ("give its axes if its first axis is Z, e.g. ZYX", "axes"),
-                subject="objects_3d",
-            )
+        if objects_3d:
+            check_z_stack(layout.axes, target.source.name)
         if on_event:
             on_event(FileEvent(index, len(inputs), target.source))
         # the writers create their folder and files on the first finished slice
@@ -118,23 +113,19 @@ def predict_files(
     return written
 
 
-def check_objects_3d(loaded, semantic: bool, dask: str | None) -> None:
-    """Refuse 3D objects where they cannot be had: from a semantic model, with the
-    classes asked for, or block by block (not yet: one process holds the z-stack)."""
+def check_objects_3d(loaded, semantic: bool) -> None:
+    """Refuse 3D objects where they cannot be had: from a semantic model, or with the
+    classes asked for."""
     if not is_object_model(loaded):
         raise UserInputError("is for models trained on objects: this model gives classes",
                              subject="objects_3d")  # fmt: skip
     if semantic:
         raise UserInputError("asks for objects, and classes are asked for too", ("leave one out", "semantic"),
                              subject="objects_3d")  # fmt: skip
-    if dask is not None:
-        raise UserInputError("does not run block by block yet",
-                             ("leave the cluster out, to predict in one process", "dask"),
-                             subject="objects_3d")  # fmt: skip
 
 
 def _predict_with_dask(
-    address, models, paths, targets, axes, config, probabilities, objects, overwrite, on_event
+    address, models, paths, targets, axes, config, probabilities, objects, overwrite, on_event, objects_3d
 ):
     """:func:`predict_files` block by block on a dask cluster (checks first, then connects)."""
     from napari_unetseg.core.blocks import check_block_depth
@@ -158,6 +149,7 @@ def _predict_with_dask(
             on_event,
             local_threads(address),
             objects,
+            objects_3d,
         )
 
 

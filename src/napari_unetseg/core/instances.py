@@ -243,6 +243,17 @@ def is_object_model(loaded) -> bool:
     return bool(loaded.train_config.get("objects"))
 
 
+def check_z_stack(axes: str, name: str) -> None:
+    """3D objects from a 2D model join the slices of one z-stack: refuse a file whose axes
+    (``axes``, as read) hold anything but Z besides the channels, Y and X."""
+    if "".join(a for a in axes if a not in "CYX") != "Z":
+        raise UserInputError(
+            f"joins the slices of one z-stack into 3D objects: {name} has the axes {axes}",
+            ("give its axes if its first axis is Z, e.g. ZYX", "axes"),
+            subject="objects_3d",
+        )
+
+
 def object_sink(loaded, target, n_slices: int, volume: bool = False) -> ObjectSlices:
     """The :class:`ObjectSlices` of an object model (its class values): 3D objects for a 3D
     model, and for a 2D model with ``volume`` (its ``n_slices`` slices are one z-stack:
