@@ -169,6 +169,10 @@ def main() -> None:
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
         rows[f"object starter {args.starter.stem}, no training"] = (evaluate_objects(found, truth), 0.0)
+        if args.tta:
+            found = predict_objects(load_model(args.starter), images[test], tta=True)
+            name = f"object starter {args.starter.stem}, no training, flip TTA"
+            rows[name] = (evaluate_objects(found, truth), 0.0)
     if "painted" in args.rows:
         rng = np.random.default_rng(0)
         painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
