@@ -40,27 +40,24 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
-def uses_channels_last(device: torch.device) -> bool:
-    """Channels-last helps convolutions on CPU (oneDNN) and CUDA; MPS is left as is."""
-    return device.type in ("cpu", "cuda")
-
-
 def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
     """An eval-mode copy of ``model`` on ``device``, BatchNorm folded, channels-last where it helps."""
     fast = copy.deepcopy(model).eval()
     fold_batchnorm(fast)
     fast = fast.to(device)
-    if uses_channels_last(device):
-        fast = fast.to(memory_format=channels_last_format(fast, device))
-    return fast
+    return fast.to(memory_format=channels_last_format(fast, device))
 
 
 def channels_last_format(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """``channels_last`` for 2D networks; for 3D ones ``channels_last_3d`` on CUDA and the
-    default layout on CPU. On CPU, oneDNN's channels-last 3D kernels gave NaN gradients at
-    random steps (unet3d on gonuclear_mini3d, 120 steps: NaN in 3 of 4 runs, none in 6 runs
-    in the default layout; torch 2.13, AMD EPYC), and a network whose weights turned NaN
-    predicts nothing; the default layout costs about a quarter more time a step."""
+    """The memory layout ``model``'s convolutions run in on ``device``: channels-last helps
+    them on CPU (oneDNN) and CUDA, MPS keeps the default layout. ``channels_last`` for 2D
+    networks; for 3D ones ``channels_last_3d`` on CUDA and the default layout on CPU. On
+    CPU, oneDNN's channels-last 3D kernels gave NaN gradients at random steps (unet3d on
+    gonuclear_mini3d, 120 steps: NaN in 3 of 4 runs, none in 6 runs in the default layout;
+    torch 2.13, AMD EPYC), and a network whose weights turned NaN predicts nothing; the
+    default layout costs about a quarter more time a step."""
+    if device.type not in ("cpu", "cuda"):
+        return torch.contiguous_format
     if getattr(model, "spatial_dims", 2) == 3:
         return torch.channels_last_3d if device.type == "cuda" else torch.contiguous_format
     return torch.channels_last

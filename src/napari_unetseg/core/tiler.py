@@ -22,7 +22,7 @@ from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.device import autocast, resolve_device, resolve_precision
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import run_generator
-from napari_unetseg.core.inference import channels_last_format, uses_channels_last
+from napari_unetseg.core.inference import channels_last_format
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 
@@ -162,8 +162,7 @@ class Tiler:
         local = [tuple(c - a for c, a in zip(corner, low)) for corner in corners]
         source_tensor = torch.from_numpy(np.ascontiguousarray(window)).to(self.device)
         sums = _Accumulator(window.shape[1:], plan.tile, self.blending, self.device)
-        fast = uses_channels_last(self.device)
-        memory_format = channels_last_format(model, self.device) if fast else torch.contiguous_format
+        memory_format = channels_last_format(model, self.device)
         dtype = resolve_precision(self.precision, self.device)
         batch_size, done = self.batch_size, 0
         while done < len(local):
