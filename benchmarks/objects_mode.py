@@ -114,6 +114,12 @@ def predict_objects(loaded, test_images: np.ndarray, objects: bool = True, tta: 
     return out
 
 
+def add_tta_row(rows: dict, name: str, model_file, test_images: np.ndarray, truth: np.ndarray) -> None:
+    """Beside row ``name``, the same object model (saved in ``model_file``) scored with flip TTA."""
+    found = predict_objects(load_model(model_file), test_images, tta=True)
+    rows[f"{name}, flip TTA"] = (evaluate_objects(found, truth), rows[name][1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,16 +169,13 @@ def main() -> None:
         )
         rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
         if args.tta:
-            found = predict_objects(load_model(save), images[test], tta=True)
-            rows[f"object mode, dense object labels{origin}, flip TTA"] = (evaluate_objects(found, truth),
-                                                                          minutes)  # fmt: skip
+            add_tta_row(rows, f"object mode, dense object labels{origin}", save, images[test], truth)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
-        rows[f"object starter {args.starter.stem}, no training"] = (evaluate_objects(found, truth), 0.0)
+        name = f"object starter {args.starter.stem}, no training"
+        rows[name] = (evaluate_objects(found, truth), 0.0)
         if args.tta:
-            found = predict_objects(load_model(args.starter), images[test], tta=True)
-            name = f"object starter {args.starter.stem}, no training, flip TTA"
-            rows[name] = (evaluate_objects(found, truth), 0.0)
+            add_tta_row(rows, name, args.starter, images[test], truth)
     if "painted" in args.rows:
         rng = np.random.default_rng(0)
         painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
@@ -182,9 +185,7 @@ def main() -> None:
                                            save, args.starter, spec, args.seed)  # fmt: skip
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
         if args.tta:
-            found = predict_objects(load_model(save), images[test], tta=True)
-            rows[f"object mode, painted ({share}){origin}, flip TTA"] = (evaluate_objects(found, truth),
-                                                                        minutes)  # fmt: skip
+            add_tta_row(rows, f"object mode, painted ({share}){origin}", save, images[test], truth)
     table = {
         name: {
             **evaluation.total(),
