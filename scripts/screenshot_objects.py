@@ -38,23 +38,38 @@ def main() -> None:
     viewer.window.resize(1366, 768)
     image = viewer.add_image(images, name="nuclei")
     viewer.add_labels(truth, name="ground truth", visible=False)
+    predict, evaluate = predict_and_score(viewer, app, Path(sys.argv[1]).resolve(), image)
+    viewer.layers["nuclei objects"].visible = False
+    grab(viewer, app, "objects.png", predict, evaluate)
+
+
+def predict_and_score(viewer, app, model: Path, image, objects_3d: bool = False):
+    """The Predict dock's objects of ``image`` with the model file (``objects_3d``: its
+    "3D objects (z-stack)" ticked), then the Evaluate dock's scores, in a tab beside it."""
     _, predict = viewer.window.add_plugin_dock_widget("napari-unetseg", "Predict")
     predict._source.value = "file"
-    predict._model_file.value = [Path(sys.argv[1]).resolve()]
+    predict._model_file.value = [model]
     predict._images.value = [image]
+    predict._objects_3d.value = objects_3d
     predict.predict()
     wait(app, lambda: predict.worker is None)
     _, evaluate = viewer.window.add_plugin_dock_widget("napari-unetseg", "Evaluate", tabify=True)
     evaluate.evaluate()
     wait(app, lambda: evaluate.worker is None)
-    viewer.layers["nuclei objects"].visible = False
-    viewer.layers.selection.active = viewer.layers["nuclei objects"]
+    return predict, evaluate
+
+
+def grab(viewer, app, name: str, predict, evaluate) -> None:
+    """Screenshot the window to docs/images/``name`` with the objects layer selected, print
+    the docks' status lines and the first measurements, and close the viewer."""
+    objects = viewer.layers[f"{predict._images.value[0].name} objects"]
+    viewer.layers.selection.active = objects
     settle(app, 1.5)
-    path = OUT / "objects.png"
+    path = OUT / name
     viewer.screenshot(str(path), canvas_only=False, flash=False)
     print("wrote", path)
     print(predict._status.value, "|", evaluate._status.value)
-    print(viewer.layers["nuclei objects"].features.head())
+    print(objects.features.head())
     viewer.close()
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from screenshots import OUT, settle, wait
+from screenshot_objects import grab, predict_and_score
+from screenshots import settle
 
 SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "gonuclear_mini3d"
 
@@ -54,30 +55,14 @@ def main() -> None:
     z, y, x = meta["voxel_size_um_zyx"][test]
     image = viewer.add_image(images[test], name="nuclei", scale=(z, y, x))
     viewer.add_labels(labels[test], name="ground truth", visible=False, scale=(z, y, x))
-    _, predict = viewer.window.add_plugin_dock_widget("napari-unetseg", "Predict")
-    predict._source.value = "file"
-    predict._model_file.value = [model]
-    predict._images.value = [image]
-    predict._objects_3d.value = True
-    predict.predict()
-    wait(app, lambda: predict.worker is None)
-    _, evaluate = viewer.window.add_plugin_dock_widget("napari-unetseg", "Evaluate", tabify=True)
-    evaluate.evaluate()
-    wait(app, lambda: evaluate.worker is None)
+    predict, evaluate = predict_and_score(viewer, app, model, image, objects_3d=True)
     predict.native.parentWidget().raise_()  # the Predict tab in front
     viewer.layers["object errors"].visible = False  # the objects themselves, each its own colour
     viewer.layers["nuclei objects"].visible = True
     viewer.dims.set_current_step(0, 50 * z)
     settle(app, 0.5)
     viewer.reset_view()
-    viewer.layers.selection.active = viewer.layers["nuclei objects"]
-    settle(app, 1.5)
-    path = OUT / "objects-3d.png"
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    print("wrote", path)
-    print(predict._status.value, "|", evaluate._status.value)
-    print(viewer.layers["nuclei objects"].features.head())
-    viewer.close()
+    grab(viewer, app, "objects-3d.png", predict, evaluate)
 
 
 if __name__ == "__main__":
