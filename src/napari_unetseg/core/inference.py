@@ -51,11 +51,10 @@ def inference_copy(model: nn.Module, device: torch.device) -> nn.Module:
 def channels_last_format(model: nn.Module, device: torch.device) -> torch.memory_format:
     """The memory layout ``model``'s convolutions run in on ``device``: channels-last helps
     them on CPU (oneDNN) and CUDA, MPS keeps the default layout. ``channels_last`` for 2D
-    networks; for 3D ones ``channels_last_3d`` on CUDA and the default layout on CPU. On
-    CPU, oneDNN's channels-last 3D kernels gave NaN gradients at random steps (unet3d on
-    gonuclear_mini3d, 120 steps: NaN in 3 of 4 runs, none in 6 runs in the default layout;
-    torch 2.13, AMD EPYC), and a network whose weights turned NaN predicts nothing; the
-    default layout costs about a quarter more time a step."""
+    networks; for 3D ones ``channels_last_3d`` on CUDA and the default layout on CPU, where
+    3D training got NaN gradients at some steps (``benchmarks/nan_3d.py`` finds such steps
+    in both layouts; the trainer skips them, docs/engine.md "Non-finite steps"); the default
+    layout costs about a quarter more time a step."""
     if device.type not in ("cpu", "cuda"):
         return torch.contiguous_format
     if getattr(model, "spatial_dims", 2) == 3:
