@@ -16,6 +16,8 @@ patches, batch 2; the 2D ones: ``unet`` defaults, 96 px patches (the crop is 100
 wide), batch 8. One run, one seed.
 
     python benchmarks/objects_3d.py [--steps 500] [--rows 3d 2d]
+
+The objects of every row go beside the results file (``.npz``, one array per row).
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def main() -> None:
               f"| {t['ap']:.3f} | {minutes:.1f} |")  # fmt: skip
     results = {"hardware": hardware(), "steps": args.steps, "rows": table}
     path = save_results(results, f"objects_3d_{'_'.join(args.rows)}")
+    np.savez_compressed(path.with_suffix(".npz"), **{name: found for name, (found, _) in rows.items()})
     print(f"results in {path}")
 
 

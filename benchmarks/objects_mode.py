@@ -162,7 +162,7 @@ def main() -> None:
         ceiling = np.stack([connected_components(t > 0, connectivity=1) for t in truth])
         rows["components of the true foreground"] = (evaluate_objects(ceiling, truth), 0.0)
     if "dense" in args.rows:
-        save = RESULTS / f"objects_mode_{args.set}_dense.pt"
+        save = RESULTS / f"objects_mode_{args.set}_dense{args.name}.pt"
         pairs = (images[train], objects[train], images[test])
         found, minutes = train_and_predict(
             *pairs, args.steps, True, save=save, init=args.starter, spec=spec, seed=args.seed
@@ -180,7 +180,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
         share = f"{100 * args.painted:.0f} % of the objects, {100 * (painted > 0).mean():.1f} % of the pixels"
-        save = RESULTS / f"objects_mode_{args.set}_painted.pt"
+        save = RESULTS / f"objects_mode_{args.set}_painted{args.name}.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
                                            save, args.starter, spec, args.seed)  # fmt: skip
         rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)

@@ -173,7 +173,7 @@ def test_a_3d_model_gives_the_single_process_result(tmp_path):
         model_options={"name": "unet3d", "depth": 2, "base_channels": 8},
         train_options={"steps": 30, "patch_size": 32, "patch_depth": 8, "batch_size": 2, "device": "cpu"},
     )  # fmt: skip
-    # 4 channels a layer got NaN weight gradients from oneDNN's conv3d on CPU at most steps
+    # 4 channels a layer got NaN weight gradients from oneDNN's bf16 conv3d on CPU at every step
     # (docs/engine.md, "Non-finite steps"); a NaN model would predict the same nothing both ways
     weights = load_model(tmp_path / "run" / "model.pt").model.parameters()
     assert all(torch.isfinite(p).all() for p in weights)

@@ -13,6 +13,7 @@ from napari_unetseg.core.data import encode_labels, find_class_values
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import EpochEvent, LabelsEvent, PreviewEvent, StepEvent
 from napari_unetseg.core.prediction import predict_stack
+from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.training import Trainer, train
 
 SPEC = ModelSpec(depth=2, base_channels=8)
@@ -345,12 +346,10 @@ def test_unetplusplus_deep_supervision_trains():
 
 
 def test_a_step_with_nan_gradients_is_skipped_not_learnt(small_sample, monkeypatch):
-    """One step whose gradients are NaN (oneDNN's channels-last 3D kernels gave such steps at
-    random on CPU) used to turn every weight NaN: the model then predicted nothing. Now the
-    step is skipped; a run whose every step is NaN is refused in the user's words."""
+    """One step whose gradients are NaN (oneDNN's bf16 conv3d gave such steps at random on
+    CPU) used to turn every weight NaN: the model then predicted nothing. Now the step is
+    skipped; a run whose every step is NaN is refused in the user's words."""
     import napari_unetseg.core.training as training
-    from napari_unetseg.core.inference import channels_last_format
-    from napari_unetseg.core.models import build_model
 
     real, calls = training.training_loss, []
 
@@ -371,8 +370,24 @@ def test_a_step_with_nan_gradients_is_skipped_not_learnt(small_sample, monkeypat
     monkeypatch.setattr(training, "training_loss", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(UserInputError, match="training diverged: 20 steps in a row"):
         train([image], [labels], SPEC, cfg(steps=30))
-    # the 3D networks run in the default layout on CPU, where channels-last 3D gave the NaN
-    cpu = torch.device("cpu")
-    unet3d = build_model(ModelSpec("unet3d", depth=2, base_channels=4))
-    assert channels_last_format(unet3d, cpu) == torch.contiguous_format
-    assert channels_last_format(build_model(SPEC), cpu) == torch.channels_last
+
+
+def test_a_3d_network_trains_on_cpu_without_non_finite_steps(monkeypatch):
+    """A 3D U-Net with 4-channel layers got NaN gradients from oneDNN's bf16 conv3d at every
+    step on CPUs with bf16 units (the run was refused as diverged); 3D training on CPU is
+    fp32 now (``precision="auto"``). Where the CPU has no bf16 units it was fp32 before too."""
+    import napari_unetseg.core.training as training
+
+    real, skipped = training.Trainer._finite_gradients, []
+
+    def counted(trainer):
+        finite = real(trainer)
+        skipped.extend([] if finite else [trainer.step])
+        return finite
+
+    monkeypatch.setattr(training.Trainer, "_finite_gradients", counted)
+    sample = make_sample(n_slices=12, size=64, painted_slices=12, seed=4)
+    spec = ModelSpec("unet3d", depth=2, base_channels=4)
+    config = cfg(steps=30, patch_size=32, patch_depth=8, batch_size=2, precision="auto")
+    result = train([sample.image[:, None]], [sample.strokes], spec, config)
+    assert skipped == [] and all(torch.isfinite(p).all() for p in result.loaded.model.parameters())

@@ -72,11 +72,14 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+def resolve_precision(precision: str, device: torch.device, training_3d: bool = False) -> torch.dtype | None:
     """Return the autocast dtype for ``precision`` on ``device`` (``None`` = plain fp32).
 
     ``auto`` means: bf16 on CUDA GPUs that support it, else fp16 on CUDA; bf16 on CPUs
-    with native bf16 units; fp32 everywhere else.
+    with native bf16 units, but fp32 to train a 3D network there (``training_3d``):
+    oneDNN's bf16 conv3d gave NaN gradients at some steps, and at every step with 4-channel
+    layers, where fp32 gave none (``benchmarks/nan_3d.py``, docs/engine.md "Non-finite
+    steps"); fp32 everywhere else.
     """
     if precision not in PRECISIONS:
         raise UserInputError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -88,7 +91,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
+    if device.type == "cpu" and cpu_has_fast_bf16() and not training_3d:
         return torch.bfloat16
     return None
 

@@ -101,7 +101,6 @@ class Trainer:
         self.config = config or TrainConfig()
         self.folder = RunFolder(run.run_dir) if run.run_dir is not None else None
         self.device = resolve_device(self.config.device)
-        self.dtype = resolve_precision(self.config.precision, self.device)
         self._stop_requested = self._discarded = False
         self.batch_size = self.config.batch_size  # halved on out-of-memory errors
         self.bad_steps = 0  # steps in a row skipped for NaN or infinite gradients
@@ -159,6 +158,8 @@ class Trainer:
         network = build_network(self.spec, self.config.seed, base, rows, self.device)
         self.model, self.memory_format = network
         check_3d(self.model, self.spec, images, self.config)
+        volume = self.model.spatial_dims == 3
+        self.dtype = resolve_precision(self.config.precision, self.device, training_3d=volume)
         # patches, flips: the run's own (each rank of a torchrun run its own, rank 0 the run's seed)
         self.generator = torch.Generator().manual_seed(rank_seed(self.config.seed))
         self._ddp = distributed_heads(self.model, self.device)  # several ranks: gradients averaged
