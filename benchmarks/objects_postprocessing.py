@@ -11,7 +11,9 @@ probabilities, on one object model's predictions of a set's test split:
 
     python benchmarks/objects_postprocessing.py MODEL.pt [--set dsb2018_fluo_256x256]
 
-(MODEL.pt: e.g. the dense object model benchmarks/objects_mode.py saves.)
+(MODEL.pt: e.g. the dense object model benchmarks/objects_mode.py saves.) Every variant
+drops objects under ``instances.MIN_SIZE`` pixels and joins seedless foreground 4-connected,
+as the product does (before stop 40 the variants kept the small ones).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from common import DATA, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import instances_from_classes  # noqa: E402
+from napari_unetseg.core.instances import MIN_SIZE, instances_from_classes  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 
@@ -48,8 +50,11 @@ VARIANTS = {
     "foreground p(background) < 0.4": {"foreground_at": 0.4},
     "foreground p(background) < 0.6": {"foreground_at": 0.6},
     "watershed on -p(interior)": {"surface": "probability"},
+    "p(interior) > 0.7, foreground p(background) < 0.4": {"seed_at": 0.7, "foreground_at": 0.4},
     **{f"interior split at necks (h = {h} px)": {"neck": h} for h in (1, 2, 3, 4)},
 }
+
+SEED_SHARES = (0.1, 0.2, 0.3)  # stop 40
 
 
 def split_at_necks(interior: np.ndarray, h: float) -> np.ndarray:
@@ -79,8 +84,10 @@ def objects_from_probabilities(
         seeds[np.isin(seeds, small[small > 0])] = 0
     height = ndimage.distance_transform_edt(seeds == 0) if surface == "distance" else -interior
     objects = watershed(height, seeds, mask=foreground)
-    rest = connected_components(foreground & (objects == 0))
+    rest = connected_components(foreground & (objects == 0), connectivity=1)
     objects[rest > 0] = rest[rest > 0] + objects.max()
+    small = np.flatnonzero(np.bincount(objects.ravel()) < MIN_SIZE)  # as the product drops them
+    objects[np.isin(objects, small[small > 0])] = 0
     return relabel_sequential(objects)[0]
 
 
@@ -90,6 +97,7 @@ def main() -> None:
     )
     parser.add_argument("model")
     parser.add_argument("--set", default="dsb2018_fluo_256x256")
+    parser.add_argument("--shares-only", action="store_true", help="only the argmax rows (stop 40)")
     args = parser.parse_args()
     folder = DATA / args.set
     meta = json.loads((folder / "meta.json").read_text())
@@ -100,7 +108,10 @@ def main() -> None:
     result = run_generator(iter_predict([loaded], images[:, None], probabilities=True))
     probabilities = result.probabilities[:, order]
     rows = {"argmax classes (the product)": [instances_from_classes(p.argmax(0)) for p in probabilities]}
-    for name, options in VARIANTS.items():
+    for share in SEED_SHARES:  # the argmax, without the seeds much smaller than their neighbours
+        name = f"argmax, seeds >= {share:.0%} of the largest in their foreground piece"
+        rows[name] = [instances_from_classes(p.argmax(0), seed_share=share) for p in probabilities]
+    for name, options in {} if args.shares_only else VARIANTS.items():
         rows[name] = [objects_from_probabilities(p, **options) for p in probabilities]
     table = {}
     print(f"{args.set}: {len(test)} test images, model {args.model}")
@@ -110,8 +121,8 @@ def main() -> None:
         t = evaluate_objects(np.stack(found), truth).total()
         table[name] = t
         print(f"| {name} | {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} | {t['ap']:.3f} |")
-    path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table},
-                        f"objects_postprocessing_{args.set}")  # fmt: skip
+    name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{'_shares' * args.shares_only}"
+    path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table}, name)
     print(f"results in {path}")
 
 

@@ -79,12 +79,22 @@ def test_3d_objects_round_trip():
     assert object_scores(truth, objects).f1 == 1.0
 
 
-def test_small_interior_specks_can_be_left_out_as_seeds():
-    classes = np.full((20, 20), BOUNDARY, np.uint8)
-    classes[3:9, 3:9] = INTERIOR
+def test_a_speck_of_interior_inside_a_large_object_does_not_split_it():
+    """Large nuclei (S-BSST265) came back split where the network left a speck of interior
+    beside the core: seeds under SEED_SHARE of the largest in their piece of foreground
+    are dropped. A smaller object touching a large one keeps its seed."""
+    classes = np.full((20, 40), BOUNDARY, np.uint8)
+    classes[3:9, 3:9] = INTERIOR  # 36 px
     classes[14, 14] = INTERIOR  # a one-pixel speck of noise inside the same foreground
-    assert instances_from_classes(classes).max() == 2  # two seeds: a split
-    assert instances_from_classes(classes, min_seed=4).max() == 1
+    classes[12:14, 30:32] = INTERIOR  # 4 px: 11 % of the largest, a small touching object
+    objects = instances_from_classes(classes)
+    assert objects.max() == 2 and objects[14, 14] == objects[5, 5] != objects[13, 31]
+    assert instances_from_classes(classes, seed_share=0).max() == 3  # the speck made its own object
+    assert instances_from_classes(classes, seed_share=0, min_seed=4).max() == 2
+    alone = np.zeros((20, 40), np.uint8)
+    alone[2:8, 2:8], alone[4:6, 4:6] = BOUNDARY, INTERIOR
+    alone[12:18, 12:20], alone[13:17, 13:19] = BOUNDARY, INTERIOR  # larger, in a piece of its own
+    assert instances_from_classes(alone).max() == 2
 
 
 def test_specks_of_boundary_are_no_objects():

@@ -8,8 +8,10 @@ another object) and :data:`BOUNDARY` (the rest of the object), which the U-Net l
 like any other classes. The cores of touching objects lie apart, and the boundary class
 is about three quarters of each object, not a thin rare band, so it is learnt as well as
 the others. From a predicted class image the objects come back by a seeded watershed
-(scikit-image): every connected piece of interior is a seed, and the seeds grow over
-the foreground (interior and boundary) to the nearest seed. A piece of foreground with
+(scikit-image): every connected piece of interior is a seed, but for those under
+:data:`SEED_SHARE` of the largest seed in their piece of foreground (a speck of interior
+inside a large object, which would split it), and the seeds grow over the foreground
+(interior and boundary) to the nearest seed. A piece of foreground with
 no interior becomes an object by itself; objects under :data:`MIN_SIZE` pixels (specks
 of boundary, mostly) are dropped. 2D and 3D.
 """
@@ -30,6 +32,7 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
 CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
 MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dropped, as Cellpose does
+SEED_SHARE = 0.1  # seeds under this share of the largest in their foreground piece are dropped
 OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
 
@@ -160,10 +163,13 @@ def check_painted_objects(labels: np.ndarray) -> None:
         )
 
 
-def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int = MIN_SIZE) -> np.ndarray:
+def instances_from_classes(
+    classes: np.ndarray, min_seed: int = 1, min_size: int = MIN_SIZE, seed_share: float = SEED_SHARE
+) -> np.ndarray:
     """Object ids (``uint32``, 1..N) from a class image of :func:`instance_classes`'
-    numbering: seeds are the connected pieces of interior of at least ``min_seed`` pixels,
-    grown over the foreground to the nearest seed; seedless foreground pieces are objects.
+    numbering: seeds are the connected pieces of interior of at least ``min_seed`` pixels
+    and at least ``seed_share`` times the largest seed of their piece of foreground, grown
+    over the foreground to the nearest seed; seedless foreground pieces are objects.
     Objects of fewer than ``min_size`` pixels are dropped."""
     classes = np.asarray(classes)
     interior = classes == INTERIOR
@@ -173,6 +179,8 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int
         sizes = np.bincount(seeds.ravel())
         small = np.flatnonzero(sizes < min_seed)
         seeds[np.isin(seeds, small[small > 0])] = 0
+    if seed_share > 0 and seeds.max():
+        seeds = _drop_minor_seeds(seeds, foreground, seed_share)
     distance = ndimage.distance_transform_edt(~(seeds > 0)) if seeds.max() else np.zeros(classes.shape)
     objects = watershed(distance, seeds, mask=foreground).astype(np.uint32)
     rest = connected_components(foreground & (objects == 0), connectivity=1)
@@ -182,6 +190,19 @@ def instances_from_classes(classes: np.ndarray, min_seed: int = 1, min_size: int
         small = np.flatnonzero(np.bincount(objects.ravel()) < min_size)
         objects[np.isin(objects, small[small > 0])] = 0
     return relabel_sequential(objects)[0]
+
+
+def _drop_minor_seeds(seeds: np.ndarray, foreground: np.ndarray, share: float) -> np.ndarray:
+    """``seeds`` without those under ``share`` times the largest seed in the same connected
+    piece of ``foreground`` (their pixels are then flooded from the seeds kept)."""
+    pieces = connected_components(foreground, connectivity=1)
+    sizes = np.bincount(seeds.ravel())
+    ids = np.flatnonzero(sizes[1:]) + 1
+    piece = ndimage.maximum(pieces, seeds, ids).astype(np.int64)  # each seed lies in one piece
+    largest = np.zeros(int(pieces.max()) + 1)
+    np.maximum.at(largest, piece, sizes[ids])
+    minor = ids[sizes[ids] < share * largest[piece]]
+    return np.where(np.isin(seeds, minor), 0, seeds)
 
 
 def objects_of_classes(classes: np.ndarray, interior: int, boundary: int) -> np.ndarray:
