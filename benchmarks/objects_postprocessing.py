@@ -55,6 +55,15 @@ VARIANTS = {
 }
 
 SEED_SHARES = (0.1, 0.2, 0.3)  # stop 40
+CONFIDENT_CORE = (0.6, 0.7)
+
+
+def confident_core(p: np.ndarray, at: float) -> np.ndarray:
+    """The argmax classes of ``(3, Y, X)`` probabilities, the interior's pixels where
+    p(interior) <= ``at`` taken as boundary (seeds only where the core is confident)."""
+    classes = p.argmax(0)
+    classes[(classes == 1) & (p[1] <= at)] = 2
+    return classes
 
 
 def split_at_necks(interior: np.ndarray, h: float) -> np.ndarray:
@@ -111,6 +120,9 @@ def main() -> None:
     for share in SEED_SHARES:  # the argmax, without the seeds much smaller than their neighbours
         name = f"argmax, seeds >= {share:.0%} of the largest in their foreground piece"
         rows[name] = [instances_from_classes(p.argmax(0), seed_share=share) for p in probabilities]
+    for at in CONFIDENT_CORE:
+        name = f"argmax (seeds >= 10 %), core only where p(interior) > {at}"
+        rows[name] = [instances_from_classes(confident_core(p, at)) for p in probabilities]
     for name, options in {} if args.shares_only else VARIANTS.items():
         rows[name] = [objects_from_probabilities(p, **options) for p in probabilities]
     table = {}
