@@ -56,6 +56,7 @@ VARIANTS = {
 
 SEED_SHARES = (0.1, 0.2, 0.3)  # stop 40
 CONFIDENT_CORE = (0.6, 0.7)
+AREA_SHARES = (0.02, 0.05, 0.1)  # Cellpose's min_size 15 px at its 30 px diameter: 2 % of an object
 
 
 def confident_core(p: np.ndarray, at: float) -> np.ndarray:
@@ -123,6 +124,13 @@ def main() -> None:
     for at in CONFIDENT_CORE:
         name = f"argmax (seeds >= 10 %), core only where p(interior) > {at}"
         rows[name] = [instances_from_classes(confident_core(p, at)) for p in probabilities]
+    train_objects = tifffile.imread(folder / "labels.tif")[meta["train_idx"]]
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in train_objects])
+    median = float(np.median(areas[areas > 0]))  # what a model trained on the split's objects would know
+    for share in AREA_SHARES:
+        name = f"argmax, objects under {share:.0%} of the training objects' median ({median:.0f} px) dropped"
+        size = max(MIN_SIZE, round(share * median))
+        rows[name] = [instances_from_classes(p.argmax(0), min_size=size) for p in probabilities]
     for name, options in {} if args.shares_only else VARIANTS.items():
         rows[name] = [objects_from_probabilities(p, **options) for p in probabilities]
     table = {}

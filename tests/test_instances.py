@@ -17,6 +17,9 @@ from napari_unetseg.core.instances import (
     dense_objects_warning,
     instance_classes,
     instances_from_classes,
+    median_object_size,
+    min_object_size,
+    objects_of_classes,
     training_classes,
 )
 from napari_unetseg.core.objects import object_scores
@@ -108,6 +111,26 @@ def test_specks_of_boundary_are_no_objects():
     objects = instances_from_classes(classes)
     assert objects.max() == 2 and objects[20, 20] == objects[22, 25] == 0 and objects[20, 3] == 2
     assert instances_from_classes(classes, min_size=1).max() == 4
+
+
+def test_debris_much_smaller_than_the_objects_learnt_is_no_object():
+    """Large nuclei (S-BSST265: median 9518 px) came with hundreds of specks of debris,
+    each an object; an object model drops objects under MIN_SHARE of the median object it
+    was trained on (recorded in its file), and MIN_SIZE where objects are small."""
+    labels = np.zeros((2, 60, 60), np.uint16)
+    labels[0, 5:45, 5:45] = 1  # 1600 px
+    labels[0, 50:55, 50:58] = 2  # 40 px
+    labels[1, 10:40, 10:40] = 7  # 900 px: each plane's objects count apart
+    assert median_object_size([labels], "dense") == 900
+    assert median_object_size([labels], "sparse") == 470  # painted: 2, 3, ... (1: background strokes)
+    assert median_object_size([labels], "dense", volume=True) == 900  # one volume per stack
+    assert median_object_size([np.zeros((4, 4), np.uint8)], "dense") == 0
+    assert min_object_size(0) == min_object_size(700) == 15 and min_object_size(4000) == 80
+    classes = np.zeros((60, 60), np.uint8)
+    classes[5:45, 5:45], classes[15:35, 15:35] = BOUNDARY, INTERIOR
+    classes[50:57, 50:57], classes[52:55, 52:55] = BOUNDARY, INTERIOR  # 49 px of debris
+    assert objects_of_classes(classes, INTERIOR, BOUNDARY).max() == 2
+    assert objects_of_classes(classes, INTERIOR, BOUNDARY, min_object_size(4000)).max() == 1
 
 
 def painted(truth: np.ndarray, keep: list[int]) -> np.ndarray:

@@ -12,6 +12,7 @@ from scipy import ndimage
 from skimage.measure import label as connected_components
 from test_instances import touching_discs
 
+from napari_unetseg.core.checkpoint import load_model
 from napari_unetseg.core.objects import object_scores
 
 
@@ -39,6 +40,8 @@ def test_touching_objects_are_learnt_apart_from_the_command_line(tmp_path, cli):
                "--out", tmp_path / "run", "--objects", "--dense", "--steps", "300", *small)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     model = tmp_path / "run" / "model.pt"
+    sizes = np.concatenate([np.bincount(o.ravel())[1:] for o in objects[:3]])
+    assert load_model(model).object_size == np.median(sizes[sizes > 0])  # what sets the smallest object
     assert cli("predict", "--model", model, "--out", tmp_path / "pred", tmp_path / "test.tif").returncode == 0
     predicted = tifffile.imread(tmp_path / "pred" / "test.tif")
     assert predicted.dtype == np.uint32 and predicted.max() > 5  # object ids, not classes

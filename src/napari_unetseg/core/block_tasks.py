@@ -91,10 +91,11 @@ def block_task(
 
 
 def objects_task(
-    classes: ScratchStack, local: ScratchStack, job: int, volume: bool, values: tuple[int, int], ledger
+    classes: ScratchStack, local: ScratchStack, job: int, volume: bool, values: tuple[int, int, int], ledger
 ) -> tuple[int, float, int, int]:
     """The objects of one job's predicted classes (a slice, or a 3D model's volume),
-    numbered 1..n in ``local``; records n in the ledger."""
+    numbered 1..n in ``local``; records n in the ledger. ``values``: the model's
+    :func:`~napari_unetseg.core.instances.object_recipe`."""
     from napari_unetseg.core.instances import objects_of_classes
 
     start = time.perf_counter()

@@ -9,8 +9,10 @@ Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fiel
 (absent from files of 0.1, which normalised whole stacks), ``normalization_min_range``
 (absent from files before it, which scaled without it), ``class_values``, ``class_names``
 (one per class value, ``""`` where unnamed), ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
-``step`` and ``state_dict``. Resume state (optimizer, scheduler, RNG) lives in a
-separate ``resume.pt`` in the run folder so that shared model files stay small.
+``step``, ``object_size`` (object models: the median size of the objects trained on; absent
+from files before it, read as 0: unknown) and ``state_dict``. Resume state (optimizer,
+scheduler, RNG) lives in a separate ``resume.pt`` in the run folder so that shared model
+files stay small.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class LoadedModel:
     step: int = 0
     logit_bias: tuple[float, ...] = ()
     class_names: tuple[str, ...] = ()  # one per class value; "" (or none at all): unnamed
+    object_size: float = 0.0  # object models: median pixels (voxels) of the objects trained on
 
     def name_of(self, value: int) -> str:
         """What to call class ``value``: its name, or ``"class {value}"``."""
@@ -84,6 +87,7 @@ class LoadedModel:
             "history": list(self.history),
             "step": int(self.step),
             "logit_bias": [float(b) for b in self.logit_bias],
+            "object_size": float(self.object_size),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -177,6 +181,7 @@ def model_from_payload(payload: dict, path: str | Path, device: torch.device | s
             step=int(payload.get("step", 0)),
             logit_bias=tuple(float(b) for b in payload.get("logit_bias", ())),
             class_names=tuple(str(name) for name in payload.get("class_names", ())),
+            object_size=float(payload.get("object_size", 0.0)),
         )
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise UserInputError(f"{path} is a damaged model file: {exc}") from exc

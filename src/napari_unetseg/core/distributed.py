@@ -44,7 +44,7 @@ from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import BlockProgress, FileEvent
-from napari_unetseg.core.instances import check_z_stack, is_object_model, object_class_values
+from napari_unetseg.core.instances import check_z_stack, is_object_model, object_recipe
 from napari_unetseg.core.io import to_stack
 from napari_unetseg.core.objects import MAX_ID
 from napari_unetseg.core.outputs import Target, open_input, open_writers
@@ -231,7 +231,7 @@ class _InputRun:
         self.local = ScratchStack(self.ledger.folder / "objects.zarr", planes, np.uint32, config.block_size)
         scratch = [self.classes, self.local] if self.objects else []
         if self.objects:
-            self.values = object_class_values(models[0])
+            self.values = object_recipe(models[0])
         same = self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
         if not (same and all(w.part_exists() for w in [*self.writers.values(), *scratch])):
             self.ledger.clear()  # nothing (or not all) of an earlier run is left: start afresh

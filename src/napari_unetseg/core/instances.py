@@ -13,7 +13,8 @@ the others. From a predicted class image the objects come back by a seeded water
 inside a large object, which would split it), and the seeds grow over the foreground
 (interior and boundary) to the nearest seed. A piece of foreground with
 no interior becomes an object by itself; objects under :data:`MIN_SIZE` pixels (specks
-of boundary, mostly) are dropped. 2D and 3D.
+of boundary, mostly), or under :data:`MIN_SHARE` of the median object the model learnt
+from (:func:`min_object_size`: debris, where objects are large), are dropped. 2D and 3D.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 CLASS_NAMES = ("background", "interior", "boundary")
 CORE = 0.5  # the interior: the pixels at least half the object's largest depth from its edge
 MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dropped, as Cellpose does
+MIN_SHARE = 0.02  # ... and those under this share of the median object the model was trained on
 SEED_SHARE = 0.1  # seeds under this share of the largest in their foreground piece are dropped
 OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
 
@@ -88,19 +90,45 @@ def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) 
     return np.stack(out).reshape(labels.shape)
 
 
+def median_object_size(label_stacks: Sequence[np.ndarray], label_mode: str, volume: bool = False) -> float:
+    """The median size (pixels of a plane, or voxels of a volume) of the objects in object
+    labels: every id for ``dense`` labels, the painted objects (2, 3, ...) for ``sparse``; 0
+    when there are none."""
+    first = 1 if label_mode == "dense" else 2
+    sizes = []
+    for stack in label_stacks:
+        stack = np.asarray(stack)
+        for part in [stack] if volume else stack.reshape(-1, *stack.shape[-2:]):
+            counts = np.bincount(part.ravel().astype(np.int64))[first:]
+            sizes.append(counts[counts > 0])
+    sizes = np.concatenate(sizes) if sizes else np.zeros(0)
+    return float(np.median(sizes)) if len(sizes) else 0.0
+
+
+def min_object_size(object_size: float) -> int:
+    """The smallest object kept for a model trained on objects of median size ``object_size``
+    (0: unknown, e.g. a model file from before it was recorded): :data:`MIN_SIZE`, or
+    :data:`MIN_SHARE` of that median where objects are large."""
+    return max(MIN_SIZE, round(MIN_SHARE * object_size))
+
+
 class ObjectClasses:
     """What a trainer on objects (``TrainConfig.objects``) does to every label stack it
     gets, at the start and at each live update: :func:`training_classes`, plane by plane
-    for a 2D model, as one volume for a 3D one."""
+    for a 2D model, as one volume for a 3D one; and the median size of the objects in
+    them (:attr:`object_size`, kept in the model file)."""
 
     def __init__(self, label_mode: str, model_name: str) -> None:
         from napari_unetseg.core.models import MODELS
 
         self.label_mode = label_mode
         self.volume = MODELS[model_name].spatial_dims == 3
+        self.object_size = 0.0
 
     def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [training_classes(stack, self.label_mode, self.volume) for stack in label_stacks]
+        classes = [training_classes(stack, self.label_mode, self.volume) for stack in label_stacks]
+        self.object_size = median_object_size(label_stacks, self.label_mode, self.volume)
+        return classes
 
     def first(self, label_stacks: Sequence[np.ndarray], warning: str | None):
         """The classes of the run's first labels, their names, and the warning to show
@@ -205,19 +233,23 @@ def _drop_minor_seeds(seeds: np.ndarray, foreground: np.ndarray, share: float) -
     return np.where(np.isin(seeds, minor), 0, seeds)
 
 
-def objects_of_classes(classes: np.ndarray, interior: int, boundary: int) -> np.ndarray:
+def objects_of_classes(
+    classes: np.ndarray, interior: int, boundary: int, min_size: int = MIN_SIZE
+) -> np.ndarray:
     """Object ids (1..N, ``uint32``) of a predicted class image (a plane, or a volume) whose
-    ``interior`` and ``boundary`` values are the model's (:func:`instances_from_classes`)."""
+    ``interior`` and ``boundary`` values are the model's (:func:`instances_from_classes`;
+    objects under ``min_size`` dropped)."""
     canonical = np.full(classes.shape, BACKGROUND, np.uint8)
     canonical[classes == interior] = INTERIOR
     canonical[classes == boundary] = BOUNDARY
-    return instances_from_classes(canonical)
+    return instances_from_classes(canonical, min_size=min_size)
 
 
-def object_class_values(loaded) -> tuple[int, int]:
-    """An object model's label values of the interior and boundary classes."""
+def object_recipe(loaded) -> tuple[int, int, int]:
+    """How an object model's classes become objects: its label values of the interior and
+    boundary classes, and the smallest object kept (:func:`min_object_size`)."""
     values = dict(zip(loaded.class_names, loaded.class_values))
-    return values["interior"], values["boundary"]
+    return values["interior"], values["boundary"], min_object_size(loaded.object_size)
 
 
 class ObjectSlices:
@@ -228,14 +260,21 @@ class ObjectSlices:
 
     ``n_slices`` and ``volume``: a 3D model's classes are kept until all ``n_slices``
     slices have come and then turned into 3D objects at once (a 2D model's slice by
-    slice). ``interior`` and ``boundary`` are the model's values of those classes.
+    slice). ``interior`` and ``boundary`` are the model's values of those classes, objects
+    under ``min_size`` are dropped (:func:`object_recipe`).
     """
 
     def __init__(
-        self, target, n_slices: int, volume: bool = False, interior: int = INTERIOR, boundary: int = BOUNDARY
+        self,
+        target,
+        n_slices: int,
+        volume: bool = False,
+        interior: int = INTERIOR,
+        boundary: int = BOUNDARY,
+        min_size: int = MIN_SIZE,
     ) -> None:
         self.target, self.n_slices, self.volume = target, n_slices, volume
-        self.interior, self.boundary = interior, boundary
+        self.interior, self.boundary, self.min_size = interior, boundary, min_size
         self.count = 0
         self._held: dict[int, np.ndarray] = {}
 
@@ -250,7 +289,7 @@ class ObjectSlices:
                 self.target[i] = plane
 
     def _number(self, classes: np.ndarray) -> np.ndarray:
-        objects = objects_of_classes(classes, self.interior, self.boundary)
+        objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         found = int(objects.max())
         if self.count + found > MAX_ID:
             raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")
@@ -281,4 +320,4 @@ def object_sink(loaded, target, n_slices: int, volume: bool = False) -> ObjectSl
     their classes are stacked and the seeded watershed runs once in 3D, as for a 3D
     model's); else each slice's 2D objects."""
     volume = volume or getattr(loaded.model, "spatial_dims", 2) == 3
-    return ObjectSlices(target, n_slices, volume, *object_class_values(loaded))
+    return ObjectSlices(target, n_slices, volume, *object_recipe(loaded))

@@ -442,6 +442,7 @@ class Trainer:
             step=self.step,
             logit_bias=self.logit_bias,
             class_names=self.class_names,
+            object_size=self._objects.object_size if self._objects else 0.0,
         )
 
     def _config_record(self) -> dict:
