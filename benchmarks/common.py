@@ -28,11 +28,13 @@ def hardware() -> str:
     )
 
 
+RESULTS = Path(__file__).parent / "results"  # results, model files, arrays (ignored by git)
+
+
 def save_results(results: dict, name: str) -> Path:
     """Write ``benchmarks/results/<name>.json`` (ignored by git) and return the path."""
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{name}.json"
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=2))
     return path
 

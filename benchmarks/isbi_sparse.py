@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, random_forest, save_results  # noqa: E402
+from common import DATA, RESULTS, hardware, random_forest, save_results  # noqa: E402
 from scribbles import draw_scribbles  # noqa: E402
 
 from napari_unetseg.core.checkpoint import save_model  # noqa: E402
@@ -33,7 +33,6 @@ from napari_unetseg.core.events import ChoiceEvent, StepEvent, TryEvent, run_gen
 from napari_unetseg.core.prediction import predict_stack  # noqa: E402
 from napari_unetseg.core.training import make_trainer  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 TRAIN, TEST, SLICES = list(range(24)), list(range(24, 30)), [2, 10, 18]
 
 

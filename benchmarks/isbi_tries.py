@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import save_results  # noqa: E402
+from common import RESULTS, save_results  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 WINDOW = 50  # steps per value of isbi_sparse.py's loss curves
 
 

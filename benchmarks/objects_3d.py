@@ -36,9 +36,7 @@ import tifffile
 from skimage.measure import label as connected_components
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
+from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
@@ -75,7 +73,8 @@ def where_errors_are(found: np.ndarray, truth: np.ndarray) -> str:
     size = np.bincount(truth.ravel())[true_ids]
     missed = size[np.setdiff1d(np.arange(len(true_ids)), pairs[:, 0])]
     touched = set(np.unique(found[truth > 0]).tolist())
-    apart = [int((found == j).sum()) for j in found_ids if int(j) not in touched]
+    found_size = np.bincount(found.ravel())
+    apart = [int(found_size[j]) for j in found_ids if int(j) not in touched]
     return (f"{len(missed)} missed (median {np.median(missed) if len(missed) else 0:.0f} voxels; all nuclei "
             f"{np.median(size):.0f}); {len(apart)} found objects overlap no nucleus"
             + (f", of {min(apart)}-{max(apart)} voxels" if apart else ""))  # fmt: skip

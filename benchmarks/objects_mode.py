@@ -39,7 +39,7 @@ from scipy import ndimage
 from skimage.measure import label as connected_components
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
+from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core import instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
@@ -56,9 +56,6 @@ from napari_unetseg.core.sample import _stroke  # noqa: E402
 def split(meta: dict, key: str) -> list[int]:
     value = meta[key]
     return value if isinstance(value, list) else json.loads(value)
-
-
-RESULTS = Path(__file__).parent / "results"  # model files too (ignored by git)
 
 
 def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import hardware, save_results  # noqa: E402
+from common import RESULTS, hardware, save_results  # noqa: E402
 
 
 def _model():
@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.size, args.tile, args.overlap, args.out)
-    tmp = Path(__file__).parent / "results"
+    tmp = RESULTS
     tmp.mkdir(exist_ok=True)
     whole = run("whole", args, tmp / "whole.npy")
     tiled = run("tiled", args, tmp / "tiled.npy")

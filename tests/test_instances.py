@@ -125,6 +125,7 @@ def test_debris_much_smaller_than_the_objects_learnt_is_no_object():
     assert median_object_size([labels], "sparse") == 470  # painted: 2, 3, ... (1: background strokes)
     assert median_object_size([labels], "dense", volume=True) == 900  # one volume per stack
     assert median_object_size([np.zeros((4, 4), np.uint8)], "dense") == 0
+    assert median_object_size([np.array([[0, 2**32 - 1]], np.uint32)], "dense") == 1  # no id-sized array
     assert min_object_size(0) == min_object_size(700) == 15 and min_object_size(4000) == 80
     classes = np.zeros((60, 60), np.uint8)
     classes[5:45, 5:45], classes[15:35, 15:35] = BOUNDARY, INTERIOR

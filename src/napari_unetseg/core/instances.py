@@ -99,8 +99,7 @@ def median_object_size(label_stacks: Sequence[np.ndarray], label_mode: str, volu
     for stack in label_stacks:
         stack = np.asarray(stack)
         for part in [stack] if volume else stack.reshape(-1, *stack.shape[-2:]):
-            counts = np.bincount(part.ravel().astype(np.int64))[first:]
-            sizes.append(counts[counts > 0])
+            sizes.append(np.unique(part[part >= first], return_counts=True)[1])  # ids up to 2**32 - 1
     sizes = np.concatenate(sizes) if sizes else np.zeros(0)
     return float(np.median(sizes)) if len(sizes) else 0.0
 
