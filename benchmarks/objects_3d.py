@@ -40,7 +40,7 @@ from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import object_sink  # noqa: E402
+from napari_unetseg.core.instances import median_object_size, min_object_size, object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects, match, overlaps  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
@@ -125,6 +125,9 @@ def main() -> None:
               f"| {t['ap']:.3f} | {minutes:.1f} |")  # fmt: skip
     for name, (found, _) in rows.items():
         print(f"{name}: {where_errors_are(found, truth)}")
+    median = median_object_size([labels[train]], "dense", volume=True)
+    print(f"training crop: median nucleus {median:.0f} voxels; a 3D object model drops objects under "
+          f"{min_object_size(median)}")  # fmt: skip
     if args.from_saved:
         return
     results = {"hardware": hardware(), "steps": args.steps, "rows": table}
