@@ -111,10 +111,18 @@ def predict_objects(loaded, test_images: np.ndarray, objects: bool = True, tta: 
     return out
 
 
+def score(found: np.ndarray, truth: np.ndarray):
+    """Object scores of ``found`` against ``truth``, ``found`` zoomed back to its size first
+    (nearest neighbour) when the network saw zoomed images (``--zoom``)."""
+    if found.shape != truth.shape:
+        found = ndimage.zoom(found, np.divide(truth.shape, found.shape), order=0)
+    return evaluate_objects(found, truth)
+
+
 def add_tta_row(rows: dict, name: str, model_file, test_images: np.ndarray, truth: np.ndarray) -> None:
     """Beside row ``name``, the same object model (saved in ``model_file``) scored with flip TTA."""
     found = predict_objects(load_model(model_file), test_images, tta=True)
-    rows[f"{name}, flip TTA"] = (evaluate_objects(found, truth), rows[name][1])
+    rows[f"{name}, flip TTA"] = (score(found, truth), rows[name][1])
 
 
 def main() -> None:
@@ -135,6 +143,8 @@ def main() -> None:
                         help="the interior's share of each object's depth (instances.CORE)")  # fmt: skip
     parser.add_argument("--tta", action="store_true",
                         help="also score the object models with flip TTA (extra rows)")  # fmt: skip
+    parser.add_argument("--zoom", type=float, default=1.0,
+                        help="train and predict on images zoomed so; objects zoomed back")  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
@@ -147,6 +157,9 @@ def main() -> None:
     images, objects = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
     train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
     truth = objects[test]
+    if args.zoom != 1.0:  # the network sees zoomed images and labels; scores at the original size
+        images = ndimage.zoom(images.astype(np.float32), (1, args.zoom, args.zoom), order=1)
+        objects = ndimage.zoom(objects, (1, args.zoom, args.zoom), order=0)
     rows = {}
     origin = f", from {args.starter.stem}" if args.starter else ""  # rows fine-tuned from the starter
     if "semantic" in args.rows:
@@ -154,7 +167,7 @@ def main() -> None:
         semantic, minutes = train_and_predict(images[train], foreground, images[test], args.steps, False,
                                               spec=spec, seed=args.seed)  # fmt: skip
         components = np.stack([connected_components(s > 0, connectivity=1) for s in semantic])
-        rows["components of the semantic prediction"] = (evaluate_objects(components, truth), minutes)
+        rows["components of the semantic prediction"] = (score(components, truth), minutes)
     if "ceiling" in args.rows:
         ceiling = np.stack([connected_components(t > 0, connectivity=1) for t in truth])
         rows["components of the true foreground"] = (evaluate_objects(ceiling, truth), 0.0)
@@ -164,13 +177,13 @@ def main() -> None:
         found, minutes = train_and_predict(
             *pairs, args.steps, True, save=save, init=args.starter, spec=spec, seed=args.seed
         )
-        rows[f"object mode, dense object labels{origin}"] = (evaluate_objects(found, truth), minutes)
+        rows[f"object mode, dense object labels{origin}"] = (score(found, truth), minutes)
         if args.tta:
             add_tta_row(rows, f"object mode, dense object labels{origin}", save, images[test], truth)
     if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
         name = f"object starter {args.starter.stem}, no training"
-        rows[name] = (evaluate_objects(found, truth), 0.0)
+        rows[name] = (score(found, truth), 0.0)
         if args.tta:
             add_tta_row(rows, name, args.starter, images[test], truth)
     if "painted" in args.rows:
@@ -180,7 +193,7 @@ def main() -> None:
         save = RESULTS / f"objects_mode_{args.set}_painted{args.name}.pt"
         found, minutes = train_and_predict(images[train], painted, images[test], args.steps, True, "sparse",
                                            save, args.starter, spec, args.seed)  # fmt: skip
-        rows[f"object mode, painted ({share}){origin}"] = (evaluate_objects(found, truth), minutes)
+        rows[f"object mode, painted ({share}){origin}"] = (score(found, truth), minutes)
         if args.tta:
             add_tta_row(rows, f"object mode, painted ({share}){origin}", save, images[test], truth)
     table = {
