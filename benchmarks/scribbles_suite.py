@@ -106,16 +106,19 @@ def dice_per_class(pred: np.ndarray, truth: np.ndarray, count: int) -> list[floa
     return [result.per_class[c]["dice"] for c in range(count)]
 
 
-def network_arm(images, labels, mode: str, names, seed: int, overrides: dict, spec: dict):
-    """Train with the defaults (``overrides`` and ``spec`` aside); ``(model, minutes)``."""
-    from napari_unetseg.core.config import ModelSpec, TrainConfig
-    from napari_unetseg.core.training import train
+def network_arm(images, labels, mode: str, names, seed: int, overrides: dict, spec: dict, init=None):
+    """Train with the defaults (``overrides`` and ``spec`` aside; from ``init``: a model
+    file, ``"auto"`` or ``None``, random weights); ``(model, minutes, what it started from)``."""
+    from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+    from napari_unetseg.core.events import run_generator
+    from napari_unetseg.core.training import make_trainer
 
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), "label_mode": mode, "seed": seed, **overrides})
     start = time.perf_counter()
     model_spec = ModelSpec.from_dict({**ModelSpec().to_dict(), **spec}) if spec else ModelSpec()
-    result = train([images], [labels], model_spec, config, class_names=list(names))
-    return result.loaded, (time.perf_counter() - start) / 60
+    trainer = make_trainer([images], [labels], model_spec, config, RunOptions(init=init), list(names))
+    result = run_generator(trainer.run())
+    return result.loaded, (time.perf_counter() - start) / 60, getattr(trainer, "start_note", "")
 
 
 def network_prediction(model, images: np.ndarray, mode: str) -> np.ndarray:
@@ -157,9 +160,10 @@ def run_set(name: str, args: argparse.Namespace, overrides: dict, spec: dict) ->
 
     if "dense" in args.arms:
         for seed in args.seeds:
-            model, minutes = network_arm(images, classes, "dense", suite.names, seed, overrides, spec)
+            model, minutes, note = network_arm(images, classes, "dense", suite.names, seed, overrides, spec,
+                                               args.init)  # fmt: skip
             record(
-                {"arm": "dense", "seed": seed, "minutes": round(minutes, 2)},
+                {"arm": "dense", "seed": seed, "minutes": round(minutes, 2), "start": note},
                 network_prediction(model, test_images, "dense"),
             )
     for draw in args.draws:
@@ -173,13 +177,15 @@ def run_set(name: str, args: argparse.Namespace, overrides: dict, spec: dict) ->
                 {"arm": "forest", "draw": draw, "painted": painted, "minutes": minutes}, pred.astype(int) - 1
             )
         for seed in args.seeds if "sparse" in args.arms else []:
-            model, minutes = network_arm(images, strokes, "sparse", suite.names, seed, overrides, spec)
+            model, minutes, note = network_arm(images, strokes, "sparse", suite.names, seed, overrides, spec,
+                                               args.init)  # fmt: skip
             row = {
                 "arm": "sparse",
                 "draw": draw,
                 "seed": seed,
                 "painted": painted,
                 "minutes": round(minutes, 2),
+                "start": note,
             }
             record(row, network_prediction(model, test_images, "sparse"))
     return rows
@@ -199,11 +205,32 @@ def main() -> None:
     parser.add_argument(
         "--spec", nargs="*", default=[], metavar="KEY=VALUE", help="ModelSpec overrides (JSON values)"
     )
+    parser.add_argument("--init", help="what the networks start from: a model file, or auto (a starter "
+                        "that fits the labels); default: random weights")  # fmt: skip
+    parser.add_argument("--starters", nargs="+", type=Path, metavar="FILE",
+                        help="with --init auto: judge these instead of the shipped starters")  # fmt: skip
+    parser.add_argument("--keep-prior", action="store_true",
+                        help="fine-tuning keeps the class-prior correction of sparse labels")  # fmt: skip
     parser.add_argument("--name", default="", help="suffix of the results file")
     args = parser.parse_args()
+    if args.keep_prior:  # an experiment: the recipe of training_setup.fine_tuning_config but the prior
+        from napari_unetseg.core import training, training_setup
+
+        def keep_prior(config, base, resume):
+            tuned = training_setup.fine_tuning_config(config, base, resume)
+            prior = config.advanced.prior_correction
+            return tuned.replace(advanced=tuned.advanced.replace(prior_correction=prior))
+
+        training.fine_tuning_config = keep_prior
+    if args.starters:
+        from napari_unetseg.core import auto_start
+
+        auto_start.CANDIDATES = args.starters
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     spec = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.spec)}
-    results = {"hardware": hardware(), "overrides": overrides, "spec": spec, "sets": {}}
+    results = {"hardware": hardware(), "overrides": overrides, "spec": spec, "init": args.init,
+               "keep_prior": args.keep_prior,
+               "starters": [str(p) for p in args.starters or []], "sets": {}}  # fmt: skip
     for name in args.sets:
         rows = run_set(name, args, overrides, spec)
         results["sets"][name] = {"runs": rows, "summary": summary(rows)}

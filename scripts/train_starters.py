@@ -3,6 +3,7 @@
     python scripts/train_starters.py nuclei em-membranes            # the shipped starters
     python scripts/train_starters.py nuclei --leave-out sbsst265     # a variant that has not seen a set
     python scripts/train_starters.py em-membranes --leave-out painted # nor the slices a benchmark paints
+    python scripts/train_starters.py em-membranes --leave-out suite-painted  # nor the slices the suite paints
     python scripts/train_starters.py --list                          # the recipes
 
 Each starter is a U-Net with the CLI's defaults (base 16, depth 4), trained on dense masks
@@ -12,7 +13,8 @@ seen at many sizes), then saved in half precision (model files load it back as f
 with its model card. ``--leave-out SET`` trains the same recipe without one set, for
 measuring transfer to it (benchmarks/starters_transfer.py); ``--leave-out painted`` keeps
 the sets but leaves out the first PAINTED training images of each stack, the ones that
-benchmark paints (for EM, which has one stack only); ``--out`` writes elsewhere.
+benchmark paints (for EM, which has one stack only), ``--leave-out suite-painted`` the ISBI
+slices benchmarks/scribbles_suite.py paints; ``--out`` writes elsewhere.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ RECIPES = {
 }  # fmt: skip
 FAMILIES = {"dsb2018": "dsb2018_fluo_", "sbsst265": "sbsst265_", "isbi": "isbi2012"}
 PAINTED = 3  # benchmarks/starters_transfer.py paints the first 3 training images of a set
+SUITE_PAINTED = [2, 10, 18]  # the ISBI slices benchmarks/scribbles_suite.py paints
 
 
 def training_pairs(
@@ -107,7 +110,12 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
     recipe = RECIPES[name]
     family = FAMILIES.get(leave_out or "", "\0")
     sets = [s for s in recipe.sets if not s.startswith(family)]
-    pairs = [pair for folder in sets for pair in training_pairs(folder, objects=recipe.objects)]
+    pairs = []
+    for folder in sets:
+        for image, labels in training_pairs(folder, objects=recipe.objects):
+            if leave_out == "suite-painted" and folder.startswith("isbi"):  # training slices 0-23
+                image, labels = np.delete(image, SUITE_PAINTED, 0), np.delete(labels, SUITE_PAINTED, 0)
+            pairs.append((image, labels))
     if leave_out == "painted":
         pairs = [(image[PAINTED:], labels[PAINTED:]) for image, labels in pairs if len(image) > PAINTED]
     images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -140,7 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"starters to train: {', '.join(RECIPES)}")
     parser.add_argument(
-        "--leave-out", choices=[*FAMILIES, "painted"], help="train without this family of sets"
+        "--leave-out",
+        choices=[*FAMILIES, "painted", "suite-painted"],
+        help="train without this family of sets",
     )
     parser.add_argument("--out", type=Path, help="folder for the model files (default: the package's)")
     parser.add_argument("--steps", type=int, help="override the recipe's steps")

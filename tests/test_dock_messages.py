@@ -41,6 +41,7 @@ def test_the_train_dock_and_unetseg_train_start_from_the_same_configs(make_napar
     spec, config = build_train_configs(*train_options(args))
     assert train._spec() == spec == ModelSpec()
     assert train._config() == config == TrainConfig()
+    assert train._starting_model() is None and args.init is None  # random weights
 
 
 SAMPLE = make_sample(n_slices=2, size=64, painted_slices=2, seed=9)

@@ -22,7 +22,14 @@ from napari_unetseg import __version__
 from napari_unetseg.cli._parsing import finish as _finish
 from napari_unetseg.cli.exchange import add_export, add_starters
 from napari_unetseg.core.class_names import parse_names
-from napari_unetseg.core.config import AdvancedOptions, ModelSpec, PredictConfig, TrainConfig, defaults
+from napari_unetseg.core.config import (
+    AUTO_START,
+    AdvancedOptions,
+    ModelSpec,
+    PredictConfig,
+    TrainConfig,
+    defaults,
+)
 from napari_unetseg.core.errors import UserInputError
 
 MODEL = defaults(ModelSpec)
@@ -52,7 +59,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--init",
         metavar="MODEL_FILE",
-        help="fine-tune from this model file, bioimage.io package or starter:NAME (unetseg starters)",
+        help="fine-tune from this model file, bioimage.io package or starter:NAME (unetseg starters), or "
+        f"'{AUTO_START}': a starter that already gives 90 %% of the painted pixels their class, else random "
+        "weights (default: random weights)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument(

@@ -359,6 +359,9 @@ class PredictConfig(_ConfigMixin):
         _check_choice("precision", self.precision, PRECISIONS)
 
 
+AUTO_START = "auto"  # RunOptions.init: a starter that fits the labels, else random weights (auto_start.py)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Where a training run lives and how it starts.
@@ -369,7 +372,9 @@ class RunOptions:
         Folder for ``model.pt``, ``resume.pt``, ``config.json`` and the history;
         ``None`` keeps everything in memory.
     init : Path or None
-        Model file to fine-tune from (a new head when the classes differ).
+        Model file to fine-tune from (a new head when the classes differ), or
+        :data:`AUTO_START`: a shipped starter when one already fits the labels, else random
+        weights (core/auto_start.py).
     resume : bool
         Continue the run in ``run_dir`` with its optimizer state and step count.
     overwrite : bool

@@ -66,6 +66,14 @@ class LabelsEvent:
 
 
 @dataclass(frozen=True)
+class StartEvent:
+    """A run with ``init="auto"`` begins: ``note`` says what it starts from (a starter that
+    fits the labels, or random weights) and why (core/auto_start.py)."""
+
+    note: str
+
+
+@dataclass(frozen=True)
 class TryEvent:
     """One of several tries (``TrainConfig.tries``) starts: the events that follow, up to
     the next ``TryEvent`` or :class:`ChoiceEvent`, are its steps."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from napari_unetseg.core.auto_start import is_auto
 from napari_unetseg.core.checkpoint import LoadedModel, load_model, pruned
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.errors import UserInputError
@@ -52,7 +53,7 @@ def start_training(
 
 def check_run(run: RunOptions) -> None:
     """Refuse run options that contradict each other, or a run folder that cannot be written."""
-    if run.resume and run.init is not None:
+    if run.resume and run.init is not None and not is_auto(run.init):  # auto: a resumed run goes on
         raise UserInputError(
             "a run can continue or fine-tune from a model file, not both",
             ("continue it", "resume"),

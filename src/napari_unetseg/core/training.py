@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core import data as data_mod
+from napari_unetseg.core.auto_start import FIT, NONE_APPLIES, best_starter, is_auto
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.class_names import labels_dtype, name_classes
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
@@ -35,6 +36,7 @@ from napari_unetseg.core.events import (
     EpochEvent,
     LabelsEvent,
     PreviewEvent,
+    StartEvent,
     StepEvent,
     TrainResult,
     run_generator,
@@ -122,6 +124,13 @@ class Trainer:
         channels = data_mod.check_training_pairs(images, labels)
         if self.folder is not None and not run.resume and not run.overwrite:
             self.folder.check_new()
+        self.start_note = ""  # init="auto": the starter chosen, or why none (for the fronts to show)
+        if is_auto(run.init) and not run.resume:
+            chosen = best_starter(images, labels, spec or ModelSpec(), self.config, class_names)
+            self.start_note = chosen.note() if chosen is not None else NONE_APPLIES
+            fits = chosen is not None and chosen.fit >= FIT
+            run = dataclasses.replace(run, init=chosen.path if fits else None)
+        self.started_from = None if run.resume or run.init is None else str(run.init)
         base, resume_state = starting_point(run, self.folder)
         if base is not None and not run.resume and base.spec.in_channels != channels:
             raise UserInputError(
@@ -283,11 +292,13 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------
 
-    def run(self) -> Generator[StepEvent | EpochEvent | PreviewEvent, None, TrainResult]:
+    def run(self) -> Generator[StartEvent | StepEvent | EpochEvent | PreviewEvent, None, TrainResult]:
         """Train to ``config.steps``, yielding an event after every step."""
         cfg = self.config
         if self.folder is not None:
             self.folder.write_record(self._config_record())
+        if self.start_note and self.step == 0:
+            yield StartEvent(self.start_note)
         start = time.perf_counter()
         epoch_losses: list[float] = []
         saved_at, every = -1, cfg.epoch_steps()
@@ -452,6 +463,7 @@ class Trainer:
             "class_values": list(self.class_values),
             "class_names": list(self.class_names),
             "label_mode": self.label_mode,
+            "started_from": self.started_from,
         }
         if self.tries_record is not None:
             record["tries"] = self.tries_record

@@ -55,6 +55,8 @@ class BestOfTries:
         self._build = build
         self._first: Trainer | None = build(0)  # bad input fails here, before anything runs
         self.warnings = self._first.warnings
+        self.start_note = self._first.start_note  # init="auto": what every try starts from
+        self.started_from = self._first.started_from
         self.class_values = self._first.class_values
         self.current: Trainer | None = None
         self.preview_interval_s: float | None = None

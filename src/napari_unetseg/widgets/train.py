@@ -37,7 +37,7 @@ from qtpy.QtWidgets import QApplication, QComboBox
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.device import describe_device, resolve_device
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import LabelsEvent, PreviewEvent
+from napari_unetseg.core.events import LabelsEvent, PreviewEvent, StartEvent
 from napari_unetseg.core.models import MODELS, parameter_count
 from napari_unetseg.widgets._common import (
     LayerDock,
@@ -335,7 +335,10 @@ class TrainWidget(LayerDock):
             self._warned = True
             for message in trainer.warnings:
                 warn(f"Training: {message}")
-        if event is TRAINER_READY:
+        if isinstance(event, StartEvent):
+            show_info(f"Training: {event.note}")
+            self._status.value = event.note[0].upper() + event.note[1:]
+        elif event is TRAINER_READY:
             self._add_preview_layer()
         elif isinstance(event, PreviewEvent):
             self._show_preview(event)
@@ -358,7 +361,8 @@ class TrainWidget(LayerDock):
             path = result.run_dir / "model.pt" if result.run_dir else None
             session_for(self._viewer).set_model(result.loaded)
             verb = "Stopped" if result.stopped else "Finished"
-            self._status.value = f"{verb} at step {result.loaded.step}. Model: {path}"
+            origin = _origin(getattr(trainer, "started_from", None))
+            self._status.value = f"{verb} at step {result.loaded.step}{origin}. Model: {path}"
         elif trainer is None:
             self._status.value = f"Did not start: {message}"
         else:
@@ -491,3 +495,15 @@ def _narrow(combo: QComboBox) -> None:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(24)
     combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0) + 24)
+
+
+def _origin(started_from: str | None) -> str:
+    """How the end of a run says what it started from: `` (from starter nuclei)``, or
+    `` (from model.pt)`` for a model file; nothing for random weights."""
+    if not started_from:
+        return ""
+    from napari_unetseg.core.starters import available
+
+    starters = {str(s.path): name for name, s in available().items()}
+    name = starters.get(started_from)
+    return f" (from starter {name})" if name else f" (from {Path(started_from).name})"
