@@ -62,5 +62,5 @@ def start_choices() -> list[tuple[str, str]]:
     from napari_unetseg.core.starters import PREFIX, available
 
     starters = [(f"starter {s.name}: {s.description}", f"{PREFIX}{s.name}") for s in available().values()]
-    auto = ("auto: a starter that fits the labels, else random weights", AUTO_START)
+    auto = ("auto: a starter if one fits the labels", AUTO_START)
     return [("random weights", ""), auto, *starters, ("a model file...", "file")]
