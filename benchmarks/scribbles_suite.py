@@ -118,7 +118,7 @@ def network_arm(images, labels, mode: str, names, seed: int, overrides: dict, sp
     model_spec = ModelSpec.from_dict({**ModelSpec().to_dict(), **spec}) if spec else ModelSpec()
     trainer = make_trainer([images], [labels], model_spec, config, RunOptions(init=init), list(names))
     result = run_generator(trainer.run())
-    return result.loaded, (time.perf_counter() - start) / 60, getattr(trainer, "start_note", "")
+    return result.loaded, (time.perf_counter() - start) / 60, trainer.start_note
 
 
 def network_prediction(model, images: np.ndarray, mode: str) -> np.ndarray:

@@ -71,11 +71,19 @@ def test_only_starters_that_train_what_was_asked_for_are_judged():
     assert explicit.started_from is None and explicit.start_note == ""
 
 
-def test_tries_report_what_they_start_from():
+def test_tries_report_what_they_start_from_and_judge_once(monkeypatch):
+    import napari_unetseg.core.training as training
+
+    calls = []
+    judge = training.best_starter
+    monkeypatch.setattr(training, "best_starter", lambda *a, **k: calls.append(1) or judge(*a, **k))
     sample = make_sample(n_slices=2, size=96, painted_slices=2, seed=4)
     tries = make_trainer([sample.image[:, None]], [sample.strokes], None, CONFIG.replace(tries=2), AUTO)
     assert isinstance(tries, BestOfTries) and "starter nuclei" in tries.start_note
     assert tries.started_from.endswith("nuclei.pt")
+    second = tries._build(1)  # the next try starts from the starter the first one chose
+    assert second.started_from == tries.started_from and head_is(second, "nuclei")
+    assert len(calls) == 1 and second.start_note == ""
 
 
 def test_unetseg_train_init_auto_starts_from_a_fitting_starter(cli, tmp_path):

@@ -25,17 +25,14 @@ def _bar(total: int | None = None, unit: str = "step"):
 def train_printer():
     """An ``on_event`` callback: a progress bar over steps, a line per try and per epoch."""
     bar = None
-    notes: set[str] = set()
 
     def on_event(event) -> None:
         nonlocal bar
         if isinstance(event, (TryEvent, ChoiceEvent)) and bar is not None:
             bar.close()
             bar = None
-        if isinstance(event, StartEvent):
-            if event.note not in notes:  # every try starts the same way: say it once
-                print(f"unetseg train: {event.note}", file=sys.stderr)
-                notes.add(event.note)
+        if isinstance(event, StartEvent):  # init="auto": once, before the first try
+            print(f"unetseg train: {event.note}", file=sys.stderr)
         elif isinstance(event, TryEvent):
             print(f"try {event.index}/{event.tries}: seed {event.seed}, {event.steps} steps", file=sys.stderr)
         elif isinstance(event, ChoiceEvent):

@@ -68,7 +68,7 @@ class StarterFit:
 
 def is_auto(init) -> bool:
     """Whether a run's ``init`` asks for the automatic choice."""
-    return init is not None and str(init) == AUTO_START
+    return str(init) == AUTO_START
 
 
 def candidates() -> dict[str, Path]:

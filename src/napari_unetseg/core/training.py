@@ -502,12 +502,15 @@ def make_trainer(
     (a resumed run goes on with the seed that was kept)."""
     config, run = config or TrainConfig(), run or RunOptions()
     if config.tries > 1 and not run.resume:
-        in_memory = RunOptions(init=run.init)
+        start = RunOptions(init=run.init)
 
         def build(k: int) -> Trainer:
-            return Trainer(
-                images, labels, spec, config.replace(seed=config.seed + k, tries=1), in_memory, class_names
+            nonlocal start
+            trainer = Trainer(
+                images, labels, spec, config.replace(seed=config.seed + k, tries=1), start, class_names
             )
+            start = RunOptions(init=trainer.started_from)  # init="auto": judged by the first try only
+            return trainer
 
         return BestOfTries(build, config, run.run_dir, run.overwrite)
     return Trainer(images, labels, spec, config, run, class_names)
