@@ -7,9 +7,12 @@ probabilities, on one object model's predictions of a set's test split:
 * the foreground where p(background) < 0.4 / 0.6;
 * the watershed on -p(interior) instead of the distance to the seeds;
 * each interior piece split at its necks: one seed per h-maximum of its distance to the
-  edge (h = 1 ... 4 px; a piece without one stays one seed), stop 40.
+  edge (h = 1 ... 4 px; a piece without one stays one seed), stop 40;
+* with ``--biases B ...`` (stop 42) only the product's step (the argmax, objects under the
+  model's smallest size dropped) and the same after adding B to the interior's logit: a
+  core taken only where the network is sure of it.
 
-    python benchmarks/objects_postprocessing.py MODEL.pt [--set dsb2018_fluo_256x256]
+    python benchmarks/objects_postprocessing.py MODEL.pt [--set dsb2018_fluo_256x256] [--biases -0.5 -1]
 
 (MODEL.pt: e.g. the dense object model benchmarks/objects_mode.py saves.) Every variant
 drops objects under ``instances.MIN_SIZE`` pixels and joins seedless foreground 4-connected,
@@ -35,7 +38,7 @@ from common import DATA, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import MIN_SIZE, instances_from_classes  # noqa: E402
+from napari_unetseg.core.instances import MIN_SIZE, instances_from_classes, min_object_size  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 
@@ -108,6 +111,7 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--set", default="dsb2018_fluo_256x256")
     parser.add_argument("--shares-only", action="store_true", help="only the argmax rows (stop 40)")
+    parser.add_argument("--biases", type=float, nargs="+", help="only the interior logit bias rows (stop 42)")
     args = parser.parse_args()
     folder = DATA / args.set
     meta = json.loads((folder / "meta.json").read_text())
@@ -117,6 +121,46 @@ def main() -> None:
     order = [loaded.class_names.index(name) for name in ("background", "interior", "boundary")]
     result = run_generator(iter_predict([loaded], images[:, None], probabilities=True))
     probabilities = result.probabilities[:, order]
+    train_objects = tifffile.imread(folder / "labels.tif")[meta["train_idx"]]
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in train_objects])
+    median = float(np.median(areas[areas > 0]))  # what a model trained on the split's objects would know
+    if args.biases:
+        rows = bias_rows(probabilities, min_object_size(loaded.object_size or median), args.biases)
+    else:
+        rows = other_rows(probabilities, median, args.shares_only)
+    table = {}
+    print(f"{args.set}: {len(test)} test images, model {args.model}")
+    print("| objects from | found | merges | splits | F1@0.5 | AP@[0.5:0.95] | PQ |")
+    print("|---|---|---|---|---|---|---|")
+    for name, found in rows.items():
+        t = evaluate_objects(np.stack(found), truth).total()
+        table[name] = t
+        cells = f"{t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} | {t['ap']:.3f}"
+        print(f"| {name} | {cells} | {t['panoptic_quality']:.3f} |")
+    suffix = "_shares" if args.shares_only else "_biases" if args.biases else ""
+    name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{suffix}"
+    path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table}, name)
+    print(f"results in {path}")
+
+
+def bias_rows(probabilities: np.ndarray, min_size: int, biases: list[float]) -> dict[str, list]:
+    """The product's objects (argmax, ``min_size``) and those after adding each bias to the
+    interior's logit."""
+    rows = {
+        "argmax classes (the product)": [
+            instances_from_classes(p.argmax(0), min_size=min_size) for p in probabilities
+        ]
+    }
+    logp = np.log(np.clip(probabilities, 1e-12, 1))
+    for b in biases:
+        shift = np.array([0.0, b, 0.0]).reshape(3, 1, 1)
+        found = [instances_from_classes((q + shift).argmax(0), min_size=min_size) for q in logp]
+        rows[f"interior logit {b:+g}"] = found
+    return rows
+
+
+def other_rows(probabilities: np.ndarray, median: float, shares_only: bool) -> dict[str, list]:
+    """The rows of stops 33-40 (module text)."""
     rows = {"argmax classes (the product)": [instances_from_classes(p.argmax(0)) for p in probabilities]}
     for share in SEED_SHARES:  # the argmax, without the seeds much smaller than their neighbours
         name = f"argmax, seeds >= {share:.0%} of the largest in their foreground piece"
@@ -124,26 +168,13 @@ def main() -> None:
     for at in CONFIDENT_CORE:
         name = f"argmax (seeds >= 10 %), core only where p(interior) > {at}"
         rows[name] = [instances_from_classes(confident_core(p, at)) for p in probabilities]
-    train_objects = tifffile.imread(folder / "labels.tif")[meta["train_idx"]]
-    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in train_objects])
-    median = float(np.median(areas[areas > 0]))  # what a model trained on the split's objects would know
     for share in AREA_SHARES:
         name = f"argmax, objects under {share:.0%} of the training objects' median ({median:.0f} px) dropped"
         size = max(MIN_SIZE, round(share * median))
         rows[name] = [instances_from_classes(p.argmax(0), min_size=size) for p in probabilities]
-    for name, options in {} if args.shares_only else VARIANTS.items():
+    for name, options in {} if shares_only else VARIANTS.items():
         rows[name] = [objects_from_probabilities(p, **options) for p in probabilities]
-    table = {}
-    print(f"{args.set}: {len(test)} test images, model {args.model}")
-    print("| objects from | found | merges | splits | F1@0.5 | AP@[0.5:0.95] |")
-    print("|---|---|---|---|---|---|")
-    for name, found in rows.items():
-        t = evaluate_objects(np.stack(found), truth).total()
-        table[name] = t
-        print(f"| {name} | {t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} | {t['ap']:.3f} |")
-    name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{'_shares' * args.shares_only}"
-    path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table}, name)
-    print(f"results in {path}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from napari_unetseg.cli.exchange import add_export, add_starters
 from napari_unetseg.core.class_names import parse_names
 from napari_unetseg.core.config import (
     AUTO_START,
+    AUTO_START_FIT,
     AdvancedOptions,
     ModelSpec,
     PredictConfig,
@@ -60,8 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--init",
         metavar="MODEL_FILE",
         help="fine-tune from this model file, bioimage.io package or starter:NAME (unetseg starters), or "
-        f"'{AUTO_START}': a starter that already gives 90 %% of the painted pixels their class, else random "
-        "weights (default: random weights)",
+        f"'{AUTO_START}': a starter that already gives {100 * AUTO_START_FIT:.0f} %% of the painted pixels "
+        "their class, else random weights (default: random weights)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run")
     p.add_argument(

@@ -360,6 +360,7 @@ class PredictConfig(_ConfigMixin):
 
 
 AUTO_START = "auto"  # RunOptions.init: a starter that fits the labels, else random weights (auto_start.py)
+AUTO_START_FIT = 0.9  # ... the least balanced accuracy on the labels for a starter to be started from
 
 
 @dataclass(frozen=True)

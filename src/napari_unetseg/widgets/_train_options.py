@@ -3,7 +3,7 @@ config classes, each in one place."""
 
 from __future__ import annotations
 
-from napari_unetseg.core.config import AUTO_START, ModelSpec, TrainConfig, defaults
+from napari_unetseg.core.config import AUTO_START, AUTO_START_FIT, ModelSpec, TrainConfig, defaults
 from napari_unetseg.core.models import MODELS, parameter_count
 
 MODEL, TRAIN = defaults(ModelSpec), defaults(TrainConfig)
@@ -48,12 +48,12 @@ def model_choices(width: int, depth: int) -> list[tuple[str, str]]:
 
 START_TIP = (
     "Random weights (the default); auto: a starter model shipped with the plugin when one already gives "
-    "at least 90 % of your labels their class (it predicts the most painted slices first), else random "
-    "weights, and the status line says which; a starter model shipped with the plugin (trained on "
-    "many images of one kind: it is useful before any training, and 25-50 steps on your strokes fit it "
-    "to your images; see its card), or a model file of yours. Classes of the same name keep what the "
-    "model knew of them. A model trained on full masks (every starter) is fine-tuned at a tenth of the "
-    "learning rate."
+    f"at least {100 * AUTO_START_FIT:.0f} % of your labels their class (it predicts the most painted "
+    "slices first), else random weights, and the status line says which; a starter model shipped with "
+    "the plugin (trained on many images of one kind: it is useful before any training, and 25-50 steps "
+    "on your strokes fit it to your images; see its card), or a model file of yours. Classes of the "
+    "same name keep what the model knew of them. A model trained on full masks (every starter) is "
+    "fine-tuned at a tenth of the learning rate."
 )
 
 
