@@ -16,9 +16,6 @@
 5. with ``--starter FILE`` (an object model, e.g. scripts/train_starters.py nuclei-objects
    --leave-out sbsst265), that model as it is (no training on the set); the dense and
    painted rows then fine-tune from it.
-6. with ``--auto FILE ...`` (stop 42), the dense and painted rows train with
-   ``init="auto"`` (core/auto_start.py) judging these model files instead of the shipped
-   starters: from the one that fits the labels, else from random weights (the notes say which).
 
 All networks use the defaults (U-Net, base 16, 128 px patches, batch 8) but the step
 count; one run, one seed.
@@ -44,9 +41,9 @@ from skimage.measure import label as connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
-from napari_unetseg.core import auto_start, instances  # noqa: E402
+from napari_unetseg.core import instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
-from napari_unetseg.core.config import AUTO_START, ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
+from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.instances import object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
@@ -54,8 +51,6 @@ from napari_unetseg.core.normalization import Normalization  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 from napari_unetseg.core.sample import _stroke  # noqa: E402
-
-NOTES: list[str] = []  # init="auto": what each run started from
 
 
 def split(meta: dict, key: str) -> list[int]:
@@ -100,9 +95,6 @@ def train_and_predict(
     config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu", seed=seed)
     start = time.perf_counter()
     trainer = start_training([images[:, None]], [labels], spec or ModelSpec(), config, RunOptions(init=init))
-    if trainer.start_note:
-        print(trainer.start_note, flush=True)
-        NOTES.append(trainer.start_note)
     loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
     if save is not None:
@@ -144,7 +136,6 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=64, help="the first N of the training split")
     parser.add_argument("--starter", type=Path, help="an object model to score as it is (and fine-tune)")
     parser.add_argument("--name", default="", help="suffix of the results file")
-    parser.add_argument("--auto", type=Path, nargs="+", help="init='auto' judging these model files")
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed (the painted objects stay the same)"
     )
@@ -171,9 +162,6 @@ def main() -> None:
         objects = ndimage.zoom(objects, (1, args.zoom, args.zoom), order=0)
     rows = {}
     origin = f", from {args.starter.stem}" if args.starter else ""  # rows fine-tuned from the starter
-    if args.auto:
-        auto_start.CANDIDATES = args.auto
-        args.starter, origin = AUTO_START, ", init auto"
     if "semantic" in args.rows:
         foreground = (objects[train] > 0).astype(np.uint8)
         semantic, minutes = train_and_predict(images[train], foreground, images[test], args.steps, False,
@@ -192,7 +180,7 @@ def main() -> None:
         rows[f"object mode, dense object labels{origin}"] = (score(found, truth), minutes)
         if args.tta:
             add_tta_row(rows, f"object mode, dense object labels{origin}", save, images[test], truth)
-    if args.starter not in (None, AUTO_START):
+    if args.starter is not None:
         found = predict_objects(load_model(args.starter), images[test])
         name = f"object starter {args.starter.stem}, no training"
         rows[name] = (score(found, truth), 0.0)
@@ -218,7 +206,7 @@ def main() -> None:
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
                "steps": args.steps, "seed": args.seed, "core": args.core, "train_images": len(train),
-               "test_images": len(test), "rows": table, "start_notes": NOTES}  # fmt: skip
+               "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")
     print(

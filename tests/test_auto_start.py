@@ -64,32 +64,11 @@ def test_only_starters_that_train_what_was_asked_for_are_judged():
     assert best_starter([image], [strokes], ModelSpec(name="unetplusplus"), sparse) is None
     assert best_starter([image], [strokes], ModelSpec(base_channels=32), sparse) is None
     assert best_starter([np.concatenate([image, image], 1)], [strokes], ModelSpec(), sparse) is None
-    assert best_starter([image], [strokes], ModelSpec(name="unet3d"), sparse) is None
-    assert best_starter([image], [strokes], ModelSpec(), sparse.replace(objects=True)) is None  # strokes
+    assert best_starter([image], [strokes], ModelSpec(), sparse.replace(objects=True)) is None
     trainer = Trainer([image], [three], None, CONFIG, AUTO)
     assert trainer.started_from is None and trainer.start_note == NONE_APPLIES
     explicit = Trainer([image], [strokes], None, CONFIG, RunOptions())  # no init: random weights, silent
     assert explicit.started_from is None and explicit.start_note == ""
-
-
-def test_painted_objects_start_from_the_object_starter():
-    from skimage.measure import label
-
-    sample = make_sample(n_slices=2, size=128, painted_slices=0, seed=3)
-    image = sample.image[:, None]
-    objects = np.stack([label(t == 2) for t in sample.truth]).astype(np.uint32)
-    painted = np.where(objects % 2 == 1, objects + 1, 0).astype(np.uint32)  # half the nuclei, whole
-    painted[:, :8][objects[:, :8] == 0] = 1  # and a background stroke
-    sparse = CONFIG.replace(label_mode="sparse", objects=True)
-    fit = best_starter([image], [painted], ModelSpec(), sparse)
-    assert fit is not None and fit.name == "nuclei-objects" and fit.fit >= FIT
-    trainer = Trainer([image], [painted], None, sparse, AUTO)
-    assert trainer.started_from == str(fit.path) and head_is(trainer, "nuclei-objects")
-    assert trainer.class_values == (1, 2, 3) and "starter nuclei-objects" in trainer.start_note
-    dense = CONFIG.replace(label_mode="dense", objects=True)  # every object: judged on whole slices
-    assert best_starter([image], [objects], ModelSpec(), dense).name == "nuclei-objects"
-    noise = np.random.default_rng(0).normal(size=image.shape).astype(np.float32)
-    assert Trainer([noise], [painted], None, sparse, AUTO).started_from is None
 
 
 def test_tries_report_what_they_start_from_and_judge_once(monkeypatch):

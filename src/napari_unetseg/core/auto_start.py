@@ -17,9 +17,7 @@ A starter is a candidate only where fine-tuning it would train what the user ask
 the same architecture (the :class:`~napari_unetseg.core.config.ModelSpec` but for the
 normalisation, which the starter keeps), one input channel, the same classes (each class
 of the labels is a class of the starter, by name or else by label value, as fine-tuning
-maps them), and objects for an object run (``TrainConfig.objects``), classes for any other.
-An object run's labels are judged as the classes it learns (background, object core and
-rim: :func:`~napari_unetseg.core.instances.training_classes`, plane by plane).
+maps them) and class labels, not objects.
 """
 
 from __future__ import annotations
@@ -34,9 +32,6 @@ from napari_unetseg.core.checkpoint import LoadedModel, load_model
 from napari_unetseg.core.class_names import name_classes
 from napari_unetseg.core.config import AUTO_START, AUTO_START_FIT, ModelSpec, PredictConfig, TrainConfig
 from napari_unetseg.core.data import find_class_values
-from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.instances import CLASS_NAMES, training_classes
-from napari_unetseg.core.models import MODELS
 from napari_unetseg.core.training_setup import head_rows
 
 FIT = AUTO_START_FIT  # the least balanced accuracy on the labels for a starter to be started from
@@ -95,23 +90,15 @@ def best_starter(
     """The candidate starter that fits ``labels`` best (``fit`` may be under :data:`FIT`),
     or ``None`` when none is a candidate for this run (module text). ``images`` are
     ``(N, C, Y, X)`` stacks, ``labels`` their ``(N, Y, X)`` label stacks."""
-    if any(stack.shape[1] != 1 for stack in images) or MODELS[spec.name].spatial_dims != 2:
-        return None  # the starters are 2D networks of one channel
-    try:
-        judged = _judged_slices(images, labels, config.label_mode, config.objects)
-    except UserInputError:  # object labels the trainer refuses: it says why, with the whole stack
+    if config.objects or any(stack.shape[1] != 1 for stack in images):
         return None
-    if config.objects:  # judged as the classes learnt: their values are those of the judged slices
-        values = find_class_values([plane[None] for _, plane in judged], config.label_mode)
-        first = 0 if config.label_mode == "dense" else 1  # sparse: 0 is unpainted
-        names = name_classes(values, {first + k: name for k, name in enumerate(CLASS_NAMES)})
-    else:
-        values = find_class_values(labels, config.label_mode)
-        names = name_classes(values, class_names)
+    values = find_class_values(labels, config.label_mode)
+    names = name_classes(values, class_names)
+    judged = _judged_slices(images, labels, config.label_mode)
     best = None
     for name, path in candidates().items():
         loaded = load_model(path)
-        starter_values = _starter_values(loaded, spec, values, names, config.objects)
+        starter_values = _starter_values(loaded, spec, values, names)
         if starter_values is None:
             continue
         fit = _fit(loaded, judged, values, starter_values, config.device)
@@ -121,12 +108,11 @@ def best_starter(
 
 
 def _starter_values(
-    loaded: LoadedModel, spec: ModelSpec, values: Sequence[int], names: Sequence[str], objects: bool
+    loaded: LoadedModel, spec: ModelSpec, values: Sequence[int], names: Sequence[str]
 ) -> list[int] | None:
     """For each class of the labels, the starter's label value of it; ``None`` when the
-    starter is no candidate (another architecture, channels or classes, or objects for a
-    class run and the reverse)."""
-    if bool(loaded.train_config.get("objects")) != objects or loaded.spec.in_channels != 1:
+    starter is no candidate (another architecture, channels, classes, or objects)."""
+    if loaded.train_config.get("objects") or loaded.spec.in_channels != 1:
         return None
     same = loaded.spec.replace(
         normalization=spec.normalization, in_channels=spec.in_channels, num_classes=spec.num_classes
@@ -142,11 +128,10 @@ def _starter_values(
 
 
 def _judged_slices(
-    images: Sequence[np.ndarray], labels: Sequence[np.ndarray], label_mode: str, objects: bool = False
+    images: Sequence[np.ndarray], labels: Sequence[np.ndarray], label_mode: str
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The :data:`SLICES` slices with most labelled pixels, each ``(image (1, C, Y, X),
-    labels (Y, X))`` cut to its labels' bounding box and :data:`MARGIN` px around it; with
-    ``objects``, the labels as the classes an object run learns."""
+    labels (Y, X))`` cut to its labels' bounding box and :data:`MARGIN` px around it."""
     counts = []
     for s, stack in enumerate(labels):
         painted = (stack > 0) if label_mode == "sparse" else np.ones(stack.shape, bool)
@@ -156,8 +141,6 @@ def _judged_slices(
     out = []
     for _, s, i in chosen:
         plane = np.asarray(labels[s][i])
-        if objects:
-            plane = training_classes(plane[None], label_mode)[0]
         y0, x0, (y1, x1) = 0, 0, plane.shape
         if label_mode == "sparse":
             ys, xs = np.nonzero(plane)
