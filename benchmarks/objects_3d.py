@@ -9,13 +9,16 @@ Object F1 at IoU 0.5 and AP over IoU 0.5:0.95 in 3D on the test crop of
    seeded watershed), from the dense object labels of the training crop;
 4. the 3D connected components of a semantic 2D U-Net's prediction, slice by slice;
 5. the object mode with a 2D U-Net trained on the crop's slices, its slices' classes joined
-   into 3D objects (``unetseg predict --objects-3d``: one 3D seeded watershed).
+   into 3D objects (``unetseg predict --objects-3d``: one 3D seeded watershed);
+6. with ``--rows starter`` (stop 42), the 2D object starter (``--starter``, by default
+   ``starter:nuclei-objects``, trained on DSB2018's 2D nuclei) as it is and fine-tuned on the
+   training crop's slices (the fine-tuning recipe), its slices' objects joined in 3D.
 
 The 3D networks: ``unet3d`` defaults, anisotropy from the voxel size, 64 px x 16 slice
 patches, batch 2; the 2D ones: ``unet`` defaults, 96 px patches (the crop is 100 px
 wide), batch 8. One run, one seed.
 
-    python benchmarks/objects_3d.py [--steps 500] [--rows 3d 2d] [--from-saved]
+    python benchmarks/objects_3d.py [--steps 500] [--rows 3d 2d starter] [--from-saved]
 
 The objects of every row go beside the results file (``.npz``, one array per row);
 ``--from-saved`` scores those again instead of training. Under the table, for each row:
@@ -38,6 +41,7 @@ from skimage.measure import label as connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
+from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.instances import median_object_size, min_object_size, object_sink  # noqa: E402
@@ -46,9 +50,9 @@ from napari_unetseg.core.objects import evaluate_objects, match, overlaps  # noq
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 
 
-def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy: float | None):
-    """Train on one crop, predict the other (``anisotropy`` None: a 2D U-Net on the slices,
-    its objects joined in 3D)."""
+def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy: float | None, init=None):
+    """Train on one crop (from the model file ``init`` when given), predict the other
+    (``anisotropy`` None: a 2D U-Net on the slices, its objects joined in 3D)."""
     if anisotropy is None:
         spec = ModelSpec()
         config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=96, device="cpu")
@@ -57,13 +61,18 @@ def train_and_predict(image, labels, test, steps: int, objects: bool, anisotropy
         config = TrainConfig(steps=steps, label_mode="dense", objects=objects, patch_size=64, patch_depth=16,
                              batch_size=2, device="cpu")  # fmt: skip
     start = time.perf_counter()
-    trainer = start_training([image[:, None]], [labels], spec, config, RunOptions())
+    trainer = start_training([image[:, None]], [labels], spec, config, RunOptions(init=init))
     loaded = run_generator(trainer.run()).loaded
     minutes = (time.perf_counter() - start) / 60
+    return predict(loaded, test, objects), minutes
+
+
+def predict(loaded, test, objects: bool = True) -> np.ndarray:
+    """A model's classes of the test crop, or its objects (a 2D model's joined in 3D)."""
     out = np.zeros(test.shape, np.uint32)
     sink = object_sink(loaded, out, len(out), volume=True) if objects else out
     run_generator(iter_predict([loaded], test[:, None], PredictConfig(device="cpu"), labels_out=sink))
-    return out, minutes
+    return out
 
 
 def where_errors_are(found: np.ndarray, truth: np.ndarray) -> str:
@@ -87,6 +96,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--rows", nargs="+", default=["3d", "2d"], help="3d: the 3D U-Nets, 2d: the 2D ones")
     parser.add_argument("--from-saved", action="store_true", help="score the saved objects of these rows")
+    parser.add_argument(
+        "--starter", default="starter:nuclei-objects", help="the 2D object model of --rows starter"
+    )
     args = parser.parse_args()
     folder = DATA / "gonuclear_mini3d"
     if not folder.exists():
@@ -112,6 +124,15 @@ def main() -> None:
         joined = ", its slices' objects joined in 3D" if anisotropy is None else ""
         rows[f"object mode, {dims} U-Net{joined}"] = train_and_predict(
             images[train], labels[train], images[test], args.steps, True, anisotropy
+        )
+    if "starter" in args.rows and not args.from_saved:
+        name = Path(args.starter.split(":")[-1]).stem
+        rows[f"2D object starter {name}, no training, joined in 3D"] = (
+            predict(load_model(args.starter), images[test]),
+            0.0,
+        )
+        rows[f"2D object starter {name} fine-tuned on the slices, joined in 3D"] = train_and_predict(
+            images[train], labels[train], images[test], args.steps, True, None, init=args.starter
         )
     table = {}
     print(f"gonuclear_mini3d: train crop {train}, test crop {test} ({len(np.unique(truth)) - 1} nuclei), "
