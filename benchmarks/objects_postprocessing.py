@@ -10,7 +10,12 @@ probabilities, on one object model's predictions of a set's test split:
   edge (h = 1 ... 4 px; a piece without one stays one seed), stop 40;
 * with ``--biases B ...`` (stop 42) only the product's step (the argmax, objects under the
   model's smallest size dropped) and the same after adding B to the interior's logit: a
-  core taken only where the network is sure of it.
+  core taken only where the network is sure of it;
+* with ``--oracles`` (stop 42) only the product's step and two halves of it from the truth:
+  the true foreground cut by the predicted cores, and the predicted foreground cut by the
+  true cores (``instance_classes`` of the true objects): which half the errors are in
+  (pieces of foreground without a core kept as objects, as the product did before stop
+  42); and the product's step both ways: such pieces kept, or dropped (since stop 42).
 
     python benchmarks/objects_postprocessing.py MODEL.pt [--set dsb2018_fluo_256x256] [--biases -0.5 -1]
 
@@ -38,7 +43,13 @@ from common import DATA, hardware, save_results  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import MIN_SIZE, instances_from_classes, min_object_size  # noqa: E402
+from napari_unetseg.core.instances import (  # noqa: E402
+    INTERIOR,
+    MIN_SIZE,
+    instance_classes,
+    instances_from_classes,
+    min_object_size,
+)
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 
@@ -58,6 +69,7 @@ VARIANTS = {
 }
 
 SEED_SHARES = (0.1, 0.2, 0.3)  # stop 40
+SEEDLESS = "argmax, foreground pieces without a core dropped (the product since stop 42)"
 CONFIDENT_CORE = (0.6, 0.7)
 AREA_SHARES = (0.02, 0.05, 0.1)  # Cellpose's min_size 15 px at its 30 px diameter: 2 % of an object
 
@@ -112,6 +124,7 @@ def main() -> None:
     parser.add_argument("--set", default="dsb2018_fluo_256x256")
     parser.add_argument("--shares-only", action="store_true", help="only the argmax rows (stop 40)")
     parser.add_argument("--biases", type=float, nargs="+", help="only the interior logit bias rows (stop 42)")
+    parser.add_argument("--oracles", action="store_true", help="only the rows with half from the truth")
     args = parser.parse_args()
     folder = DATA / args.set
     meta = json.loads((folder / "meta.json").read_text())
@@ -124,7 +137,9 @@ def main() -> None:
     train_objects = tifffile.imread(folder / "labels.tif")[meta["train_idx"]]
     areas = np.concatenate([np.bincount(t.ravel())[1:] for t in train_objects])
     median = float(np.median(areas[areas > 0]))  # what a model trained on the split's objects would know
-    if args.biases:
+    if args.oracles:
+        rows = oracle_rows(probabilities, truth, min_object_size(loaded.object_size or median))
+    elif args.biases:
         rows = bias_rows(probabilities, min_object_size(loaded.object_size or median), args.biases)
     else:
         rows = other_rows(probabilities, median, args.shares_only)
@@ -137,7 +152,9 @@ def main() -> None:
         table[name] = t
         cells = f"{t['n_pred']} | {t['merges']} | {t['splits']} | {t['f1']:.3f} | {t['ap']:.3f}"
         print(f"| {name} | {cells} | {t['panoptic_quality']:.3f} |")
-    suffix = "_shares" if args.shares_only else "_biases" if args.biases else ""
+    suffix = (
+        "_shares" if args.shares_only else "_biases" if args.biases else "_oracles" if args.oracles else ""
+    )
     name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{suffix}"
     path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table}, name)
     print(f"results in {path}")
@@ -156,6 +173,26 @@ def bias_rows(probabilities: np.ndarray, min_size: int, biases: list[float]) -> 
         shift = np.array([0.0, b, 0.0]).reshape(3, 1, 1)
         found = [instances_from_classes((q + shift).argmax(0), min_size=min_size) for q in logp]
         rows[f"interior logit {b:+g}"] = found
+    return rows
+
+
+def oracle_rows(probabilities: np.ndarray, truth: np.ndarray, min_size: int) -> dict[str, list]:
+    """The product's objects, and those of the true foreground with the predicted cores and
+    of the predicted foreground with the true cores."""
+    kept = "argmax classes, foreground pieces without a core kept (the product before stop 42)"
+    rows: dict[str, list] = {kept: [], "true foreground, predicted cores": [],
+                             "predicted foreground, true cores": [], SEEDLESS: []}  # fmt: skip
+    for p, objects in zip(probabilities, truth):
+        classes = p.argmax(0)
+        true_core = instance_classes(objects) == INTERIOR
+        mixed = {
+            kept: classes,
+            "true foreground, predicted cores": np.where(objects > 0, np.where(classes == 1, 1, 2), 0),
+            "predicted foreground, true cores": np.where(classes > 0, np.where(true_core, 1, 2), 0),
+        }
+        for name, c in mixed.items():
+            rows[name].append(instances_from_classes(c, min_size=min_size, seedless=True))
+        rows[SEEDLESS].append(instances_from_classes(classes, min_size=min_size, seedless=False))
     return rows
 
 

@@ -107,10 +107,22 @@ def test_specks_of_boundary_are_no_objects():
     classes[2:14, 2:14] = BOUNDARY
     classes[5:11, 5:11] = INTERIOR
     classes[20, 20] = classes[22:24, 25:27] = BOUNDARY  # 1 and 4 pixels apart from it
-    classes[18:26, 2:6] = BOUNDARY  # 32 pixels of boundary alone: an object the network saw no core of
-    objects = instances_from_classes(classes)
+    classes[18:26, 2:6] = BOUNDARY  # 32 pixels of boundary alone: the network saw no core there
+    objects = instances_from_classes(classes, seedless=True)  # as before stop 42: an object
     assert objects.max() == 2 and objects[20, 20] == objects[22, 25] == 0 and objects[20, 3] == 2
-    assert instances_from_classes(classes, min_size=1).max() == 4
+    assert instances_from_classes(classes, min_size=1, seedless=True).max() == 4
+
+
+def test_foreground_without_a_core_is_no_object():
+    """A model trained from a few painted objects called debris foreground without a core
+    (S-BSST265: 963 objects for 962 nuclei, 398 of them false); the core is the network's
+    word for an object, so a piece of foreground without one is none."""
+    classes = np.zeros((40, 40), np.uint8)
+    classes[2:14, 2:14] = BOUNDARY
+    classes[5:11, 5:11] = INTERIOR  # an object
+    classes[20:36, 20:36] = BOUNDARY  # 256 pixels of rim, no core: no object
+    objects = instances_from_classes(classes)
+    assert objects.max() == 1 and objects[8, 8] == objects[2, 2] == 1 and not objects[20:36, 20:36].any()
 
 
 def test_debris_much_smaller_than_the_objects_learnt_is_no_object():

@@ -11,10 +11,11 @@ the others. From a predicted class image the objects come back by a seeded water
 (scikit-image): every connected piece of interior is a seed, but for those under
 :data:`SEED_SHARE` of the largest seed in their piece of foreground (a speck of interior
 inside a large object, which would split it), and the seeds grow over the foreground
-(interior and boundary) to the nearest seed. A piece of foreground with
-no interior becomes an object by itself; objects under :data:`MIN_SIZE` pixels (specks
-of boundary, mostly), or under :data:`MIN_SHARE` of the median object the model learnt
-from (:func:`min_object_size`: debris, where objects are large), are dropped. 2D and 3D.
+(interior and boundary) to the nearest seed. A piece of foreground with no interior is
+no object (the network saw no core there: debris, mostly); objects under :data:`MIN_SIZE`
+pixels (specks of boundary, mostly), or under :data:`MIN_SHARE` of the median object the
+model learnt from (:func:`min_object_size`: debris, where objects are large), are dropped.
+2D and 3D.
 """
 
 from __future__ import annotations
@@ -191,13 +192,18 @@ def check_painted_objects(labels: np.ndarray) -> None:
 
 
 def instances_from_classes(
-    classes: np.ndarray, min_seed: int = 1, min_size: int = MIN_SIZE, seed_share: float = SEED_SHARE
+    classes: np.ndarray,
+    min_seed: int = 1,
+    min_size: int = MIN_SIZE,
+    seed_share: float = SEED_SHARE,
+    seedless: bool = False,
 ) -> np.ndarray:
     """Object ids (``uint32``, 1..N) from a class image of :func:`instance_classes`'
     numbering: seeds are the connected pieces of interior of at least ``min_seed`` pixels
     and at least ``seed_share`` times the largest seed of their piece of foreground, grown
-    over the foreground to the nearest seed; seedless foreground pieces are objects.
-    Objects of fewer than ``min_size`` pixels are dropped."""
+    over the foreground to the nearest seed; a piece of foreground without a seed is no
+    object (with ``seedless``, as before stop 42, it is one). Objects of fewer than
+    ``min_size`` pixels are dropped."""
     classes = np.asarray(classes)
     interior = classes == INTERIOR
     foreground = interior | (classes == BOUNDARY)
@@ -211,7 +217,7 @@ def instances_from_classes(
     distance = ndimage.distance_transform_edt(~(seeds > 0)) if seeds.max() else np.zeros(classes.shape)
     objects = watershed(distance, seeds, mask=foreground).astype(np.uint32)
     rest = connected_components(foreground & (objects == 0), connectivity=1)
-    if rest.max():
+    if seedless and rest.max():
         objects[rest > 0] = rest[rest > 0] + objects.max()
     if min_size > 1 and objects.max():
         small = np.flatnonzero(np.bincount(objects.ravel()) < min_size)
