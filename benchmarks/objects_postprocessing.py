@@ -125,12 +125,15 @@ def main() -> None:
     parser.add_argument("--shares-only", action="store_true", help="only the argmax rows (stop 40)")
     parser.add_argument("--biases", type=float, nargs="+", help="only the interior logit bias rows (stop 42)")
     parser.add_argument("--oracles", action="store_true", help="only the rows with half from the truth")
+    parser.add_argument("--no-prior", action="store_true", help="without the model's class-prior correction")
     args = parser.parse_args()
     folder = DATA / args.set
     meta = json.loads((folder / "meta.json").read_text())
     test = meta["test_idx"]
     images, truth = tifffile.imread(folder / "images.tif")[test], tifffile.imread(folder / "labels.tif")[test]
     loaded = load_model(args.model)
+    if args.no_prior:  # stop 42: the painted object models' correction lifts the background a lot
+        loaded.logit_bias = ()
     order = [loaded.class_names.index(name) for name in ("background", "interior", "boundary")]
     result = run_generator(iter_predict([loaded], images[:, None], probabilities=True))
     probabilities = result.probabilities[:, order]
@@ -155,7 +158,7 @@ def main() -> None:
     suffix = (
         "_shares" if args.shares_only else "_biases" if args.biases else "_oracles" if args.oracles else ""
     )
-    name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{suffix}"
+    name = f"objects_postprocessing_{args.set}_{Path(args.model).stem}{suffix}{'_noprior' * args.no_prior}"
     path = save_results({"hardware": hardware(), "set": args.set, "model": args.model, "rows": table}, name)
     print(f"results in {path}")
 
