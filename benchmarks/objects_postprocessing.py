@@ -130,20 +130,21 @@ def main() -> None:
     folder = DATA / args.set
     meta = json.loads((folder / "meta.json").read_text())
     test = meta["test_idx"]
-    images, truth = tifffile.imread(folder / "images.tif")[test], tifffile.imread(folder / "labels.tif")[test]
+    labels = tifffile.imread(folder / "labels.tif")
+    images, truth = tifffile.imread(folder / "images.tif")[test], labels[test]
     loaded = load_model(args.model)
     if args.no_prior:  # stop 42: the painted object models' correction lifts the background a lot
         loaded.logit_bias = ()
     order = [loaded.class_names.index(name) for name in ("background", "interior", "boundary")]
     result = run_generator(iter_predict([loaded], images[:, None], probabilities=True))
     probabilities = result.probabilities[:, order]
-    train_objects = tifffile.imread(folder / "labels.tif")[meta["train_idx"]]
-    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in train_objects])
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in labels[meta["train_idx"]]])
     median = float(np.median(areas[areas > 0]))  # what a model trained on the split's objects would know
+    min_size = min_object_size(loaded.object_size or median)  # the product's floor for this model
     if args.oracles:
-        rows = oracle_rows(probabilities, truth, min_object_size(loaded.object_size or median))
+        rows = oracle_rows(probabilities, truth, min_size)
     elif args.biases:
-        rows = bias_rows(probabilities, min_object_size(loaded.object_size or median), args.biases)
+        rows = bias_rows(probabilities, min_size, args.biases)
     else:
         rows = other_rows(probabilities, median, args.shares_only)
     table = {}

@@ -8,9 +8,9 @@ import tifffile
 import torch
 from test_dock_messages import open_dock, wait_for
 
-from napari_unetseg.core.auto_start import FIT, NONE_APPLIES, best_starter
+from napari_unetseg.core.auto_start import NONE_APPLIES, best_starter
 from napari_unetseg.core.checkpoint import load_model
-from napari_unetseg.core.config import AUTO_START, ModelSpec, RunOptions, TrainConfig
+from napari_unetseg.core.config import AUTO_START, AUTO_START_FIT, ModelSpec, RunOptions, TrainConfig
 from napari_unetseg.core.events import StartEvent
 from napari_unetseg.core.sample import make_sample
 from napari_unetseg.core.training import Trainer, make_trainer
@@ -30,7 +30,7 @@ def test_nuclei_strokes_start_from_the_nuclei_starter_and_say_so():
     sample = make_sample(n_slices=2, size=128, painted_slices=2, seed=4)
     image, strokes = sample.image[:, None], sample.strokes
     fit = best_starter([image], [strokes], ModelSpec(), CONFIG.replace(label_mode="sparse"))
-    assert fit is not None and fit.name == "nuclei" and fit.fit >= FIT
+    assert fit is not None and fit.name == "nuclei" and fit.fit >= AUTO_START_FIT and fit.fits
     trainer = Trainer([image], [strokes], None, CONFIG, AUTO, ["background", "nucleus"])
     assert trainer.started_from == str(fit.path) and head_is(trainer, "nuclei")
     assert trainer.config.learning_rate < CONFIG.learning_rate  # the fine-tuning recipe

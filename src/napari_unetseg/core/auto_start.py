@@ -9,7 +9,8 @@ weights (docs/benchmarks.md, "Starters"). Which kind the user's images are, the 
 tell: each candidate starter predicts the labelled part of a few labelled slices, and
 its fit is the mean over the classes of the share of each class's labelled pixels it
 already gives that class (its balanced accuracy on the labels). The best starter with a
-fit of at least :data:`FIT` is the starting point, fine-tuned with the recipe of
+fit of at least :data:`~napari_unetseg.core.config.AUTO_START_FIT` is the starting point,
+fine-tuned with the recipe of
 :func:`~napari_unetseg.core.training_setup.fine_tuning_config`; if none fits, the run
 starts from random weights, as before.
 
@@ -34,7 +35,6 @@ from napari_unetseg.core.config import AUTO_START, AUTO_START_FIT, ModelSpec, Pr
 from napari_unetseg.core.data import find_class_values
 from napari_unetseg.core.training_setup import head_rows
 
-FIT = AUTO_START_FIT  # the least balanced accuracy on the labels for a starter to be started from
 SLICES = 4  # the labelled slices (those with most labels) a starter predicts to be judged
 MARGIN = 32  # px of context kept around the labels of each judged slice
 
@@ -55,14 +55,19 @@ class StarterFit:
     loaded: LoadedModel
     fit: float
 
+    @property
+    def fits(self) -> bool:
+        """Whether the fit is good enough to start from (``AUTO_START_FIT``)."""
+        return self.fit >= AUTO_START_FIT
+
     def note(self) -> str:
         """One line for the fronts: what the run starts from and why."""
         share = f"{100 * self.fit:.0f} %"
-        if self.fit >= FIT:
+        if self.fits:
             return f"starting from starter {self.name}: it already gives {share} of the labels their class"
         return (
             f"starting from random weights: no starter fits these labels (best: {self.name}, "
-            f"{share} of the labelled pixels right; {100 * FIT:.0f} % needed)"
+            f"{share} of the labelled pixels right; {100 * AUTO_START_FIT:.0f} % needed)"
         )
 
 
@@ -87,7 +92,7 @@ def best_starter(
     config: TrainConfig,
     class_names: Sequence[str] | Mapping[int, str] | None = None,
 ) -> StarterFit | None:
-    """The candidate starter that fits ``labels`` best (``fit`` may be under :data:`FIT`),
+    """The candidate starter that fits ``labels`` best (it may not :attr:`~StarterFit.fits`),
     or ``None`` when none is a candidate for this run (module text). ``images`` are
     ``(N, C, Y, X)`` stacks, ``labels`` their ``(N, Y, X)`` label stacks."""
     if config.objects or any(stack.shape[1] != 1 for stack in images):

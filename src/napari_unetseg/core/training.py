@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from napari_unetseg.core import data as data_mod
-from napari_unetseg.core.auto_start import FIT, NONE_APPLIES, best_starter, is_auto
+from napari_unetseg.core.auto_start import NONE_APPLIES, best_starter, is_auto
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.class_names import labels_dtype, name_classes
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
@@ -128,7 +128,7 @@ class Trainer:
         if is_auto(run.init) and not run.resume:
             chosen = best_starter(images, labels, spec or ModelSpec(), self.config, class_names)
             self.start_note = chosen.note() if chosen is not None else NONE_APPLIES
-            fits = chosen is not None and chosen.fit >= FIT
+            fits = chosen is not None and chosen.fits
             run = dataclasses.replace(run, init=chosen.path if fits else None)
         self.started_from = None if run.resume or run.init is None else str(run.init)
         base, resume_state = starting_point(run, self.folder)
