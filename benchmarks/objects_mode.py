@@ -22,7 +22,7 @@ count; one run, one seed.
 
     python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 500] [--train-images 64]
                                       [--painted 0.25] [--rows semantic ceiling dense painted]
-                                      [--normalization JSON] [--tta]
+                                      [--normalization JSON] [--tta] [--contact-weight 10]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from skimage.measure import label as connected_components
 sys.path.insert(0, str(Path(__file__).parent))
 from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 
-from napari_unetseg.core import instances  # noqa: E402
+from napari_unetseg.core import contacts, instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
@@ -141,6 +141,8 @@ def main() -> None:
     )
     parser.add_argument("--core", type=float, default=instances.CORE,
                         help="the interior's share of each object's depth (instances.CORE)")  # fmt: skip
+    parser.add_argument("--contact-weight", type=int, default=contacts.CONTACT_WEIGHT,
+                        help="extra weight where objects touch (CONTACT_WEIGHT; 0: none)")  # fmt: skip
     parser.add_argument("--tta", action="store_true",
                         help="also score the object models with flip TTA (extra rows)")  # fmt: skip
     parser.add_argument("--zoom", type=float, default=1.0,
@@ -149,6 +151,7 @@ def main() -> None:
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
     instances.CORE = args.core  # what every object label becomes while training
+    contacts.CONTACT_WEIGHT = args.contact_weight  # ... and how much its contacts weigh
     spec = ModelSpec(normalization=Normalization.from_dict(args.normalization))
     folder = DATA / args.set
     if not folder.exists():
@@ -205,7 +208,8 @@ def main() -> None:
         for name, (evaluation, m) in rows.items()
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
-               "steps": args.steps, "seed": args.seed, "core": args.core, "train_images": len(train),
+               "steps": args.steps, "seed": args.seed, "core": args.core,
+               "contact_weight": args.contact_weight, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")

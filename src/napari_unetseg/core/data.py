@@ -132,6 +132,11 @@ class PatchSampler:
     device : torch.device
     generator : torch.Generator
         CPU generator: all random choices come from it (reproducible).
+    levels : list of uint8 arrays shaped as ``targets``, optional
+        A weight level per pixel (object runs:
+        :func:`~napari_unetseg.core.contacts.contact_levels`), packed into the sampled
+        targets as ``class + K * level`` (:func:`~napari_unetseg.core.losses.split_target`)
+        so that every augmentation moves it with the classes.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class PatchSampler:
         labelled_fraction: float,
         device: torch.device,
         generator: torch.Generator,
+        levels: list[np.ndarray] | None = None,
     ) -> None:
         if not images:
             raise UserInputError("no labelled slices to train on")
@@ -153,6 +159,12 @@ class PatchSampler:
         self.generator = generator
         self.images = [self._pad(img, "reflect").to(device) for img in images]
         self.targets = [self._pad(t[None], "constant")[0].to(device) for t in targets]
+        self.num_classes = num_classes
+        self.levels = None
+        if levels is not None:
+            self.levels = [
+                torch.from_numpy(np.pad(lv, [(p, p) for p in self.pad])).to(device) for lv in levels
+            ]
         self.sizes = torch.tensor([t.shape for t in targets], dtype=torch.int64)
         self.class_coords = self._class_coordinates(targets, num_classes)
         self.present = [k for k, c in enumerate(self.class_coords) if len(c)]
@@ -205,7 +217,8 @@ class PatchSampler:
         return centres
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch ``(B, C, *patch)`` of float images and ``(B, *patch)`` int64 targets."""
+        """A batch ``(B, C, *patch)`` of float images and ``(B, *patch)`` int64 targets
+        (with their weight levels packed in, when the sampler has ``levels``)."""
         images, targets = [], []
         for index, *centre in self._centres(batch_size).tolist():
             window = []
@@ -213,7 +226,11 @@ class PatchSampler:
                 start = min(max(c + pad - p // 2, 0), n + 2 * pad - p)
                 window.append(slice(start, start + p))
             images.append(self.images[index][(slice(None), *window)])
-            targets.append(self.targets[index][tuple(window)])
+            target = self.targets[index][tuple(window)]
+            if self.levels is not None:
+                level = self.levels[index][tuple(window)]
+                target = torch.where(target >= 0, target + self.num_classes * level.long(), target)
+            targets.append(target)
         return torch.stack(images), torch.stack(targets)
 
 

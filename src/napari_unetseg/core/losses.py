@@ -9,13 +9,35 @@ from napari_unetseg.core.data import IGNORE
 from napari_unetseg.core.transforms import dihedral, warp
 
 
+def split_target(target: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(classes, levels)`` of a training target: a labelled pixel may carry a weight
+    level as ``class + num_classes * level`` (object runs:
+    :func:`~napari_unetseg.core.contacts.contact_levels`, packed by
+    :class:`~napari_unetseg.core.data.PatchSampler`); ignored pixels stay ``-1``, level 0."""
+    labelled = target >= 0
+    classes = torch.where(labelled, target % num_classes, target)
+    levels = torch.where(labelled, target // num_classes, 0)
+    return classes, levels
+
+
 def masked_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    levels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over labelled pixels, optionally class-weighted."""
-    if not bool((target != IGNORE).any()):
+    """Cross-entropy over labelled pixels, optionally class-weighted (``weight``) and
+    pixel-weighted (``1 + levels``): the weighted mean, normalised by the sum of the
+    weights over the labelled pixels (as ``F.cross_entropy`` normalises class weights)."""
+    labelled = target != IGNORE
+    if not bool(labelled.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE)
+    loss = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, reduction="none")
+    pixel = labelled.float() if weight is None else weight[target.clamp(min=0)] * labelled
+    if levels is not None:
+        pixel = pixel * (1 + levels.float())
+        loss = loss * (1 + levels.float())
+    return loss.sum() / pixel.sum()
 
 
 def masked_soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -40,10 +62,12 @@ def segmentation_loss(
     weight: torch.Tensor | None = None,
     dice_weight: float = 1.0,
 ) -> torch.Tensor:
-    """Masked cross-entropy + ``dice_weight`` x masked soft Dice."""
-    loss = masked_cross_entropy(logits, target, weight)
+    """Masked cross-entropy (pixel-weighted where the target carries weight levels,
+    :func:`split_target`) + ``dice_weight`` x masked soft Dice."""
+    classes, levels = split_target(target, logits.shape[1])
+    loss = masked_cross_entropy(logits, classes, weight, levels)
     if dice_weight:
-        loss = loss + dice_weight * masked_soft_dice(logits, target)
+        loss = loss + dice_weight * masked_soft_dice(logits, classes)
     return loss
 
 

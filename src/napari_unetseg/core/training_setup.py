@@ -15,6 +15,7 @@ import torch
 from napari_unetseg.core import data as data_mod
 from napari_unetseg.core.checkpoint import LoadedModel, load_matching_weights, load_model
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+from napari_unetseg.core.contacts import contact_levels
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.inference import channels_last_format
 from napari_unetseg.core.models import build_model
@@ -158,7 +159,9 @@ def prepare_data(
 ) -> TrainingData:
     """Normalised, encoded training items (labelled slices, or labelled stacks as volumes
     for 3D models, which get no validation split), the patch sampler, class weights and the
-    class-prior estimator. Raises when nothing of ``class_values`` is labelled."""
+    class-prior estimator (sparse labels, but not painted objects); an object run's sampler
+    also weighs where objects touch (:mod:`~napari_unetseg.core.contacts`). Raises when
+    nothing of ``class_values`` is labelled."""
     advanced = config.advanced
     items = data_mod.training_items(images, labels, class_values, label_mode, normalization, volumes)
     if not items:
@@ -168,13 +171,18 @@ def prepare_data(
     train_x, train_y = [x for x, _ in train], [y for _, y in train]
     patch = (config.patch_depth, config.patch_size, config.patch_size) if volumes else config.patch_size
     classes = len(class_values)
+    levels = [contact_levels(y) for y in train_y] if config.objects else None
     sampler = data_mod.PatchSampler(
-        train_x, train_y, patch, classes, advanced.labelled_sampling, device, generator
+        train_x, train_y, patch, classes, advanced.labelled_sampling, device, generator, levels
     )
     balance = label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
     weights = data_mod.class_weights(train_y, classes) if balance else None
     priors = None
-    if advanced.prior_correction and label_mode == "sparse" and not volumes:
+    # Painted objects get no class-prior correction: each is painted whole, so its core and rim
+    # are in their true proportions, and the background share the EM estimates from the
+    # network's own posteriors came out far too high (docs/engine.md, "Objects": it left bare
+    # cores, object F1 0.08 and 0.35, on two of three seeds of DSB2018).
+    if advanced.prior_correction and label_mode == "sparse" and not volumes and not config.objects:
         priors = PriorEstimator(train_x, train_y, classes, weights)
     class_weights = torch.from_numpy(weights).to(device) if weights is not None else None
     return TrainingData(sampler, val, list(labels), class_weights, priors)
