@@ -11,8 +11,10 @@ from skimage.measure import label as connected_components
 
 from napari_unetseg.core.checkpoint import load_model
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+from napari_unetseg.core.events import run_generator
+from napari_unetseg.core.jobs import start_training
 from napari_unetseg.core.prediction import predict_stack
-from napari_unetseg.core.priors import estimate_prior, prior_shift_bias
+from napari_unetseg.core.priors import estimate_prior, object_prior_bias, prior_shift_bias
 from napari_unetseg.core.training import train
 
 
@@ -94,16 +96,33 @@ def test_dense_labels_and_the_switch_leave_scores_alone():
     assert train([image], [strokes], spec, off).loaded.logit_bias == ()
 
 
-def test_painted_objects_get_no_prior_correction():
-    """Stop 45: the correction's background offset (+2.3 to +3.4) wiped out the rim of
-    painted objects on two of three seeds of DSB2018; painted objects are whole, their
-    classes in true proportion, so object runs train without it."""
+def test_painted_objects_correct_only_the_background_share_and_half_of_it():
+    """Stop 45: the full EM offsets (background +2.3 to +3.4) wiped out the rim of painted
+    objects on two of three seeds of DSB2018. Objects are painted whole: inside them the
+    painted proportions are the true ones, and only the background's share is estimated."""
+    rng = np.random.default_rng(0)
+    truth = rng.choice(3, size=20000, p=[0.8, 0.05, 0.15])  # unpainted: mostly background
+    x = rng.normal(2.0 * truth - 2, 1)  # classes as unit gaussians at -2, 0, 2
+    train_prior = np.full(3, 1 / 3)  # what the class-weighted loss saw
+    likelihood = np.stack([norm.pdf(x, m, 1) for m in (-2, 0, 2)], 1)
+    posteriors = likelihood * train_prior / (likelihood * train_prior).sum(1, keepdims=True)
+    within = np.array([0.25, 0.75])  # interior, boundary inside the painted objects
+    full = object_prior_bias(posteriors, train_prior, within, shrink=1.0)
+    new = train_prior * np.exp(full) / (train_prior * np.exp(full)).sum()
+    assert abs(new[0] - 0.8) < 0.03  # the background's share, by EM
+    assert np.isclose(new[2] / new[1], 3)  # core : rim as painted, not as estimated
+    assert np.allclose(object_prior_bias(posteriors, train_prior, within), full / 2)  # the default: half
+
+
+def test_a_run_on_painted_objects_stores_the_object_correction():
     image, dense, _ = _overpainted_disks()
     disks = connected_components(dense == 2)
     painted = np.where(disks > 0, disks + 1, 0).astype(np.uint32)  # each disk painted whole: 2, 3
     painted[:, 3] = np.where(dense[:, 3] == 1, 1, painted[:, 3])  # and a background stroke
     base = dict(steps=4, patch_size=32, batch_size=2, steps_per_epoch=2, device="cpu")
-    spec = ModelSpec(depth=2, base_channels=8)
     config = TrainConfig(objects=True, **base)
     assert config.label_mode == "sparse" and config.advanced.prior_correction
-    assert train([image], [painted], spec, config).loaded.logit_bias == ()
+    trainer = start_training([image], [painted], ModelSpec(depth=2, base_channels=8), config, RunOptions())
+    assert trainer.priors.within is not None and np.isclose(trainer.priors.within.sum(), 1)
+    bias = run_generator(trainer.run()).loaded.logit_bias
+    assert len(bias) == 3 and bias[0] > 0  # background up: the disks were painted, not the rest

@@ -75,6 +75,34 @@ def _painted_bias(posteriors: np.ndarray, train_prior: np.ndarray) -> np.ndarray
     return np.clip(bias, -MAX_BIAS, MAX_BIAS)
 
 
+OBJECT_SHRINK = 0.5  # painted objects: the share of the estimated offsets applied (docs/engine.md)
+
+
+def object_prior_bias(
+    posteriors: np.ndarray, train_prior: np.ndarray, within: np.ndarray, shrink: float = OBJECT_SHRINK
+) -> np.ndarray:
+    """Logit offsets of a run on painted objects (classes background, interior, boundary,
+    in that order).
+
+    Objects are painted whole, so inside them the painted proportions ``within``
+    (interior, boundary; not weighted) are the true ones; what the paint misstates is how
+    much of the image is background. The EM therefore estimates only the background's
+    share of the unpainted pixels (two classes: background against interior + boundary),
+    the new prior is that share and the rest split by ``within``, and the offsets
+    ``log(new prior / train prior)``, centred, are multiplied by ``shrink`` (the EM on the
+    network's own posteriors overshoots: docs/engine.md, "Objects") and clipped to
+    +-:data:`MAX_BIAS`.
+    """
+    posteriors = np.asarray(posteriors, dtype=np.float64)
+    train_prior = np.asarray(train_prior, dtype=np.float64)
+    train_prior = train_prior / train_prior.sum()
+    two = np.stack([posteriors[:, 0], posteriors[:, 1:].sum(1)], 1)
+    background, objects = estimate_prior(two, np.array([train_prior[0], train_prior[1:].sum()]))
+    new = np.array([background, objects * within[0], objects * within[1]])
+    bias = np.log(np.maximum(new, 1e-12)) - np.log(np.maximum(train_prior, 1e-12))
+    return np.clip(shrink * (bias - bias.mean()), -MAX_BIAS, MAX_BIAS)
+
+
 PRIOR_SLICES, PRIOR_CROP = 4, 512  # the estimate looks at this much of the training data
 
 
@@ -95,11 +123,22 @@ class PriorEstimator:
         ``K``.
     class_weights
         ``(K,)`` weights of the loss, or ``None``.
+    objects
+        The classes are painted objects' background, interior and boundary
+        (:func:`object_prior_bias`).
     """
 
-    def __init__(self, images: list[np.ndarray], targets: list[np.ndarray], num_classes: int, class_weights):
+    def __init__(
+        self,
+        images: list[np.ndarray],
+        targets: list[np.ndarray],
+        num_classes: int,
+        class_weights,
+        objects: bool = False,
+    ):
         painted = np.concatenate([y[y >= 0] for y in targets])
         prior = np.bincount(painted, minlength=num_classes)[:num_classes].astype(np.float64)
+        self.within = prior[1:] / max(prior[1:].sum(), 1e-12) if objects else None
         if class_weights is not None:
             prior *= np.asarray(class_weights, dtype=np.float64)
         self.train_prior = prior / max(prior.sum(), 1e-12)
@@ -118,5 +157,9 @@ class PriorEstimator:
         ``()`` when none of them has unpainted pixels."""
         if not self.items:
             return ()
-        posteriors = [probabilities(x)[:, y < 0].T for x, y in self.items]
-        return tuple(float(b) for b in prior_shift_bias(np.concatenate(posteriors), self.train_prior))
+        posteriors = np.concatenate([probabilities(x)[:, y < 0].T for x, y in self.items])
+        if self.within is not None:
+            bias = object_prior_bias(posteriors, self.train_prior, self.within)
+        else:
+            bias = prior_shift_bias(posteriors, self.train_prior)
+        return tuple(float(b) for b in bias)

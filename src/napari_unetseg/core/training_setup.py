@@ -159,9 +159,10 @@ def prepare_data(
 ) -> TrainingData:
     """Normalised, encoded training items (labelled slices, or labelled stacks as volumes
     for 3D models, which get no validation split), the patch sampler, class weights and the
-    class-prior estimator (sparse labels, but not painted objects); an object run's sampler
-    also weighs where objects touch (:mod:`~napari_unetseg.core.contacts`). Raises when
-    nothing of ``class_values`` is labelled."""
+    class-prior estimator (sparse labels; painted objects have their own,
+    :func:`~napari_unetseg.core.priors.object_prior_bias`); an object run's sampler also
+    weighs where objects touch (:mod:`~napari_unetseg.core.contacts`). Raises when nothing
+    of ``class_values`` is labelled."""
     advanced = config.advanced
     items = data_mod.training_items(images, labels, class_values, label_mode, normalization, volumes)
     if not items:
@@ -178,11 +179,7 @@ def prepare_data(
     balance = label_mode == "sparse" if advanced.class_balance is None else advanced.class_balance
     weights = data_mod.class_weights(train_y, classes) if balance else None
     priors = None
-    # Painted objects get no class-prior correction: each is painted whole, so its core and rim
-    # are in their true proportions, and the background share the EM estimates from the
-    # network's own posteriors came out far too high (docs/engine.md, "Objects": it left bare
-    # cores, object F1 0.08 and 0.35, on two of three seeds of DSB2018).
-    if advanced.prior_correction and label_mode == "sparse" and not volumes and not config.objects:
-        priors = PriorEstimator(train_x, train_y, classes, weights)
+    if advanced.prior_correction and label_mode == "sparse" and not volumes:
+        priors = PriorEstimator(train_x, train_y, classes, weights, objects=config.objects)
     class_weights = torch.from_numpy(weights).to(device) if weights is not None else None
     return TrainingData(sampler, val, list(labels), class_weights, priors)
