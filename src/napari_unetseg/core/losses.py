@@ -32,12 +32,11 @@ def masked_cross_entropy(
     labelled = target != IGNORE
     if not bool(labelled.any()):
         return logits.sum() * 0.0
+    if levels is None or not bool(levels.any()):  # no pixel weights: torch's own mean, as before stop 45
+        return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE)
     loss = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, reduction="none")
-    pixel = labelled.float() if weight is None else weight[target.clamp(min=0)] * labelled
-    if levels is not None:
-        pixel = pixel * (1 + levels.float())
-        loss = loss * (1 + levels.float())
-    return loss.sum() / pixel.sum()
+    pixel = (1 + levels.float()) * (labelled if weight is None else weight[target.clamp(min=0)] * labelled)
+    return (loss * (1 + levels.float())).sum() / pixel.sum()
 
 
 def masked_soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
