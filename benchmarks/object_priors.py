@@ -1,4 +1,4 @@
-"""The class-prior correction of models trained on painted objects (issue 23, stop 45).
+"""The class-prior correction of models trained on painted objects (issue 23, stop 44).
 
 The correction (core/priors.py) is estimated after training and only shifts the logits, so
 the same trained model can be scored under each variant. For painted object models that
@@ -7,12 +7,12 @@ as that run built it (the same painted labels, the same validation split, the sa
 training slices), estimates the offsets from the model, and scores the test split (object
 F1 at IoU 0.5, AP over IoU 0.5:0.95, objects found) with the offsets of
 
-* ``half``: the EM over all three classes (as before stop 45), halved;
+* ``half``: the EM over all three classes (as before stop 44), halved;
 * ``object``: the EM of the background's share only, interior : boundary as painted
   (``priors.object_prior_bias`` with ``shrink=1``);
-* ``object, half``: the same, halved (the product's since stop 45);
+* ``object, half``: the same, halved (the product's since stop 44);
 
-and with ``--all`` also ``none`` and ``full`` (the correction before stop 45).
+and with ``--all`` also ``none`` and ``full`` (the correction before stop 44).
 
     python benchmarks/object_priors.py --set dsb2018_fluo_256x256 MODEL.pt:SEED ...
 """

@@ -97,7 +97,7 @@ def test_dense_labels_and_the_switch_leave_scores_alone():
 
 
 def test_painted_objects_correct_only_the_background_share_and_half_of_it():
-    """Stop 45: the full EM offsets (background +2.3 to +3.4) wiped out the rim of painted
+    """Stop 44: the full EM offsets (background +2.3 to +3.4) wiped out the rim of painted
     objects on two of three seeds of DSB2018. Objects are painted whole: inside them the
     painted proportions are the true ones, and only the background's share is estimated."""
     rng = np.random.default_rng(0)

@@ -32,7 +32,7 @@ def masked_cross_entropy(
     labelled = target != IGNORE
     if not bool(labelled.any()):
         return logits.sum() * 0.0
-    if levels is None or not bool(levels.any()):  # no pixel weights: torch's own mean, as before stop 45
+    if levels is None or not bool(levels.any()):  # no pixel weights: torch's own mean, as before stop 44
         return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE)
     loss = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, reduction="none")
     pixel = (1 + levels.float()) * (labelled if weight is None else weight[target.clamp(min=0)] * labelled)
