@@ -12,7 +12,7 @@ from napari_unetseg.core.config import TrainConfig
 from napari_unetseg.core.contacts import CONTACT_WEIGHT, contact_levels, touching
 from napari_unetseg.core.data import IGNORE
 from napari_unetseg.core.instances import instance_classes, training_classes
-from napari_unetseg.core.losses import masked_cross_entropy, segmentation_loss, split_target
+from napari_unetseg.core.losses import masked_cross_entropy, masked_soft_dice, segmentation_loss, split_target
 from napari_unetseg.core.normalization import Normalization
 from napari_unetseg.core.training_setup import TrainingData, prepare_data
 
@@ -91,9 +91,12 @@ def test_packed_targets_split_back_into_classes_and_levels():
     assert classes.tolist() == [[-1, 0, 1, 2], [0, 1, 2, -1]]
     assert levels.tolist() == [[0, 0, 0, 0], [4, 10, 1, 0]]
     logits = torch.randn(1, 3, 2, 4)
-    plain = segmentation_loss(logits, torch.where(target >= 0, target % 3, target)[None])
-    assert segmentation_loss(logits, target[None]) > 0 and not torch.isclose(plain, segmentation_loss(
-        logits, target[None]))  # fmt: skip
+    packed = segmentation_loss(logits, target[None])
+    expected = masked_cross_entropy(logits, classes[None], None, levels[None]) + masked_soft_dice(
+        logits, classes[None]
+    )
+    assert torch.isclose(packed, expected)
+    assert not torch.isclose(packed, segmentation_loss(logits, classes[None]))  # the levels weigh
 
 
 def sampled_targets(objects: np.ndarray, config: TrainConfig) -> tuple[TrainingData, torch.Tensor]:
