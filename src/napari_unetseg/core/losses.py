@@ -35,8 +35,9 @@ def masked_cross_entropy(
     if levels is None or not bool(levels.any()):  # no pixel weights: torch's own mean, as before stop 44
         return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE)
     loss = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=IGNORE, reduction="none")
-    pixel = (1 + levels.float()) * (labelled if weight is None else weight[target.clamp(min=0)] * labelled)
-    return (loss * (1 + levels.float())).sum() / pixel.sum()
+    pixel = 1 + levels.float()  # the class weights are in ``loss`` already, and in its normaliser
+    total = (pixel * labelled if weight is None else pixel * weight[target.clamp(min=0)] * labelled).sum()
+    return (loss * pixel).sum() / total
 
 
 def masked_soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
