@@ -5,6 +5,8 @@
     python scripts/train_starters.py em-membranes --leave-out painted # nor the slices a benchmark paints
     python scripts/train_starters.py em-membranes --leave-out suite-painted  # nor the slices the suite paints
     python scripts/train_starters.py --list                          # the recipes
+    python scripts/train_starters.py nuclei-objects --leave-out sbsst265 \
+        --record-sizes src/napari_unetseg/starters/nuclei-objects.pt  # its objects' sizes, no training
 
 Each starter is a U-Net with the CLI's defaults (base 16, depth 4), trained on dense masks
 of the training splits in ../shared/data with the classes a user paints (1 = background,
@@ -100,13 +102,8 @@ def training_pairs(
     return pairs
 
 
-def train_starter(name: str, leave_out: str | None = None, out: Path | None = None, steps: int | None = None):
-    """Train one starter (without the sets of family ``leave_out``); returns its model file."""
-    from napari_unetseg.core.checkpoint import save_model
-    from napari_unetseg.core.config import AdvancedOptions, ModelSpec, TrainConfig
-    from napari_unetseg.core.normalization import Normalization
-    from napari_unetseg.core.training import train
-
+def training_data(name: str, leave_out: str | None = None):
+    """A starter's data sets (without the family ``leave_out``), images and labels."""
     recipe = RECIPES[name]
     family = FAMILIES.get(leave_out or "", "\0")
     sets = [s for s in recipe.sets if not s.startswith(family)]
@@ -118,7 +115,36 @@ def train_starter(name: str, leave_out: str | None = None, out: Path | None = No
             pairs.append((image, labels))
     if leave_out == "painted":
         pairs = [(image[PAINTED:], labels[PAINTED:]) for image, labels in pairs if len(image) > PAINTED]
-    images, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+    return sets, [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def record_sizes(name: str, leave_out: str | None, target: Path) -> Path:
+    """Write into an object starter's model file the sizes of the objects it was trained on
+    (``object_size``, ``object_depths``: what training records today; the shipped
+    nuclei-objects starter was saved before they were), from the same training labels.
+    The weights stay as they are."""
+    from napari_unetseg.core.checkpoint import load_torch_safely, save_torch_atomic
+    from napari_unetseg.core.instances import median_object_size
+    from napari_unetseg.core.object_scale import depth_range
+
+    _, _, labels = training_data(name, leave_out)
+    payload = load_torch_safely(target)
+    payload["object_size"] = median_object_size(labels, "dense")
+    payload["object_depths"] = list(depth_range(labels, "dense"))
+    save_torch_atomic(payload, target)
+    print(f"{target}: object_size {payload['object_size']}, object_depths {payload['object_depths']}")
+    return target
+
+
+def train_starter(name: str, leave_out: str | None = None, out: Path | None = None, steps: int | None = None):
+    """Train one starter (without the sets of family ``leave_out``); returns its model file."""
+    from napari_unetseg.core.checkpoint import save_model
+    from napari_unetseg.core.config import AdvancedOptions, ModelSpec, TrainConfig
+    from napari_unetseg.core.normalization import Normalization
+    from napari_unetseg.core.training import train
+
+    recipe = RECIPES[name]
+    sets, images, labels = training_data(name, leave_out)
     config = TrainConfig(
         label_mode="dense", steps=steps or recipe.steps, patch_size=128, batch_size=8, seed=0,
         validation_fraction=0.0, advanced=AdvancedOptions(zoom=2.0), objects=recipe.objects,
@@ -155,6 +181,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="folder for the model files (default: the package's)")
     parser.add_argument("--steps", type=int, help="override the recipe's steps")
     parser.add_argument("--list", action="store_true", help="show the recipes")
+    parser.add_argument(
+        "--record-sizes",
+        type=Path,
+        metavar="MODEL_FILE",
+        help="an object starter trained on these sets: write the sizes of its training objects into it "
+        "(no training)",
+    )
     args = parser.parse_args()
     if args.list or not args.names:
         for name, recipe in RECIPES.items():
@@ -163,7 +196,10 @@ def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"train_starters: no data at {DATA}")
     for name in args.names:
-        train_starter(name, args.leave_out, args.out, args.steps)
+        if args.record_sizes:
+            record_sizes(name, args.leave_out, args.record_sizes)
+        else:
+            train_starter(name, args.leave_out, args.out, args.steps)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,14 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--blending", help=f"gaussian or constant (default {PREDICT['blending']})")
     p.add_argument("--tta", action="store_const", const=True, help="average over flips (4x slower)")
+    p.add_argument(
+        "--no-size-match",
+        dest="match_size",
+        action="store_const",
+        const=False,
+        help="a 2D model trained with --objects: keep every image at its scale (by default an image "
+        "whose objects are far smaller or larger than those the model learnt is predicted again, zoomed)",
+    )
     p.add_argument("--probabilities", action="store_true", help="also write <name>_probabilities.tif")
     p.add_argument(
         "--semantic",

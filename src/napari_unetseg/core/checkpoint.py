@@ -10,9 +10,11 @@ Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fiel
 (absent from files before it, which scaled without it), ``class_values``, ``class_names``
 (one per class value, ``""`` where unnamed), ``label_mode``, ``train_config``, ``logit_bias``, ``history``,
 ``step``, ``object_size`` (object models: the median size of the objects trained on; absent
-from files before it, read as 0: unknown) and ``state_dict``. Resume state (optimizer,
-scheduler, RNG) lives in a separate ``resume.pt`` in the run folder so that shared model
-files stay small.
+from files before it, read as 0: unknown), ``object_depths`` (2D object models: the 10th,
+50th and 90th percentiles of the trained objects' largest depths,
+:mod:`~napari_unetseg.core.object_scale`; absent before it: unknown) and ``state_dict``.
+Resume state (optimizer, scheduler, RNG) lives in a separate ``resume.pt`` in the run
+folder so that shared model files stay small.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class LoadedModel:
     logit_bias: tuple[float, ...] = ()
     class_names: tuple[str, ...] = ()  # one per class value; "" (or none at all): unnamed
     object_size: float = 0.0  # object models: median pixels (voxels) of the objects trained on
+    object_depths: tuple[float, ...] = ()  # 2D object models: the sizes learnt (object_scale)
 
     def name_of(self, value: int) -> str:
         """What to call class ``value``: its name, or ``"class {value}"``."""
@@ -88,6 +91,7 @@ class LoadedModel:
             "step": int(self.step),
             "logit_bias": [float(b) for b in self.logit_bias],
             "object_size": float(self.object_size),
+            "object_depths": [float(d) for d in self.object_depths],
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -182,6 +186,7 @@ def model_from_payload(payload: dict, path: str | Path, device: torch.device | s
             logit_bias=tuple(float(b) for b in payload.get("logit_bias", ())),
             class_names=tuple(str(name) for name in payload.get("class_names", ())),
             object_size=float(payload.get("object_size", 0.0)),
+            object_depths=tuple(float(d) for d in payload.get("object_depths", ())),
         )
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise UserInputError(f"{path} is a damaged model file: {exc}") from exc

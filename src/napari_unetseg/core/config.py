@@ -326,6 +326,9 @@ class PredictConfig(_ConfigMixin):
         ``gaussian`` (tile centres count most) or ``constant``.
     tta : bool
         Average over flips (4x slower).
+    match_size : bool
+        2D object models: predict a slice again, zoomed, where its objects are far smaller
+        or larger than those the model learnt (:mod:`~napari_unetseg.core.object_scale`).
     device, precision : str
         As in :class:`TrainConfig`.
     block_size : int
@@ -342,6 +345,7 @@ class PredictConfig(_ConfigMixin):
     tile_depth: int = 32
     blending: str = "gaussian"
     tta: bool = False
+    match_size: bool = True
     device: str = "auto"
     precision: str = "auto"
     block_size: int = 4096

@@ -116,7 +116,9 @@ class ObjectClasses:
     """What a trainer on objects (``TrainConfig.objects``) does to every label stack it
     gets, at the start and at each live update: :func:`training_classes`, plane by plane
     for a 2D model, as one volume for a 3D one; and the median size of the objects in
-    them (:attr:`object_size`, kept in the model file)."""
+    them (:attr:`object_size`) and, for a 2D model, the range of their largest depths
+    (:attr:`object_depths`, :func:`~napari_unetseg.core.object_scale.depth_range`), both
+    kept in the model file."""
 
     def __init__(self, label_mode: str, model_name: str) -> None:
         from napari_unetseg.core.models import MODELS
@@ -124,10 +126,14 @@ class ObjectClasses:
         self.label_mode = label_mode
         self.volume = MODELS[model_name].spatial_dims == 3
         self.object_size = 0.0
+        self.object_depths: tuple[float, ...] = ()
 
     def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        from napari_unetseg.core.object_scale import depth_range
+
         classes = [training_classes(stack, self.label_mode, self.volume) for stack in label_stacks]
         self.object_size = median_object_size(label_stacks, self.label_mode, self.volume)
+        self.object_depths = () if self.volume else depth_range(label_stacks, self.label_mode)
         return classes
 
     def first(self, label_stacks: Sequence[np.ndarray], warning: str | None):

@@ -25,6 +25,7 @@ from napari_unetseg.core.device import resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
 from napari_unetseg.core.inference import inference_copy
+from napari_unetseg.core.object_scale import SizeMatch, zoomed
 from napari_unetseg.core.tiler import ImageSource, Tiler, smaller_batch
 
 __all__ = [
@@ -146,6 +147,10 @@ def iter_predict(
     still normalises with the whole stack's percentiles); the result then holds
     ``len(slices)`` slices.
 
+    A 2D object model predicts a slice again, zoomed, where its objects are far smaller or
+    larger than those it learnt (``config.match_size``, :mod:`~napari_unetseg.core.object_scale`;
+    not where ``labels_out`` joins the slices into 3D objects).
+
     Several models (an ensemble, e.g. one recipe trained with different seeds; they
     must share classes, input channels and 2D/3D) each predict with their own recipe
     and class-prior correction; their class probabilities are averaged and the labels
@@ -170,8 +175,11 @@ def iter_predict(
     if probabilities and probs is None:
         probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
     jobs = _jobs(models, stack, indices, config.tile_depth)
+    size_match = SizeMatch.of(models, config, labels_out)  # 2D object models: objects at the scale learnt
     for number, (first, sources, targets) in enumerate(jobs):
         combined = yield from predictor.iter(sources(), progress=(number, len(jobs)))
+        if size_match is not None:
+            combined = yield from size_match.iter(predictor, sources, combined, (number, len(jobs)))
         combined = combined if combined.ndim == 4 else combined[:, None]  # one slice: (K, 1, Y, X)
         for index, source in targets:
             slab = combined[:, source - first]
@@ -253,16 +261,18 @@ def _jobs(models: Sequence[LoadedModel], stack, indices: list[int], tile_depth: 
     source slice)])``, where ``sources()`` reads the input and gives each model's
     :class:`~napari_unetseg.core.tiler.ImageSource`. 2D models: one slice at a time,
     normalised as each model's recipe says (from the slice's own percentiles, or the
-    stack's for 0.1 model files). 3D models: one volume ``(C, Z, Y, X)``: the whole stack,
+    stack's for 0.1 model files; ``sources(zoom)``: the slice zoomed, normalised as the
+    slice). 3D models: one volume ``(C, Z, Y, X)``: the whole stack,
     or the slab around the requested slices with half a z tile of context on each side,
     normalised with the whole stack's percentiles."""
     recipes = [m.normalization for m in models]
     if not is_volume_model(models[0]):
         whole = [r.percentiles(stack) if r.scope == "stack" else None for r in recipes]
 
-        def sources(index: int) -> list[ImageSource]:
+        def sources(index: int, zoom: float = 1.0) -> list[ImageSource]:
             raw = np.asarray(stack[index])  # read once, for every member
             stats = [w if w is not None else r.percentiles(raw[None]) for r, w in zip(recipes, whole)]
+            raw = raw if zoom == 1.0 else zoomed(raw, zoom)  # normalised as the slice itself
             return [ImageSource(raw, lo, hi) for lo, hi in stats]
 
         return [(src, partial(sources, src), [(index, src)]) for index, src in enumerate(indices)]

@@ -454,6 +454,7 @@ class Trainer:
             logit_bias=self.logit_bias,
             class_names=self.class_names,
             object_size=self._objects.object_size if self._objects else 0.0,
+            object_depths=self._objects.object_depths if self._objects else (),
         )
 
     def _config_record(self) -> dict:

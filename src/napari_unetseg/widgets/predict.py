@@ -81,6 +81,11 @@ class PredictWidget(LayerDock):
         self._objects.tooltip = (
             "The model separates objects; untick for its classes (background, interior, boundary)"
         )
+        self._match_size = CheckBox(label="Match object size", value=PREDICT["match_size"], visible=False)
+        self._match_size.tooltip = (
+            "Where an image's objects are far smaller or larger than those the model learnt, "
+            "predict it again zoomed to their size"
+        )
         self._objects_3d = CheckBox(label="3D objects (z-stack)", value=False, visible=False)
         self._objects_3d.tooltip = (
             "The image's slices are a z-stack: join their objects in 3D (one watershed over the "
@@ -96,13 +101,14 @@ class PredictWidget(LayerDock):
             napari_viewer,
             widgets=[
                 self._source, self._model_file, self._model_info, self._head, self._images, self._scope,
-                self._tile, self._overlap, self._tta, self._probabilities, self._objects, self._objects_3d,
-                self._run,
+                self._tile, self._overlap, self._tta, self._probabilities, self._objects, self._match_size,
+                self._objects_3d, self._run,
                 self._cancel, self._progress, self._status, self._annotations, self._to_annotations,
             ],
         )  # fmt: skip
         self._end_layout()
-        self._config_fields = {"tile_size": self._tile, "overlap": self._overlap, "tta": self._tta}
+        self._config_fields = {"tile_size": self._tile, "overlap": self._overlap, "tta": self._tta,
+                               "match_size": self._match_size}  # fmt: skip
         self.controls = {**self._config_fields, "model": self._model_file, "head": self._head,
                          "semantic": self._objects, "objects_3d": self._objects_3d,
                          "scope": self._scope}  # fmt: skip
@@ -148,7 +154,7 @@ class PredictWidget(LayerDock):
     def _show_model_info(self, event=None) -> None:
         self._model_file.visible = self._source.value == "file"
         self._show_heads(None)
-        self._objects.visible = self._objects_3d.visible = False
+        self._objects.visible = self._objects_3d.visible = self._match_size.visible = False
         if self._source.value == "session" and self._session.model is None:
             self._model_info.value = "no model trained yet"
             return
@@ -163,6 +169,7 @@ class PredictWidget(LayerDock):
         loaded = models[0]
         self._objects.visible = is_object_model(loaded)
         self._objects_3d.visible = is_object_model(loaded) and not is_volume_model(loaded)
+        self._match_size.visible = self._objects_3d.visible
         if len(models) > 1:
             names = ", ".join(sorted({member.spec.name for member in models}))
             self._model_info.value = (

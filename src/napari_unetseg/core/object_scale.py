@@ -1,0 +1,153 @@
+"""Objects at the scale the model learnt (issue 23): a 2D object model trained on nuclei of
+one size finds nothing, or merged clumps, in an image whose nuclei are five times smaller
+(a 10x field after 63x training), and splits nuclei five times larger. Cellpose rescales
+every image to the diameter its model was trained at; here the model file records the
+sizes it learnt and prediction rescales only the images whose objects fall outside them.
+
+Size is the *largest depth* of an object: its largest distance from its edge (the edge
+being where it touches the background or another object, as :mod:`instances` draws
+cores), about its radius. Unlike the area it barely moves when two touching nuclei are
+predicted as one, which is what an image at the wrong scale gives.
+
+* Training (:class:`~napari_unetseg.core.instances.ObjectClasses`) records
+  :func:`depth_range` of the objects it learns: the 10th, 50th and 90th percentiles of
+  their largest depths (``LoadedModel.object_depths``, 2D models).
+* Prediction (:func:`~napari_unetseg.core.prediction.iter_predict`, ``PredictConfig.
+  match_size``): each slice is predicted as usual; :func:`zoom_for` takes the median
+  largest depth of its objects (the seeded watershed's, or, with fewer than
+  :data:`MIN_OBJECTS` of them, the pieces of predicted foreground). Inside the learnt
+  range (the 10th-90th percentiles, widened by the training's random zoom) nothing
+  changes; outside, the slice is predicted again zoomed so that the median matches the
+  learnt median (at most :data:`MAX_ZOOM` either way, and at most :data:`MAX_PIXELS`
+  pixels), and the class scores are zoomed back to the slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage.segmentation import find_boundaries
+
+PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
+MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
+MAX_ZOOM = 6.0  # the largest rescaling of a slice, either way
+MAX_PIXELS = 64_000_000  # ... and the largest slice it may make (pixels)
+
+
+def largest_depths(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of the objects of an instance image (2D or 3D) and each one's largest
+    distance from its edge, where it touches the background or another object."""
+    ids = np.unique(instances[instances > 0])
+    if not len(ids):
+        return ids, np.zeros(0)
+    edge = find_boundaries(instances, connectivity=1, mode="inner")
+    depth = ndimage.distance_transform_edt(~edge)
+    return ids, np.asarray(ndimage.maximum(depth, instances, ids), dtype=float)
+
+
+def depth_range(label_stacks, label_mode: str) -> tuple[float, ...]:
+    """:data:`PERCENTILES` of the largest depths of the objects in 2D object labels (every
+    id of ``dense`` labels, the painted objects 2, 3, ... of ``sparse`` ones), plane by
+    plane; ``()`` when there is none."""
+    first = 1 if label_mode == "dense" else 2
+    depths = []
+    for stack in label_stacks:
+        stack = np.asarray(stack)
+        for plane in stack.reshape(-1, *stack.shape[-2:]):
+            depths.append(largest_depths(np.where(plane >= first, plane, 0))[1])
+    depths = np.concatenate(depths) if depths else np.zeros(0)
+    return tuple(float(p) for p in np.percentile(depths, PERCENTILES)) if len(depths) else ()
+
+
+def learnt_range(object_depths, train_config: dict) -> tuple[float, float, float] | None:
+    """``(low, middle, high)`` sizes (largest depths) a model has learnt: its recorded
+    percentiles, the outer ones widened by the random zoom it was trained with; ``None``
+    when the model file records none."""
+    if len(object_depths) != len(PERCENTILES) or not object_depths[1] > 0:
+        return None
+    zoom = float((train_config.get("advanced") or {}).get("zoom", 1.0) or 1.0)
+    low, middle, high = object_depths
+    return low / zoom, middle, high * zoom
+
+
+def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[int, ...]) -> float:
+    """How much to zoom a slice whose predicted ``objects`` (and ``foreground`` pieces,
+    labelled, when there are few objects) lie outside the ``learnt`` range
+    (:func:`learnt_range`); 1.0 inside it, without objects or without a range. The zoom is
+    limited to :data:`MAX_ZOOM` either way and to :data:`MAX_PIXELS` for a slice of ``shape``."""
+    if learnt is None:
+        return 1.0
+    pieces = objects if objects.max() >= MIN_OBJECTS else foreground
+    depths = largest_depths(pieces)[1]
+    if not len(depths):
+        return 1.0
+    size = float(np.median(depths))
+    low, middle, high = learnt
+    if low <= size <= high or size <= 0:
+        return 1.0
+    most = min(MAX_ZOOM, float(np.sqrt(MAX_PIXELS / np.prod(shape))))
+    return float(np.clip(middle / size, 1 / MAX_ZOOM, max(most, 1.0)))
+
+
+def zoomed(image: np.ndarray, zoom: float) -> np.ndarray:
+    """A ``(C, Y, X)`` slice zoomed in Y and X (linear; float32)."""
+    return ndimage.zoom(np.asarray(image, dtype=np.float32), (1, zoom, zoom), order=1)
+
+
+def zoomed_back(scores: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(K, y, x)`` class scores zoomed (linear) to ``(K, *shape)``."""
+    factors = (1, shape[0] / scores.shape[1], shape[1] / scores.shape[2])
+    out = ndimage.zoom(scores, factors, order=1)
+    return out[:, : shape[0], : shape[1]]
+
+
+class SizeMatch:
+    """:func:`~napari_unetseg.core.prediction.iter_predict`'s second look at a slice of a 2D
+    object model (or an ensemble of them: the first member's learnt range): :meth:`iter`
+    takes the slice's class scores and, where its objects lie outside the learnt range,
+    predicts it again zoomed and returns those scores zoomed back."""
+
+    def __init__(self, loaded) -> None:
+        from napari_unetseg.core.instances import object_recipe
+
+        self.learnt = learnt_range(loaded.object_depths, loaded.train_config)
+        self.interior, self.boundary, self.min_size = object_recipe(loaded)
+        self.lut = np.asarray(loaded.class_values)
+
+    @classmethod
+    def of(cls, models, config, labels_out=None) -> SizeMatch | None:
+        """The size match of an ensemble's first model, or ``None`` where none applies:
+        ``config.match_size`` off, not an object model, a 3D model, no learnt range, or
+        slices that ``labels_out`` joins into 3D objects (an
+        :class:`~napari_unetseg.core.instances.ObjectSlices` with ``volume``: the top and
+        bottom slices of a nucleus are small cuts of it, not small nuclei)."""
+        from napari_unetseg.core.instances import is_object_model
+
+        first = models[0]
+        flat = getattr(first.model, "spatial_dims", 2) == 2 and not getattr(labels_out, "volume", False)
+        if not (config.match_size and flat and is_object_model(first)):
+            return None
+        match = cls(first)
+        return match if match.learnt is not None else None
+
+    def zoom(self, scores: np.ndarray) -> float:
+        """The zoom a slice of ``(K, Y, X)`` class scores asks for (:func:`zoom_for`)."""
+        from skimage.measure import label as connected_components
+
+        from napari_unetseg.core.instances import objects_of_classes
+
+        classes = self.lut[scores.argmax(0)]
+        objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
+        inside = (classes == self.interior) | (classes == self.boundary)
+        foreground = connected_components(inside, connectivity=1)
+        return zoom_for(objects, foreground, self.learnt, classes.shape)
+
+    def iter(self, predictor, sources, scores: np.ndarray, progress):
+        """Yield the progress of a second prediction, if one is needed; return the
+        slice's ``(K, Y, X)`` scores: ``scores``, or the zoomed slice's zoomed back.
+        ``sources(zoom)`` gives the members' image sources of the slice zoomed."""
+        zoom = self.zoom(scores)
+        if zoom == 1.0:
+            return scores
+        again = yield from predictor.iter(sources(zoom), progress=progress)
+        return zoomed_back(again, scores.shape[1:])

@@ -1,0 +1,135 @@
+"""Objects at the scale the model learnt (core/object_scale.py): the sizes a model records,
+the zoom prediction picks, and a trained model finding nuclei three times smaller."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.draw import disk
+from test_instances import touching_discs
+from test_object_mode import nuclei_like
+
+from napari_unetseg.core import object_scale
+from napari_unetseg.core.object_scale import depth_range, largest_depths, learnt_range, zoom_for
+from napari_unetseg.core.objects import object_scores
+
+
+def discs(radii, shape=(200, 200), touching=False) -> np.ndarray:
+    """Discs of the given radii on a row (apart, or each pressed into the one before)."""
+    image = np.zeros(shape, np.uint16)
+    x = 5
+    for i, r in enumerate(radii, start=1):
+        x += r
+        rows, cols = disk((shape[0] // 2, x), r, shape=shape)
+        free = image[rows, cols] == 0
+        image[rows[free], cols[free]] = i
+        x += r if touching else r + 4
+    return image
+
+
+def test_the_largest_depth_is_about_the_radius_and_does_not_grow_when_objects_merge():
+    ids, depths = largest_depths(discs([5, 10, 20], shape=(60, 120)))
+    assert ids.tolist() == [1, 2, 3]
+    assert np.allclose(depths, [4, 9, 19], atol=1)  # the edge is the object's own outer ring
+    apart = largest_depths(discs([10, 10, 10], touching=True))[1]
+    merged = largest_depths((discs([10, 10, 10], touching=True) > 0).astype(np.uint16))[1]
+    assert len(merged) == 1 and merged[0] <= apart.max() + 1  # three nuclei as one: the same size
+    assert len(largest_depths(np.zeros((8, 8), np.uint16))[0]) == 0
+
+
+def test_depth_range_takes_the_painted_objects_of_sparse_labels():
+    plane = discs([4, 6, 8, 10, 12], shape=(60, 200)).astype(np.uint32)
+    dense = depth_range([plane[None]], "dense")
+    assert len(dense) == 3 and dense[0] < dense[1] < dense[2]
+    assert dense[1] == pytest.approx(7, abs=1)
+    painted = np.where(plane > 0, plane + 1, 0)  # objects 2.. as painted
+    painted[:3, :] = 1  # a background stroke: not an object
+    assert depth_range([painted[None]], "sparse") == pytest.approx(dense)
+    assert depth_range([np.ones((1, 8, 8), np.uint32)], "sparse") == ()
+
+
+def test_the_learnt_range_widens_with_the_training_zoom():
+    assert learnt_range((4.0, 6.0, 9.0), {}) == (4.0, 6.0, 9.0)
+    assert learnt_range((4.0, 6.0, 9.0), {"advanced": {"zoom": 2.0}}) == (2.0, 6.0, 18.0)
+    assert learnt_range((), {}) is None  # a model file from before the sizes were recorded
+
+
+def test_zoom_for_rescales_only_outside_the_learnt_range():
+    learnt = (6.0, 9.0, 12.0)
+    small = discs([3] * 8)
+    large = discs([30, 30], shape=(200, 300))
+    assert zoom_for(discs([9] * 6), discs([9] * 6), learnt, (200, 200)) == 1.0
+    assert zoom_for(small, small, learnt, (200, 200)) == pytest.approx(9 / 2, rel=0.1)  # depth of r=3: 2
+    assert zoom_for(large, large, learnt, (200, 300)) == pytest.approx(9 / 29, rel=0.1)
+    assert zoom_for(small, small, None, (200, 200)) == 1.0
+    # fewer objects than MIN_OBJECTS (the network found few cores): the foreground's pieces tell
+    pieces = (discs([3] * 8) > 0).astype(np.uint16)
+    pieces[pieces > 0] = ndimage.label(pieces)[0][pieces > 0]
+    assert zoom_for(np.zeros_like(small), pieces, learnt, (200, 200)) == pytest.approx(4.5, rel=0.1)
+    # never more than MAX_ZOOM, nor a slice of more than MAX_PIXELS
+    tiny = discs([2] * 8)
+    assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (200, 200)) == object_scale.MAX_ZOOM
+    assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (2000, 2000)) == pytest.approx(4.0)  # 64 M pixels
+    assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (9000, 9000)) == 1.0  # already larger
+
+
+def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
+    """Train on nuclei of radius 6-10, predict an image of the same nuclei at a third of
+    the size: with the size match (the default) the model finds them, without it not."""
+    import tifffile
+
+    from napari_unetseg.core.checkpoint import load_model
+
+    rng = np.random.default_rng(0)
+    objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
+    images = np.stack([nuclei_like(o, rng) for o in objects])
+    tifffile.imwrite(tmp_path / "train.tif", images, metadata={"axes": "TYX"}, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "objects.tif", objects, metadata={"axes": "TYX"}, photometric="minisblack")
+    big = touching_discs((288, 288), seed=7, n=110)
+    small_truth = big[1::3, 1::3]  # the same nuclei, a third of the size
+    small_image = ndimage.zoom(nuclei_like(big, rng), 1 / 3, order=1)
+    tifffile.imwrite(tmp_path / "small.tif", small_image, metadata={"axes": "YX"}, photometric="minisblack")
+    small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
+    small += ["--device", "cpu"]
+    proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "objects.tif",
+               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "300", *small)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    model = tmp_path / "run" / "model.pt"
+    assert load_model(model).object_depths == pytest.approx(depth_range([objects], "dense"))
+    scores = {}
+    for name, flags in (("matched", []), ("plain", ["--no-size-match"])):
+        proc = cli("predict", "--model", model, "--out", tmp_path / name, tmp_path / "small.tif", *flags)
+        assert proc.returncode == 0, proc.stderr
+        scores[name] = object_scores(small_truth, tifffile.imread(tmp_path / name / "small.tif")).f1
+    assert scores["matched"] > 0.6 and scores["matched"] > scores["plain"] + 0.2, scores
+
+
+def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
+    """A nucleus's top and bottom slices are small cuts of it: with ``--objects-3d`` no
+    slice is predicted again, where each slice of its own is (counted by the progress)."""
+    from test_object_mode import PixelClasses
+
+    from napari_unetseg.core.checkpoint import LoadedModel
+    from napari_unetseg.core.config import ModelSpec, PredictConfig
+    from napari_unetseg.core.events import run_generator
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.prediction import iter_predict
+
+    truth = np.stack([discs([3] * 8, shape=(64, 96))] * 2)
+    image = np.choose(np.stack([instance_classes(p) for p in truth]), [0.0, 1.0, 0.5]).astype(np.float32)
+    loaded = LoadedModel(PixelClasses(), ModelSpec(), (0, 1, 2), "dense", {"objects": True},
+                         class_names=CLASS_NAMES, object_depths=(8.0, 12.0, 16.0))  # fmt: skip
+
+    def passes(match_size: bool, volume: bool) -> int:
+        found = np.zeros(truth.shape, np.uint32)
+        sink = object_sink(loaded, found, len(truth), volume=volume)
+        events = []
+        config = PredictConfig(device="cpu", match_size=match_size)
+        run_generator(iter_predict(loaded, image[:, None], config, labels_out=sink), events.append)
+        assert found.max() > 0
+        return len(events)
+
+    once = passes(False, False)
+    assert passes(True, False) == 2 * once  # every slice's nuclei are 3x too small: predicted again
+    assert passes(True, True) == once
