@@ -43,14 +43,16 @@ def main() -> None:
     grab(viewer, app, "objects.png", predict, evaluate)
 
 
-def predict_and_score(viewer, app, model: Path, image, objects_3d: bool = False):
+def predict_and_score(viewer, app, model: Path, image, objects_3d: bool = False, match_size: bool = True):
     """The Predict dock's objects of ``image`` with the model file (``objects_3d``: its
-    "3D objects (z-stack)" ticked), then the Evaluate dock's scores, in a tab beside it."""
+    "3D objects (z-stack)" ticked; ``match_size``: its "Match object size"), then the
+    Evaluate dock's scores, in a tab beside it."""
     _, predict = viewer.window.add_plugin_dock_widget("napari-unetseg", "Predict")
     predict._source.value = "file"
     predict._model_file.value = [model]
     predict._images.value = [image]
     predict._objects_3d.value = objects_3d
+    predict._match_size.value = match_size
     predict.predict()
     wait(app, lambda: predict.worker is None)
     _, evaluate = viewer.window.add_plugin_dock_widget("napari-unetseg", "Evaluate", tabify=True)

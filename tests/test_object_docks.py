@@ -55,6 +55,7 @@ def test_objects_from_painting_to_scores_through_the_docks(make_napari_viewer, q
 
     predict = open_dock(viewer, "Predict")
     assert not predict._objects.native.isHidden() and predict._objects.value
+    assert not predict._match_size.native.isHidden() and predict._match_size.value  # on by default
     predict._images.value = [image]
     predict._scope.value = "stack"
     predict.predict()
@@ -154,6 +155,7 @@ def test_3d_objects_in_the_predict_dock_one_row_each(make_napari_viewer, qtbot, 
     for name in ("2d", "3d"):
         predict._model_file.value = str(models[name])
         assert predict._objects_3d.native.isHidden() == (name == "3d")  # a 3D model always joins
+        assert predict._match_size.native.isHidden() == (name == "3d")  # 2D object models only
         predict._scope.value = "stack"
         predict.predict()
         wait_for(qtbot, predict)

@@ -168,8 +168,8 @@ class PredictWidget(LayerDock):
             return
         loaded = models[0]
         self._objects.visible = is_object_model(loaded)
-        self._objects_3d.visible = is_object_model(loaded) and not is_volume_model(loaded)
-        self._match_size.visible = self._objects_3d.visible
+        flat_objects = is_object_model(loaded) and not is_volume_model(loaded)  # a 2D object model
+        self._objects_3d.visible = self._match_size.visible = flat_objects
         if len(models) > 1:
             names = ", ".join(sorted({member.spec.name for member in models}))
             self._model_info.value = (
