@@ -72,6 +72,8 @@ def test_zoom_for_rescales_only_outside_the_learnt_range():
     assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (200, 200)) == object_scale.MAX_ZOOM
     assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (2000, 2000)) == pytest.approx(4.0)  # 64 M pixels
     assert zoom_for(tiny, tiny, (40.0, 60.0, 80.0), (9000, 9000)) == 1.0  # already larger
+    assert zoom_for(large, large, learnt, (100, 100)) == pytest.approx(0.64)  # not under 64 px a side
+    assert zoom_for(large, large, learnt, (50, 50)) == 1.0
 
 
 def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):

@@ -18,8 +18,9 @@ predicted as one, which is what an image at the wrong scale gives.
   :data:`MIN_OBJECTS` of them, the pieces of predicted foreground). Inside the learnt
   range (the 10th-90th percentiles, widened by the training's random zoom) nothing
   changes; outside, the slice is predicted again zoomed so that the median matches the
-  learnt median (at most :data:`MAX_ZOOM` either way, and at most :data:`MAX_PIXELS`
-  pixels), and the class scores are zoomed back to the slice.
+  learnt median (at most :data:`MAX_ZOOM` either way, to at most :data:`MAX_PIXELS`
+  pixels and at least :data:`MIN_SIDE` a side), and the class scores are zoomed back to
+  the slice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its mid
 MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
 MAX_ZOOM = 6.0  # the largest rescaling of a slice, either way
 MAX_PIXELS = 64_000_000  # ... and the largest slice it may make (pixels)
+MIN_SIDE = 64  # ... and the shortest side of a slice it may make (pixels)
 
 
 def largest_depths(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +76,8 @@ def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[i
     """How much to zoom a slice whose predicted ``objects`` (and ``foreground`` pieces,
     labelled, when there are few objects) lie outside the ``learnt`` range
     (:func:`learnt_range`); 1.0 inside it, without objects or without a range. The zoom is
-    limited to :data:`MAX_ZOOM` either way and to :data:`MAX_PIXELS` for a slice of ``shape``."""
+    limited to :data:`MAX_ZOOM` either way, to :data:`MAX_PIXELS` and to sides of at least
+    :data:`MIN_SIDE` for a slice of ``shape``."""
     if learnt is None:
         return 1.0
     pieces = objects if objects.max() >= MIN_OBJECTS else foreground
@@ -85,8 +88,10 @@ def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[i
     low, middle, high = learnt
     if low <= size <= high or size <= 0:
         return 1.0
-    most = min(MAX_ZOOM, float(np.sqrt(MAX_PIXELS / np.prod(shape))))
-    return float(np.clip(middle / size, 1 / MAX_ZOOM, max(most, 1.0)))
+    zoom = middle / size
+    if zoom < 1:
+        return min(1.0, max(zoom, 1 / MAX_ZOOM, MIN_SIDE / min(shape)))
+    return max(1.0, min(zoom, MAX_ZOOM, float(np.sqrt(MAX_PIXELS / np.prod(shape)))))
 
 
 def zoomed(image: np.ndarray, zoom: float) -> np.ndarray:
