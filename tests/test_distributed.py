@@ -263,7 +263,8 @@ def test_objects_across_block_borders_are_the_single_process_objects(tmp_path):
     big = np.stack([touching_discs((200, 230), seed=10 + s, n=60) for s in range(2)])
     tif(tmp_path / "big.tif", np.stack([nuclei_like(o, rng) for o in big]), metadata={"axes": "ZYX"})
     store = _ome_zarr(tmp_path / "big.ome.zarr", tifffile.imread(tmp_path / "big.tif"))
-    config = PredictConfig(tile_size=64, block_size=64, device="cpu")  # 4 x 4 blocks per slice
+    # 4 x 4 blocks per slice; blocks keep the slices' scale (no size match), so the one process does too
+    config = PredictConfig(tile_size=64, block_size=64, device="cpu", match_size=False)
     model = tmp_path / "run" / "model.pt"
     predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "one", config)
     written = predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "blocks", config, dask="local:2")
