@@ -50,13 +50,21 @@ def instance_classes(instances: np.ndarray, core: float | None = None) -> np.nda
     classes = np.where(inside, INTERIOR, BACKGROUND).astype(np.uint8)
     if not inside.any():
         return classes
-    edge = find_boundaries(instances, connectivity=1, mode="inner")
-    depth = ndimage.distance_transform_edt(~edge)
-    ids = np.unique(instances[inside])
+    depth, ids, largest = depths_to_edges(instances)
     top = np.zeros(int(ids[-1]) + 1)
-    top[ids] = ndimage.maximum(depth, instances, ids)
+    top[ids] = largest
     classes[inside & (depth < core * top[instances])] = BOUNDARY
     return classes
+
+
+def depths_to_edges(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pixel's distance to the nearest object edge (an object's pixels next to the
+    background or to another object), the ids of the objects of an instance image with at
+    least one object (2D or 3D), and each one's largest such distance (its depth)."""
+    edge = find_boundaries(instances, connectivity=1, mode="inner")
+    depth = ndimage.distance_transform_edt(~edge)
+    ids = np.unique(instances[instances > 0])
+    return depth, ids, np.asarray(ndimage.maximum(depth, instances, ids), dtype=float)
 
 
 def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) -> np.ndarray:

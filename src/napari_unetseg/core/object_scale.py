@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import find_boundaries
+from skimage.measure import label as connected_components
+
+from napari_unetseg.core.config import AdvancedOptions
+from napari_unetseg.core.instances import depths_to_edges, is_object_model, object_recipe, objects_of_classes
 
 PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
 MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
@@ -39,12 +42,9 @@ MIN_SIDE = 64  # ... and the shortest side of a slice it may make (pixels)
 def largest_depths(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ids of the objects of an instance image (2D or 3D) and each one's largest
     distance from its edge, where it touches the background or another object."""
-    ids = np.unique(instances[instances > 0])
-    if not len(ids):
-        return ids, np.zeros(0)
-    edge = find_boundaries(instances, connectivity=1, mode="inner")
-    depth = ndimage.distance_transform_edt(~edge)
-    return ids, np.asarray(ndimage.maximum(depth, instances, ids), dtype=float)
+    if not instances.any():
+        return np.zeros(0, instances.dtype), np.zeros(0)
+    return depths_to_edges(instances)[1:]
 
 
 def depth_range(label_stacks, label_mode: str) -> tuple[float, ...]:
@@ -67,7 +67,9 @@ def learnt_range(object_depths, train_config: dict) -> tuple[float, float, float
     when the model file records none."""
     if len(object_depths) != len(PERCENTILES) or not object_depths[1] > 0:
         return None
-    zoom = float((train_config.get("advanced") or {}).get("zoom", 1.0) or 1.0)
+    zoom = float(
+        (train_config.get("advanced") or {}).get("zoom", AdvancedOptions.zoom) or AdvancedOptions.zoom
+    )
     low, middle, high = object_depths
     return low / zoom, middle, high * zoom
 
@@ -113,8 +115,6 @@ class SizeMatch:
     predicts it again zoomed and returns those scores zoomed back."""
 
     def __init__(self, loaded) -> None:
-        from napari_unetseg.core.instances import object_recipe
-
         self.learnt = learnt_range(loaded.object_depths, loaded.train_config)
         self.interior, self.boundary, self.min_size = object_recipe(loaded)
         self.lut = np.asarray(loaded.class_values)
@@ -126,8 +126,6 @@ class SizeMatch:
         slices that ``labels_out`` joins into 3D objects (an
         :class:`~napari_unetseg.core.instances.ObjectSlices` with ``volume``: the top and
         bottom slices of a nucleus are small cuts of it, not small nuclei)."""
-        from napari_unetseg.core.instances import is_object_model
-
         first = models[0]
         flat = getattr(first.model, "spatial_dims", 2) == 2 and not getattr(labels_out, "volume", False)
         if not (config.match_size and flat and is_object_model(first)):
@@ -137,10 +135,6 @@ class SizeMatch:
 
     def zoom(self, scores: np.ndarray) -> float:
         """The zoom a slice of ``(K, Y, X)`` class scores asks for (:func:`zoom_for`)."""
-        from skimage.measure import label as connected_components
-
-        from napari_unetseg.core.instances import objects_of_classes
-
         classes = self.lut[scores.argmax(0)]
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         inside = (classes == self.interior) | (classes == self.boundary)
