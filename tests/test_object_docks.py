@@ -105,6 +105,18 @@ def test_objects_from_painting_to_scores_through_the_docks(make_napari_viewer, q
     csv = evaluate.export_csv(tmp_path / "objects.csv")
     assert csv is not None and csv.read_text().startswith("image,n_true")
 
+    # nuclei a third of the size the model learnt: predicted again zoomed, and the dock says so
+    from scipy import ndimage
+
+    big = touching_discs((288, 288), seed=7, n=110)
+    small = viewer.add_image(ndimage.zoom(nuclei_like(big, rng), 1 / 3, order=1), name="small nuclei")
+    predict._images.value = [small]
+    predict.predict()
+    wait_for(qtbot, predict)
+    assert [(task, event.slice_index) for task, event in predict.zoomed] == [(1, 0)]
+    assert "Match object size predicted again: slice 1 at" in predict._status.value, predict._status.value
+    assert predict.zoomed[0][1].zoom > 1.5
+
 
 def _object_model_file(path, spec, truth, image, **train):
     from napari_unetseg.core.checkpoint import save_model

@@ -49,6 +49,21 @@ def test_depth_range_takes_the_painted_objects_of_sparse_labels():
     assert depth_range([np.ones((1, 8, 8), np.uint32)], "sparse") == ()
 
 
+def test_the_trainer_records_the_sizes_from_the_classes_own_distance_transform():
+    """ObjectClasses takes the sizes from the pass that draws the classes: the same as
+    depth_range's own, for dense and painted labels."""
+    from napari_unetseg.core.instances import ObjectClasses, training_classes
+
+    plane = discs([4, 6, 8, 10, 12], shape=(60, 200)).astype(np.uint32)
+    painted = np.where(plane > 0, plane + 1, 0)
+    painted[:3, :] = 1
+    for labels, mode in ((np.stack([plane, plane[:, ::-1]]), "dense"), (painted[None], "sparse")):
+        classes = ObjectClasses(mode, "unet")
+        (found,) = classes([labels])
+        assert np.array_equal(found, training_classes(labels, mode))
+        assert classes.object_depths == depth_range([labels], mode)
+
+
 def test_the_learnt_range_widens_with_the_training_zoom():
     assert learnt_range((4.0, 6.0, 9.0), {}) == (4.0, 6.0, 9.0)
     assert learnt_range((4.0, 6.0, 9.0), {"advanced": {"zoom": 2.0}}) == (2.0, 6.0, 18.0)
@@ -99,12 +114,15 @@ def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
     assert proc.returncode == 0, proc.stderr
     model = tmp_path / "run" / "model.pt"
     assert load_model(model).object_depths == pytest.approx(depth_range([objects], "dense"))
-    scores = {}
+    scores, told = {}, {}
     for name, flags in (("matched", []), ("plain", ["--no-size-match"])):
         proc = cli("predict", "--model", model, "--out", tmp_path / name, tmp_path / "small.tif", *flags)
         assert proc.returncode == 0, proc.stderr
         scores[name] = object_scores(small_truth, tifffile.imread(tmp_path / name / "small.tif")).f1
+        told[name] = [line.strip() for line in proc.stderr.splitlines() if "predicted again" in line]
     assert scores["matched"] > 0.6 and scores["matched"] > scores["plain"] + 0.2, scores
+    assert told["plain"] == [] and len(told["matched"]) == 1, told  # the user is told, once
+    assert told["matched"][0].startswith("small.tif: slice 1/1: objects of about"), told
 
 
 def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
@@ -114,7 +132,7 @@ def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
 
     from napari_unetseg.core.checkpoint import LoadedModel
     from napari_unetseg.core.config import ModelSpec, PredictConfig
-    from napari_unetseg.core.events import run_generator
+    from napari_unetseg.core.events import PredictProgress, ZoomEvent, run_generator
     from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
     from napari_unetseg.core.prediction import iter_predict
 
@@ -123,15 +141,21 @@ def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
     loaded = LoadedModel(PixelClasses(), ModelSpec(), (0, 1, 2), "dense", {"objects": True},
                          class_names=CLASS_NAMES, object_depths=(8.0, 12.0, 16.0))  # fmt: skip
 
-    def passes(match_size: bool, volume: bool) -> int:
+    def passes(match_size: bool, volume: bool) -> tuple[int, list[ZoomEvent]]:
         found = np.zeros(truth.shape, np.uint32)
         sink = object_sink(loaded, found, len(truth), volume=volume)
         events = []
         config = PredictConfig(device="cpu", match_size=match_size)
         run_generator(iter_predict(loaded, image[:, None], config, labels_out=sink), events.append)
         assert found.max() > 0
-        return len(events)
+        zooms = [e for e in events if isinstance(e, ZoomEvent)]
+        return len([e for e in events if isinstance(e, PredictProgress)]), zooms
 
-    once = passes(False, False)
-    assert passes(True, False) == 2 * once  # every slice's nuclei are 3x too small: predicted again
-    assert passes(True, True) == once
+    once, none = passes(False, False)
+    assert none == []
+    twice, zooms = passes(True, False)
+    assert twice == 2 * once  # every slice's nuclei are 3x too small: predicted again
+    assert [z.slice_index for z in zooms] == [0, 1] and all(z.n_slices == 2 for z in zooms)
+    assert zooms[0].zoom == pytest.approx(12 / 2, rel=0.2) and zooms[0].size == pytest.approx(2, abs=0.5)
+    assert "slice 1/2: objects of about 2.0 px radius, the model learnt 8.0-16.0" in zooms[0].describe()
+    assert passes(True, True) == (once, [])

@@ -13,6 +13,7 @@ from napari_unetseg.core.events import (
     StartEvent,
     StepEvent,
     TryEvent,
+    ZoomEvent,
 )
 
 
@@ -61,7 +62,8 @@ def train_printer():
 
 def predict_printer():
     """An ``on_event`` callback: one progress bar of slices per input file (or one of
-    blocks for a block-wise run, with a line when it finishes an interrupted one)."""
+    blocks for a block-wise run, with a line when it finishes an interrupted one), and a
+    line for each slice an object model predicted again at another scale."""
     state = {"bar": None, "name": ""}
 
     def on_event(event) -> None:
@@ -75,6 +77,9 @@ def predict_printer():
             if state["bar"] is not None:
                 state["bar"].close()
             state["bar"], state["name"] = None, event.path.name
+        elif isinstance(event, ZoomEvent):  # a slice of an object model predicted again, zoomed
+            line = f"{state['name']}: {event.describe()}" if state["name"] else event.describe()
+            (state["bar"].write if state["bar"] is not None else print)(line, file=sys.stderr)
         elif isinstance(event, PredictProgress):
             if state["bar"] is None:
                 state["bar"] = _bar(event.n_slices, unit="slice")
@@ -91,6 +96,6 @@ def demo_printer():
     train, predict = train_printer(), predict_printer()
 
     def on_event(event) -> None:
-        (predict if isinstance(event, (FileEvent, PredictProgress)) else train)(event)
+        (predict if isinstance(event, (FileEvent, PredictProgress, ZoomEvent)) else train)(event)
 
     return on_event

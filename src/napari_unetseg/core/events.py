@@ -124,6 +124,30 @@ class PredictProgress:
 
 
 @dataclass(frozen=True)
+class ZoomEvent:
+    """A slice of a 2D object model was predicted again, zoomed, because its objects lay
+    outside the sizes the model learnt (``PredictConfig.match_size``,
+    :mod:`~napari_unetseg.core.object_scale`): its objects' median largest depth (about
+    their radius, pixels) ``size``, the learnt range ``low``-``high`` (middle
+    ``middle``), and the ``zoom`` it was predicted at."""
+
+    slice_index: int
+    n_slices: int
+    zoom: float
+    size: float
+    low: float
+    middle: float
+    high: float
+
+    def describe(self) -> str:
+        """One line for the CLI and the Predict dock."""
+        return (
+            f"slice {self.slice_index + 1}/{self.n_slices}: objects of about {self.size:.1f} px radius, "
+            f"the model learnt {self.low:.1f}-{self.high:.1f}: predicted again at {self.zoom:.2f}x"
+        )
+
+
+@dataclass(frozen=True)
 class BlockProgress:
     """Progress of a block-wise prediction (:mod:`~napari_unetseg.core.distributed`): tasks
     finished (blocks predicted; for object models also objects found per slice and blocks

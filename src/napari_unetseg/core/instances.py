@@ -44,17 +44,24 @@ def instance_classes(instances: np.ndarray, core: float | None = None) -> np.nda
     object's core: the pixels at least ``core`` (default :data:`CORE`) times the object's
     largest distance from its edge, where its edge touches the background or another
     object) and boundary (the rest of each object). Every object keeps a core, however small."""
+    return classes_and_depths(instances, core)[0]
+
+
+def classes_and_depths(instances: np.ndarray, core: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`instance_classes` of an instance image, and the largest depth of each of its
+    objects (:func:`depths_to_edges`: the sizes :mod:`~napari_unetseg.core.object_scale`
+    records), from one distance transform."""
     core = CORE if core is None else core
     instances = check_instances(instances, "instance image")
     inside = instances > 0
     classes = np.where(inside, INTERIOR, BACKGROUND).astype(np.uint8)
     if not inside.any():
-        return classes
+        return classes, np.zeros(0)
     depth, ids, largest = depths_to_edges(instances)
     top = np.zeros(int(ids[-1]) + 1)
     top[ids] = largest
     classes[inside & (depth < core * top[instances])] = BOUNDARY
-    return classes
+    return classes, largest
 
 
 def depths_to_edges(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +75,16 @@ def depths_to_edges(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) -> np.ndarray:
-    """The classes a network learns from object labels, plane by plane (or as one volume).
+    """The classes a network learns from object labels, plane by plane (or as one volume)
+    (:func:`training_classes_and_depths`)."""
+    return training_classes_and_depths(labels, label_mode, volume)[0]
+
+
+def training_classes_and_depths(
+    labels: np.ndarray, label_mode: str, volume: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classes a network learns from object labels, plane by plane (or as one volume),
+    and the largest depth of each object learnt (of every plane's objects, or the volume's).
 
     ``dense``: every object its own id, 0 = background -> :data:`BACKGROUND`,
     :data:`INTERIOR`, :data:`BOUNDARY` (0, 1, 2) everywhere. ``sparse`` (painted in
@@ -85,18 +101,25 @@ def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) 
             why = looks_like_classes(plane)
             if why:
                 raise UserInputError(f"{why}: objects are learnt from object ids", PAINT_OBJECTS_DENSE)
-        return np.stack([instance_classes(plane) for plane in planes]).reshape(labels.shape)
-    check_painted_objects(labels)
-    out = []
-    for plane in planes:
-        objects = np.where(plane >= 2, plane, 0)
-        inside = objects > 0
-        # a whole object ends where it is painted: the unpainted pixels just outside it are not it
-        outside = ndimage.binary_dilation(inside, iterations=OUTSIDE) & (plane == 0)
-        classes = np.where((plane == 1) | outside, 1, 0).astype(np.uint8)
-        classes[inside] = instance_classes(objects)[inside] + 1
-        out.append(classes)
-    return np.stack(out).reshape(labels.shape)
+        done = [classes_and_depths(plane) for plane in planes]
+    else:
+        check_painted_objects(labels)
+        done = [_painted_classes(plane) for plane in planes]
+    classes = np.stack([c for c, _ in done]).reshape(labels.shape)
+    return classes, np.concatenate([d for _, d in done])
+
+
+def _painted_classes(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classes of one plane (or volume) of painted objects (:func:`training_classes`),
+    and the largest depth of each painted object."""
+    objects = np.where(plane >= 2, plane, 0)
+    inside = objects > 0
+    # a whole object ends where it is painted: the unpainted pixels just outside it are not it
+    outside = ndimage.binary_dilation(inside, iterations=OUTSIDE) & (plane == 0)
+    classes = np.where((plane == 1) | outside, 1, 0).astype(np.uint8)
+    object_classes, depths = classes_and_depths(objects)
+    classes[inside] = object_classes[inside] + 1
+    return classes, depths
 
 
 def median_object_size(label_stacks: Sequence[np.ndarray], label_mode: str, volume: bool = False) -> float:
@@ -137,12 +160,13 @@ class ObjectClasses:
         self.object_depths: tuple[float, ...] = ()
 
     def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
-        from napari_unetseg.core.object_scale import depth_range
+        from napari_unetseg.core.object_scale import depth_percentiles
 
-        classes = [training_classes(stack, self.label_mode, self.volume) for stack in label_stacks]
+        done = [training_classes_and_depths(stack, self.label_mode, self.volume) for stack in label_stacks]
         self.object_size = median_object_size(label_stacks, self.label_mode, self.volume)
-        self.object_depths = () if self.volume else depth_range(label_stacks, self.label_mode)
-        return classes
+        depths = np.concatenate([d for _, d in done]) if done else np.zeros(0)
+        self.object_depths = () if self.volume else depth_percentiles(depths)
+        return [classes for classes, _ in done]
 
     def first(self, label_stacks: Sequence[np.ndarray], warning: str | None):
         """The classes of the run's first labels, their names, and the warning to show

@@ -30,6 +30,7 @@ from scipy import ndimage
 from skimage.measure import label as connected_components
 
 from napari_unetseg.core.config import AdvancedOptions
+from napari_unetseg.core.events import ZoomEvent
 from napari_unetseg.core.instances import depths_to_edges, is_object_model, object_recipe, objects_of_classes
 
 PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
@@ -57,7 +58,11 @@ def depth_range(label_stacks, label_mode: str) -> tuple[float, ...]:
         stack = np.asarray(stack)
         for plane in stack.reshape(-1, *stack.shape[-2:]):
             depths.append(largest_depths(np.where(plane >= first, plane, 0))[1])
-    depths = np.concatenate(depths) if depths else np.zeros(0)
+    return depth_percentiles(np.concatenate(depths) if depths else np.zeros(0))
+
+
+def depth_percentiles(depths: np.ndarray) -> tuple[float, ...]:
+    """:data:`PERCENTILES` of objects' largest depths; ``()`` when there is none."""
     return tuple(float(p) for p in np.percentile(depths, PERCENTILES)) if len(depths) else ()
 
 
@@ -74,21 +79,27 @@ def learnt_range(object_depths, train_config: dict) -> tuple[float, float, float
     return low / zoom, middle, high * zoom
 
 
+def slice_size(objects: np.ndarray, foreground: np.ndarray) -> float | None:
+    """The size of a slice's objects: the median largest depth of its seeded ``objects``,
+    or, with fewer than :data:`MIN_OBJECTS` of them, of its ``foreground`` pieces
+    (labelled); ``None`` when there is nothing to measure."""
+    pieces = objects if objects.max() >= MIN_OBJECTS else foreground
+    depths = largest_depths(pieces)[1]
+    size = float(np.median(depths)) if len(depths) else 0.0
+    return size if size > 0 else None
+
+
 def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[int, ...]) -> float:
     """How much to zoom a slice whose predicted ``objects`` (and ``foreground`` pieces,
     labelled, when there are few objects) lie outside the ``learnt`` range
     (:func:`learnt_range`); 1.0 inside it, without objects or without a range. The zoom is
     limited to :data:`MAX_ZOOM` either way, to :data:`MAX_PIXELS` and to sides of at least
     :data:`MIN_SIDE` for a slice of ``shape``."""
-    if learnt is None:
+    size = slice_size(objects, foreground)
+    if learnt is None or size is None:
         return 1.0
-    pieces = objects if objects.max() >= MIN_OBJECTS else foreground
-    depths = largest_depths(pieces)[1]
-    if not len(depths):
-        return 1.0
-    size = float(np.median(depths))
     low, middle, high = learnt
-    if low <= size <= high or size <= 0:
+    if low <= size <= high:
         return 1.0
     zoom = middle / size
     if zoom < 1:
@@ -133,20 +144,23 @@ class SizeMatch:
         match = cls(first)
         return match if match.learnt is not None else None
 
-    def zoom(self, scores: np.ndarray) -> float:
-        """The zoom a slice of ``(K, Y, X)`` class scores asks for (:func:`zoom_for`)."""
+    def zoom(self, scores: np.ndarray) -> tuple[float, float | None]:
+        """The zoom a slice of ``(K, Y, X)`` class scores asks for (:func:`zoom_for`), and
+        the size of its objects (:func:`slice_size`)."""
         classes = self.lut[scores.argmax(0)]
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         inside = (classes == self.interior) | (classes == self.boundary)
         foreground = connected_components(inside, connectivity=1)
-        return zoom_for(objects, foreground, self.learnt, classes.shape)
+        return zoom_for(objects, foreground, self.learnt, classes.shape), slice_size(objects, foreground)
 
     def iter(self, predictor, sources, scores: np.ndarray, progress):
-        """Yield the progress of a second prediction, if one is needed; return the
-        slice's ``(K, Y, X)`` scores: ``scores``, or the zoomed slice's zoomed back.
-        ``sources(zoom)`` gives the members' image sources of the slice zoomed."""
-        zoom = self.zoom(scores)
+        """Yield a :class:`~napari_unetseg.core.events.ZoomEvent` and the progress of a
+        second prediction, if one is needed; return the slice's ``(K, Y, X)`` scores:
+        ``scores``, or the zoomed slice's zoomed back. ``sources(zoom)`` gives the members'
+        image sources of the slice zoomed; ``progress``: the slice's number and count."""
+        zoom, size = self.zoom(scores)
         if zoom == 1.0:
             return scores
+        yield ZoomEvent(progress[0], progress[1], zoom, size, *self.learnt)
         again = yield from predictor.iter(sources(zoom), progress=progress)
         return zoomed_back(again, scores.shape[1:])

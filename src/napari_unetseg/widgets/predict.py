@@ -21,7 +21,7 @@ from magicgui.widgets import (
 
 from napari_unetseg.core.config import PredictConfig, defaults
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import PredictProgress
+from napari_unetseg.core.events import PredictProgress, ZoomEvent
 from napari_unetseg.core.instances import is_object_model, object_sink
 from napari_unetseg.core.prediction import PredictionResult, is_volume_model
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
@@ -115,6 +115,7 @@ class PredictWidget(LayerDock):
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
+        self.zoomed: list[tuple[int, ZoomEvent]] = []  # (image number, event) of slices predicted again
         self._session = session_for(napari_viewer)
         self._session.model_changed.connect(self._show_model_info)
         self._source.changed.connect(self._show_model_info)
@@ -224,6 +225,7 @@ class PredictWidget(LayerDock):
         if job is None:
             return None
         self._set_running(True)
+        self.zoomed = []
         self._status.value = "Predicting..."
         self.worker = start_worker(job, self._on_progress, self._on_done, self._on_aborted)
         return self.worker
@@ -294,7 +296,10 @@ class PredictWidget(LayerDock):
         self._run.enabled = not running
         self._cancel.enabled = running
 
-    def _on_progress(self, event: PredictProgress) -> None:
+    def _on_progress(self, event: PredictProgress | ZoomEvent) -> None:
+        if isinstance(event, ZoomEvent):
+            self.zoomed.append((self._task[0], event))
+            return
         self._progress.max = event.total * event.n_slices
         self._progress.value = event.slice_index * event.total + event.done
         task, tasks = self._task
@@ -322,7 +327,19 @@ class PredictWidget(LayerDock):
             for group, slices, result, features, volume in results
         ]
         self.last_output = outputs[-1]
-        self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs)
+        self._status.value = "Done: " + ", ".join(f"'{layer.name}'" for layer in outputs) + self._zoom_note()
+
+    def _zoom_note(self) -> str:
+        """What the status line says of the slices predicted again at the model's object size."""
+        if not self.zoomed:
+            return ""
+        _, tasks = self._task
+        where = [
+            (f"image {task} " if tasks > 1 else "") + f"slice {event.slice_index + 1} at {event.zoom:.2f}x"
+            for task, event in self.zoomed
+        ]
+        listed = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        return f". Match object size predicted again: {listed} (objects far from the model's size)"
 
     # -- human in the loop -----------------------------------------------------------------------
 
