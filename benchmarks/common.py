@@ -28,6 +28,25 @@ def hardware() -> str:
     )
 
 
+def object_set(name: str, script: str, train_images: int) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """A set with instance labels (``DATA/name``): its images, its objects, the first
+    ``train_images`` of its training split and its test split (meta.json); ``script``
+    names the caller in the message when the set is not there."""
+    import tifffile
+
+    folder = DATA / name
+    if not folder.exists():
+        raise SystemExit(f"{script}: {folder} not found (set UNETSEG_DATA)")
+    meta = json.loads((folder / "meta.json").read_text())
+
+    def split(key: str) -> list[int]:
+        value = meta[key]
+        return value if isinstance(value, list) else json.loads(value)
+
+    images, objects = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
+    return images, objects, split("train_idx")[:train_images], split("test_idx")
+
+
 RESULTS = Path(__file__).parent / "results"  # results, model files, arrays (ignored by git)
 
 

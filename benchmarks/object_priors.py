@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
-from objects_mode import painted_objects, predict_objects, split  # noqa: E402
+from common import hardware, object_set, save_results  # noqa: E402
+from objects_mode import painted_objects, predict_objects  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig  # noqa: E402
@@ -64,10 +62,7 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="also no correction and the full one")
     parser.add_argument("--name", default="")
     args = parser.parse_args()
-    folder = DATA / args.set
-    meta = json.loads((folder / "meta.json").read_text())
-    images, objects = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
-    train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
+    images, objects, train, test = object_set(args.set, "object_priors", args.train_images)
     rng = np.random.default_rng(0)  # the painted labels of objects_mode.py
     painted = np.stack([painted_objects(o, args.painted, rng) for o in objects[train]])
     table = {}

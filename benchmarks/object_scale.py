@@ -21,16 +21,14 @@ under 15 px; the product keeps the floor as it is.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, hardware, save_results  # noqa: E402
-from objects_mode import painted_objects, split  # noqa: E402
+from common import hardware, object_set, save_results  # noqa: E402
+from objects_mode import painted_objects  # noqa: E402
 
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import PredictConfig  # noqa: E402
@@ -79,12 +77,7 @@ def main() -> None:
     parser.add_argument("--name", default="")
     parser.add_argument("--scaled-floor", action="store_true", help="also: the floor scaled by the zoom")
     args = parser.parse_args()
-    folder = DATA / args.set
-    if not folder.exists():
-        sys.exit(f"object_scale: {folder} not found (set UNETSEG_DATA)")
-    meta = json.loads((folder / "meta.json").read_text())
-    images, objects = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
-    train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
+    images, objects, train, test = object_set(args.set, "object_scale", args.train_images)
     truth = objects[test]
     rows = {}
     for text in args.models:

@@ -34,12 +34,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from scipy import ndimage
 from skimage.measure import label as connected_components
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DATA, RESULTS, hardware, save_results  # noqa: E402
+from common import RESULTS, hardware, object_set, save_results  # noqa: E402
 
 from napari_unetseg.core import contacts, instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
@@ -51,11 +50,6 @@ from napari_unetseg.core.normalization import Normalization  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 from napari_unetseg.core.sample import _stroke  # noqa: E402
-
-
-def split(meta: dict, key: str) -> list[int]:
-    value = meta[key]
-    return value if isinstance(value, list) else json.loads(value)
 
 
 def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
@@ -147,18 +141,16 @@ def main() -> None:
                         help="also score the object models with flip TTA (extra rows)")  # fmt: skip
     parser.add_argument("--zoom", type=float, default=1.0,
                         help="train and predict on images zoomed so; objects zoomed back")  # fmt: skip
+    parser.add_argument("--base-channels", type=int, default=ModelSpec.base_channels,
+                        help="the U-Net's width (stop 46: 32)")  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
     instances.CORE = args.core  # what every object label becomes while training
     contacts.CONTACT_WEIGHT = args.contact_weight  # ... and how much its contacts weigh
-    spec = ModelSpec(normalization=Normalization.from_dict(args.normalization))
-    folder = DATA / args.set
-    if not folder.exists():
-        sys.exit(f"objects_mode: {folder} not found (set UNETSEG_DATA)")
-    meta = json.loads((folder / "meta.json").read_text())
-    images, objects = tifffile.imread(folder / "images.tif"), tifffile.imread(folder / "labels.tif")
-    train, test = split(meta, "train_idx")[: args.train_images], split(meta, "test_idx")
+    normalization = Normalization.from_dict(args.normalization)
+    spec = ModelSpec(normalization=normalization, base_channels=args.base_channels)
+    images, objects, train, test = object_set(args.set, "objects_mode", args.train_images)
     truth = objects[test]
     if args.zoom != 1.0:  # the network sees zoomed images and labels; scores at the original size
         images = ndimage.zoom(images.astype(np.float32), (1, args.zoom, args.zoom), order=1)

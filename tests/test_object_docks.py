@@ -113,9 +113,18 @@ def test_objects_from_painting_to_scores_through_the_docks(make_napari_viewer, q
     predict._images.value = [small]
     predict.predict()
     wait_for(qtbot, predict)
-    assert [(task, event.slice_index) for task, event in predict.zoomed] == [(1, 0)]
+    assert [(task, index) for task, index, _ in predict.zoomed] == [(1, 0)] and predict.zoomed[0][2] > 1.5
     assert "Match object size predicted again: slice 1 at" in predict._status.value, predict._status.value
-    assert predict.zoomed[0][1].zoom > 1.5
+    # the slice in view of a stack: named by its place in the stack
+    viewer.layers.remove(small)
+    stack = viewer.add_image(np.stack([image.data[0], small.data[:96, :96], image.data[1]]), name="mixed")
+    predict._images.value = [stack]
+    viewer.dims.set_current_step(0, 1)
+    predict._scope.value = "slice"
+    predict.predict()
+    wait_for(qtbot, predict)
+    assert [(task, index) for task, index, _ in predict.zoomed] == [(1, 1)], predict._status.value
+    assert "predicted again: slice 2 at" in predict._status.value, predict._status.value
 
 
 def _object_model_file(path, spec, truth, image, **train):

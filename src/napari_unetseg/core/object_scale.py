@@ -95,7 +95,11 @@ def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[i
     (:func:`learnt_range`); 1.0 inside it, without objects or without a range. The zoom is
     limited to :data:`MAX_ZOOM` either way, to :data:`MAX_PIXELS` and to sides of at least
     :data:`MIN_SIDE` for a slice of ``shape``."""
-    size = slice_size(objects, foreground)
+    return zoom_to(slice_size(objects, foreground), learnt, shape)
+
+
+def zoom_to(size: float | None, learnt, shape: tuple[int, ...]) -> float:
+    """:func:`zoom_for` a slice of ``shape`` whose objects' size (:func:`slice_size`) is ``size``."""
     if learnt is None or size is None:
         return 1.0
     low, middle, high = learnt
@@ -150,8 +154,8 @@ class SizeMatch:
         classes = self.lut[scores.argmax(0)]
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         inside = (classes == self.interior) | (classes == self.boundary)
-        foreground = connected_components(inside, connectivity=1)
-        return zoom_for(objects, foreground, self.learnt, classes.shape), slice_size(objects, foreground)
+        size = slice_size(objects, connected_components(inside, connectivity=1))
+        return zoom_to(size, self.learnt, classes.shape), size
 
     def iter(self, predictor, sources, scores: np.ndarray, progress):
         """Yield a :class:`~napari_unetseg.core.events.ZoomEvent` and the progress of a

@@ -115,7 +115,9 @@ class PredictWidget(LayerDock):
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
-        self.zoomed: list[tuple[int, ZoomEvent]] = []  # (image number, event) of slices predicted again
+        self._slices: list[int] | None = None  # the slices it predicts (None: all)
+        # the slices predicted again at the model's object size: (image number, slice, zoom)
+        self.zoomed: list[tuple[int, int, float]] = []
         self._session = session_for(napari_viewer)
         self._session.model_changed.connect(self._show_model_info)
         self._source.changed.connect(self._show_model_info)
@@ -255,7 +257,7 @@ class PredictWidget(LayerDock):
         def job():
             results = []
             for number, (group, stack, slices) in enumerate(tasks):
-                self._task = (number + 1, len(tasks))
+                self._task, self._slices = (number + 1, len(tasks)), slices
                 # probabilities go straight into the array the layer will show: one copy
                 out = ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
                 rows = stack.shape[0] if slices is None else len(slices)
@@ -298,7 +300,8 @@ class PredictWidget(LayerDock):
 
     def _on_progress(self, event: PredictProgress | ZoomEvent) -> None:
         if isinstance(event, ZoomEvent):
-            self.zoomed.append((self._task[0], event))
+            index = event.slice_index if self._slices is None else self._slices[event.slice_index]
+            self.zoomed.append((self._task[0], index, event.zoom))
             return
         self._progress.max = event.total * event.n_slices
         self._progress.value = event.slice_index * event.total + event.done
@@ -335,8 +338,8 @@ class PredictWidget(LayerDock):
             return ""
         _, tasks = self._task
         where = [
-            (f"image {task} " if tasks > 1 else "") + f"slice {event.slice_index + 1} at {event.zoom:.2f}x"
-            for task, event in self.zoomed
+            (f"image {task} " if tasks > 1 else "") + f"slice {index + 1} at {zoom:.2f}x"
+            for task, index, zoom in self.zoomed
         ]
         listed = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
         return f". Match object size predicted again: {listed} (objects far from the model's size)"
