@@ -159,3 +159,39 @@ def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
     assert zooms[0].zoom == pytest.approx(12 / 2, rel=0.2) and zooms[0].size == pytest.approx(2, abs=0.5)
     assert "slice 1/2: objects of about 2.0 px radius, the model learnt 8.0-16.0" in zooms[0].describe()
     assert passes(True, True) == (once, [])
+
+
+def test_a_slice_not_zoomed_gets_its_objects_from_one_watershed(monkeypatch):
+    """The size match reads a slice's size from its objects: when the slice is not zoomed,
+    those objects go to the sink as they are (the same as the sink's own), and the seeded
+    watershed runs once per slice, not twice."""
+    from test_object_mode import PixelClasses
+
+    from napari_unetseg.core import instances
+    from napari_unetseg.core.checkpoint import LoadedModel
+    from napari_unetseg.core.config import ModelSpec, PredictConfig
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.prediction import predict_stack
+
+    truth = np.stack([discs([3, 5, 4, 6, 3, 5], shape=(64, 96)), discs([4] * 7, shape=(64, 96))])
+    image = np.choose(np.stack([instance_classes(p) for p in truth]), [0.0, 1.0, 0.5]).astype(np.float32)
+    loaded = LoadedModel(PixelClasses(), ModelSpec(), (0, 1, 2), "dense", {"objects": True},
+                         class_names=CLASS_NAMES, object_depths=(2.0, 3.0, 5.0))  # fmt: skip
+    calls = []
+    watershed = instances.instances_from_classes
+    monkeypatch.setattr(
+        instances, "instances_from_classes", lambda *a, **k: calls.append(1) or watershed(*a, **k)
+    )
+
+    def objects(match_size: bool) -> np.ndarray:
+        found = np.zeros(truth.shape, np.uint32)
+        config = PredictConfig(device="cpu", match_size=match_size)
+        predict_stack(loaded, image[:, None], config, labels_out=object_sink(loaded, found, len(truth)))
+        return found
+
+    plain = objects(False)
+    assert len(calls) == 2
+    calls.clear()
+    matched = objects(True)
+    assert len(calls) == 2  # once per slice: the size match's objects are the sink's
+    assert np.array_equal(matched, plain) and len(np.unique(matched[1])) == 8  # 7 discs, numbered on

@@ -331,8 +331,22 @@ class ObjectSlices:
             for i, plane in enumerate(objects):
                 self.target[i] = plane
 
+    def put_objects(self, index: int, objects: np.ndarray) -> None:
+        """Slice ``index``'s objects, made already from its classes with this sink's recipe
+        (:meth:`recipe`; what the size match of a 2D slice does): numbered on as
+        ``self[index] = classes`` would, without a second watershed."""
+        if self.volume:
+            raise ValueError("the objects of a volume are made once all its slices have come")
+        self.target[index] = self._renumber(np.asarray(objects, np.uint32))
+
+    def recipe(self) -> tuple[int, int, int]:
+        """The interior and boundary values and the smallest object of this sink."""
+        return self.interior, self.boundary, self.min_size
+
     def _number(self, classes: np.ndarray) -> np.ndarray:
-        objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
+        return self._renumber(objects_of_classes(classes, self.interior, self.boundary, self.min_size))
+
+    def _renumber(self, objects: np.ndarray) -> np.ndarray:
         found = int(objects.max())
         if self.count + found > MAX_ID:
             raise UserInputError(f"more than {MAX_ID} objects: predict fewer slices at a time")

@@ -31,7 +31,13 @@ from skimage.measure import label as connected_components
 
 from napari_unetseg.core.config import AdvancedOptions
 from napari_unetseg.core.events import ZoomEvent
-from napari_unetseg.core.instances import depths_to_edges, is_object_model, object_recipe, objects_of_classes
+from napari_unetseg.core.instances import (
+    ObjectSlices,
+    depths_to_edges,
+    is_object_model,
+    object_recipe,
+    objects_of_classes,
+)
 
 PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
 MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
@@ -133,6 +139,7 @@ class SizeMatch:
         self.learnt = learnt_range(loaded.object_depths, loaded.train_config)
         self.interior, self.boundary, self.min_size = object_recipe(loaded)
         self.lut = np.asarray(loaded.class_values)
+        self.objects: np.ndarray | None = None  # the last slice's objects, when it was not zoomed
 
     @classmethod
     def of(cls, models, config, labels_out=None) -> SizeMatch | None:
@@ -155,7 +162,21 @@ class SizeMatch:
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         inside = (classes == self.interior) | (classes == self.boundary)
         size = slice_size(objects, connected_components(inside, connectivity=1))
-        return zoom_to(size, self.learnt, classes.shape), size
+        zoom = zoom_to(size, self.learnt, classes.shape)
+        self.objects = objects if zoom == 1.0 else None
+        return zoom, size
+
+    def hand_over(self, labels, index: int) -> bool:
+        """Give the objects of the slice just matched, if it was not zoomed, to ``labels``
+        when it is a sink that makes them with the same recipe (an
+        :class:`~napari_unetseg.core.instances.ObjectSlices` of single slices), so that the
+        seeded watershed runs once per slice; whether it did."""
+        objects, self.objects = self.objects, None
+        same = isinstance(labels, ObjectSlices) and not labels.volume
+        if objects is None or not same or labels.recipe() != (self.interior, self.boundary, self.min_size):
+            return False
+        labels.put_objects(index, objects)
+        return True
 
     def iter(self, predictor, sources, scores: np.ndarray, progress):
         """Yield a :class:`~napari_unetseg.core.events.ZoomEvent` and the progress of a

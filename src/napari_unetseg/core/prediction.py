@@ -183,7 +183,8 @@ def iter_predict(
         combined = combined if combined.ndim == 4 else combined[:, None]  # one slice: (K, 1, Y, X)
         for index, source in targets:
             slab = combined[:, source - first]
-            labels[index] = lut[slab.argmax(0)]
+            if size_match is None or not size_match.hand_over(labels, index):  # objects made once
+                labels[index] = lut[slab.argmax(0)]
             if probs is not None:
                 probs[index] = slab
     return PredictionResult(labels=labels, probabilities=probs)
