@@ -14,6 +14,7 @@ def test_each_object_gets_its_area_centroid_and_intensities():
     rng = np.random.default_rng(0)
     objects = np.stack([touching_discs(seed=s) for s in range(2)])
     objects[1][objects[1] > 0] += 100  # ids unique over the stack
+    objects[0, :3, :5] = 77  # an object cut by the image's edge
     image = rng.uniform(0, 1000, (2, 2, *objects.shape[1:])).astype(np.float32)  # N, C, Y, X
     table = measure_objects(objects, image)
     ids = [np.unique(p[p > 0]) for p in objects]
@@ -30,6 +31,9 @@ def test_each_object_gets_its_area_centroid_and_intensities():
             assert np.isclose(table[f"intensity_mean-{c}"][row], image[plane, c][inside].mean(), rtol=1e-5)
             assert table[f"intensity_max-{c}"][row] == image[plane, c][inside].max()
         assert 0 <= table["eccentricity"][row] < 1
+        edge = inside[0].any() or inside[-1].any() or inside[:, 0].any() or inside[:, -1].any()
+        assert table["touches_edge"][row] == edge
+    assert table["touches_edge"].any() and not table["touches_edge"].all()
 
 
 def test_3d_objects_are_measured_as_volumes():
@@ -40,6 +44,9 @@ def test_3d_objects_are_measured_as_volumes():
     assert "plane" not in table and "eccentricity" not in table
     assert table["label"].tolist() == [4, 9] and table["area"].tolist() == [600, 800]
     assert table["axis_major_length"][1] >= table["axis_minor_length"][1] > 0
+    assert table["touches_edge"].tolist() == [False, False]
+    objects[9, 20, 12] = 9  # object 9 reaches the last slice: a face of the volume
+    assert measure_objects(objects, volume=True)["touches_edge"].tolist() == [False, True]
     rows = table_rows(table)
     assert rows[0][0] == "label" and len(rows) == 3
 

@@ -4,8 +4,11 @@ Columns: ``label`` (the object id), ``area`` (pixels; voxels for 3D objects),
 ``centroid-*`` and ``bbox-*`` (pixel coordinates, axes in array order), ``eccentricity``
 (2D) or ``axis_major_length`` / ``axis_minor_length`` (3D), and with an image
 ``intensity_mean`` / ``intensity_max`` (one column per channel, ``-0``, ``-1``, ...,
-when it has several). A stack of 2D planes is measured plane by plane, with a ``plane``
-column; a 3D volume (a Z stack of 3D objects) as one image.
+when it has several), and ``touches_edge``: whether the object reaches the edge of its
+plane (or a face of its volume), so that part of it may lie outside the image (drop
+such rows before comparing shapes or sizes, as CellProfiler does by default). A stack of
+2D planes is measured plane by plane, with a ``plane`` column; a 3D volume (a Z stack of
+3D objects) as one image.
 """
 
 from __future__ import annotations
@@ -68,8 +71,12 @@ def _table(objects: np.ndarray, image: np.ndarray | None, dims: int) -> dict[str
     properties = SHAPE_3D if dims == 3 else SHAPE_2D
     if image is not None:
         properties = (*properties, *INTENSITY)
-    table = regionprops_table(objects, intensity_image=image, properties=properties)
-    return {key: np.asarray(value) for key, value in table.items()}
+    table = {key: np.asarray(value) for key, value in regionprops_table(
+        objects, intensity_image=image, properties=properties).items()}  # fmt: skip
+    low = np.stack([table[f"bbox-{d}"] == 0 for d in range(dims)])
+    high = np.stack([table[f"bbox-{dims + d}"] == objects.shape[d] for d in range(dims)])
+    table["touches_edge"] = (low | high).any(axis=0)
+    return table
 
 
 def table_rows(columns: dict[str, np.ndarray]) -> list[list]:
