@@ -14,6 +14,9 @@ Evaluate dock's error view). Kinds:
   or badly outlined (IoU under 0.5);
 * a missed nucleus (matched to no object): inside a merged object; nothing predicted over
   it; else badly outlined or split. And how many of the missed are under 40 pixels.
+
+And how well the matched nuclei are outlined: the median IoU of the matched pairs, for
+the nuclei that touch no other nucleus and for those that touch one (4-connected).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ KINDS = (
     "missed: badly outlined or split",
     f"missed: of them under {SMALL} px",
 )
+IOUS = ("matched IoU, nuclei touching none (median)", "matched IoU, nuclei touching another (median)")
 
 
 def kinds_of(truth: np.ndarray, pred: np.ndarray) -> Counter:
@@ -73,6 +77,19 @@ def kinds_of(truth: np.ndarray, pred: np.ndarray) -> Counter:
     return counts
 
 
+def matched_ious(truth: np.ndarray, pred: np.ndarray) -> tuple[list[float], list[float]]:
+    """The IoUs of the matched pairs of one image: of the nuclei that touch no other, and
+    of those that touch one."""
+    truth, pred = relabel_sequential(truth)[0], relabel_sequential(pred)[0]
+    touching = np.zeros(int(truth.max()) + 1, bool)
+    for a, b in ((truth[1:], truth[:-1]), (truth[:, 1:], truth[:, :-1])):
+        meet = (a > 0) & (b > 0) & (a != b)
+        touching[a[meet]] = touching[b[meet]] = True
+    pairs, iou = match(overlaps(truth, pred), 0.5)
+    alone = ~touching[pairs[:, 0] + 1]
+    return iou[alone].tolist(), iou[~alone].tolist()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -94,11 +111,17 @@ def main() -> None:
     for name, found in rows.items():
         counts = sum((kinds_of(t, p) for t, p in zip(truth, found)), Counter())
         total = evaluate_objects(found, truth).total()
+        alone, touching = (
+            [iou for image in ious for iou in image] for ious in zip(*map(matched_ious, truth, found))
+        )
         table[name] = {
             "f1": total["f1"],
+            "ap": total["ap"],
             "fp": total["fp"],
             "fn": total["fn"],
             **{k: counts[k] for k in KINDS},
+            IOUS[0]: float(np.median(alone)),
+            IOUS[1]: float(np.median(touching)),
         }
     path = save_results(
         {"hardware": hardware(), "set": args.set, "rows": table}, f"object_errors_{args.set}{args.name}"
@@ -106,8 +129,8 @@ def main() -> None:
     print(f"{args.set}: {len(test)} test images, {int(sum(len(np.unique(t)) - 1 for t in truth))} nuclei")
     print("| | " + " | ".join(table) + " |")
     print("|---" * (len(table) + 1) + "|")
-    for key in ("f1", "fp", *KINDS[:4], "fn", *KINDS[4:]):
-        cells = [f"{row[key]:.3f}" if key == "f1" else str(row[key]) for row in table.values()]
+    for key in ("f1", "ap", "fp", *KINDS[:4], "fn", *KINDS[4:], *IOUS):
+        cells = [str(row[key]) if isinstance(row[key], int) else f"{row[key]:.3f}" for row in table.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
     print(f"results in {path}")
 
