@@ -71,8 +71,8 @@ def _table(objects: np.ndarray, image: np.ndarray | None, dims: int) -> dict[str
     properties = SHAPE_3D if dims == 3 else SHAPE_2D
     if image is not None:
         properties = (*properties, *INTENSITY)
-    table = {key: np.asarray(value) for key, value in regionprops_table(
-        objects, intensity_image=image, properties=properties).items()}  # fmt: skip
+    table = regionprops_table(objects, intensity_image=image, properties=properties)
+    table = {key: np.asarray(value) for key, value in table.items()}
     low = np.stack([table[f"bbox-{d}"] == 0 for d in range(dims)])
     high = np.stack([table[f"bbox-{dims + d}"] == objects.shape[d] for d in range(dims)])
     table["touches_edge"] = (low | high).any(axis=0)
