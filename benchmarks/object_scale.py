@@ -33,14 +33,9 @@ from objects_mode import painted_objects  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import PredictConfig  # noqa: E402
 from napari_unetseg.core.events import ZoomEvent, run_generator  # noqa: E402
-from napari_unetseg.core.instances import (  # noqa: E402
-    MIN_SIZE,
-    median_object_size,
-    object_recipe,
-    object_sink,
-    objects_of_classes,
-)
+from napari_unetseg.core.instances import MIN_SIZE, median_object_size, objects_of_classes  # noqa: E402
 from napari_unetseg.core.object_scale import depth_range  # noqa: E402
+from napari_unetseg.core.object_sink import object_recipe, object_sink  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 

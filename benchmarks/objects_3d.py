@@ -47,8 +47,9 @@ from common import DATA, RESULTS, hardware, save_results  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import median_object_size, min_object_size, object_sink  # noqa: E402
+from napari_unetseg.core.instances import median_object_size, min_object_size  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
+from napari_unetseg.core.object_sink import object_sink  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects, match, overlaps  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 

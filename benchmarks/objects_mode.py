@@ -44,9 +44,9 @@ from napari_unetseg.core import contacts, instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
 from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
 from napari_unetseg.core.events import run_generator  # noqa: E402
-from napari_unetseg.core.instances import object_sink  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
 from napari_unetseg.core.normalization import Normalization  # noqa: E402
+from napari_unetseg.core.object_sink import object_sink  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 from napari_unetseg.core.sample import _stroke  # noqa: E402

@@ -13,7 +13,6 @@ from napari_unetseg.core.instances import (
     BACKGROUND,
     BOUNDARY,
     INTERIOR,
-    ObjectSlices,
     dense_objects_warning,
     instance_classes,
     instances_from_classes,
@@ -22,6 +21,7 @@ from napari_unetseg.core.instances import (
     objects_of_classes,
     training_classes,
 )
+from napari_unetseg.core.object_sink import ObjectSlices
 from napari_unetseg.core.objects import object_scores
 
 

@@ -85,7 +85,8 @@ class PixelClasses(torch.nn.Module):
 def test_objects_across_tile_seams_are_neither_cut_nor_doubled():
     from napari_unetseg.core.checkpoint import LoadedModel
     from napari_unetseg.core.config import ModelSpec, PredictConfig
-    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes
+    from napari_unetseg.core.object_sink import object_sink
     from napari_unetseg.core.prediction import predict_stack
 
     truth = np.stack([touching_discs((160, 160), seed=s, n=40) for s in range(2)])
@@ -125,8 +126,8 @@ def touching_balls(shape=(24, 48, 48), seed=0, n=6) -> np.ndarray:
 def test_a_3d_model_learns_3d_objects(tmp_path):
     from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig
     from napari_unetseg.core.events import run_generator
-    from napari_unetseg.core.instances import object_sink
     from napari_unetseg.core.jobs import start_training
+    from napari_unetseg.core.object_sink import object_sink
     from napari_unetseg.core.prediction import predict_stack
 
     rng = np.random.default_rng(0)

@@ -133,7 +133,8 @@ def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():
     from napari_unetseg.core.checkpoint import LoadedModel
     from napari_unetseg.core.config import ModelSpec, PredictConfig
     from napari_unetseg.core.events import PredictProgress, ZoomEvent, run_generator
-    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes
+    from napari_unetseg.core.object_sink import object_sink
     from napari_unetseg.core.prediction import iter_predict
 
     truth = np.stack([discs([3] * 8, shape=(64, 96))] * 2)
@@ -170,7 +171,8 @@ def test_a_slice_not_zoomed_gets_its_objects_from_one_watershed(monkeypatch):
     from napari_unetseg.core import instances
     from napari_unetseg.core.checkpoint import LoadedModel
     from napari_unetseg.core.config import ModelSpec, PredictConfig
-    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes, object_sink
+    from napari_unetseg.core.instances import CLASS_NAMES, instance_classes
+    from napari_unetseg.core.object_sink import object_sink
     from napari_unetseg.core.prediction import predict_stack
 
     truth = np.stack([discs([3, 5, 4, 6, 3, 5], shape=(64, 96)), discs([4] * 7, shape=(64, 96))])

@@ -95,7 +95,7 @@ def objects_task(
 ) -> tuple[int, float, int, int]:
     """The objects of one job's predicted classes (a slice, or a 3D model's volume),
     numbered 1..n in ``local``; records n in the ledger. ``values``: the model's
-    :func:`~napari_unetseg.core.instances.object_recipe`."""
+    :func:`~napari_unetseg.core.object_sink.object_recipe`."""
     from napari_unetseg.core.instances import objects_of_classes
 
     start = time.perf_counter()

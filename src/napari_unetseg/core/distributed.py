@@ -44,8 +44,8 @@ from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import BlockProgress, FileEvent
-from napari_unetseg.core.instances import check_z_stack, is_object_model, object_recipe
 from napari_unetseg.core.io import to_stack
+from napari_unetseg.core.object_sink import check_z_stack, is_object_model, object_recipe
 from napari_unetseg.core.objects import MAX_ID
 from napari_unetseg.core.outputs import Target, open_input, open_writers
 from napari_unetseg.core.prediction import is_volume_model

@@ -14,9 +14,9 @@ import numpy as np
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import FileEvent, run_generator
-from napari_unetseg.core.instances import check_z_stack, is_object_model, object_sink
 from napari_unetseg.core.io import read_image, to_stack
 from napari_unetseg.core.jobs import load_models
+from napari_unetseg.core.object_sink import check_z_stack, is_object_model, object_sink
 from napari_unetseg.core.outputs import open_input, open_writers, plan_outputs
 
 EventCallback = Callable[[Any], None] | None

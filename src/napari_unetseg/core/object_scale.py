@@ -31,13 +31,8 @@ from skimage.measure import label as connected_components
 
 from napari_unetseg.core.config import AdvancedOptions
 from napari_unetseg.core.events import ZoomEvent
-from napari_unetseg.core.instances import (
-    ObjectSlices,
-    depths_to_edges,
-    is_object_model,
-    object_recipe,
-    objects_of_classes,
-)
+from napari_unetseg.core.instances import depths_to_edges, objects_of_classes
+from napari_unetseg.core.object_sink import ObjectSlices, is_object_model, object_recipe
 
 PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
 MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
@@ -146,7 +141,7 @@ class SizeMatch:
         """The size match of an ensemble's first model, or ``None`` where none applies:
         ``config.match_size`` off, not an object model, a 3D model, no learnt range, or
         slices that ``labels_out`` joins into 3D objects (an
-        :class:`~napari_unetseg.core.instances.ObjectSlices` with ``volume``: the top and
+        :class:`~napari_unetseg.core.object_sink.ObjectSlices` with ``volume``: the top and
         bottom slices of a nucleus are small cuts of it, not small nuclei)."""
         first = models[0]
         flat = getattr(first.model, "spatial_dims", 2) == 2 and not getattr(labels_out, "volume", False)
@@ -169,7 +164,7 @@ class SizeMatch:
     def hand_over(self, labels, index: int) -> bool:
         """Give the objects of the slice just matched, if it was not zoomed, to ``labels``
         when it is a sink that makes them with the same recipe (an
-        :class:`~napari_unetseg.core.instances.ObjectSlices` of single slices), so that the
+        :class:`~napari_unetseg.core.object_sink.ObjectSlices` of single slices), so that the
         seeded watershed runs once per slice; whether it did."""
         objects, self.objects = self.objects, None
         same = isinstance(labels, ObjectSlices) and not labels.volume

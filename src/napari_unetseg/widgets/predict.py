@@ -22,7 +22,7 @@ from magicgui.widgets import (
 from napari_unetseg.core.config import PredictConfig, defaults
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, ZoomEvent
-from napari_unetseg.core.instances import is_object_model, object_sink
+from napari_unetseg.core.object_sink import is_object_model, object_sink
 from napari_unetseg.core.prediction import PredictionResult, is_volume_model
 from napari_unetseg.core.tiling import DEFAULT_OVERLAP_PX
 from napari_unetseg.widgets._common import (
