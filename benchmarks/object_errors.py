@@ -15,7 +15,9 @@ Evaluate dock's error view). Kinds:
 * a missed nucleus (matched to no object): inside a merged object; nothing predicted over
   it; else badly outlined or split. And how many of the missed are under 40 pixels.
 
-And how well the matched nuclei are outlined: the median IoU of the matched pairs, for
+AP@0.5 is the DSB2018 score at IoU 0.5 alone (matched / (matched + false + missed), mean
+over the images), the figure StarDist reports on its DSB2018 subset. And how well the
+matched nuclei are outlined: the median IoU of the matched pairs, for
 the nuclei that touch no other nucleus and for those that touch one (4-connected).
 """
 
@@ -110,13 +112,15 @@ def main() -> None:
     table = {}
     for name, found in rows.items():
         counts = sum((kinds_of(t, p) for t, p in zip(truth, found)), Counter())
-        total = evaluate_objects(found, truth).total()
+        evaluation = evaluate_objects(found, truth)
+        total = evaluation.total()
         alone, touching = (
             [iou for image in ious for iou in image] for ious in zip(*map(matched_ious, truth, found))
         )
         table[name] = {
             "f1": total["f1"],
             "ap": total["ap"],
+            "ap@0.5": float(np.nanmean([image.ap_at[0.5] for image in evaluation.images])),
             "fp": total["fp"],
             "fn": total["fn"],
             **{k: counts[k] for k in KINDS},
@@ -129,7 +133,7 @@ def main() -> None:
     print(f"{args.set}: {len(test)} test images, {int(sum(len(np.unique(t)) - 1 for t in truth))} nuclei")
     print("| | " + " | ".join(table) + " |")
     print("|---" * (len(table) + 1) + "|")
-    for key in ("f1", "ap", "fp", *KINDS[:4], "fn", *KINDS[4:], *IOUS):
+    for key in ("f1", "ap", "ap@0.5", "fp", *KINDS[:4], "fn", *KINDS[4:], *IOUS):
         cells = [str(row[key]) if isinstance(row[key], int) else f"{row[key]:.3f}" for row in table.values()]
         print(f"| {key} | " + " | ".join(cells) + " |")
     print(f"results in {path}")
