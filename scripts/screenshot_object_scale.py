@@ -17,26 +17,20 @@ import sys
 from pathlib import Path
 
 import tifffile
-from screenshot_objects import grab, predict_and_score
+from screenshot_objects import grab, laptop_viewer, predict_and_score
 
 SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "sbsst265_1024x1280"
 IMAGE = 53  # the test split's 10x field
 
 
 def main() -> None:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     if len(sys.argv) != 2:
         sys.exit("usage: screenshot_object_scale.py MODEL.pt")
     model = Path(sys.argv[1]).resolve()
     image = tifffile.imread(SET / "images.tif")[IMAGE]
     truth = tifffile.imread(SET / "labels.tif")[IMAGE]
     for match in (False, True):  # the screenshot is the last, with the default
-        viewer = napari.Viewer(title="napari-unetseg")
-        app = QApplication.instance()
-        viewer.window._qt_window.showNormal()
-        viewer.window.resize(1366, 768)
+        viewer, app = laptop_viewer()
         layer = viewer.add_image(image, name="10x nuclei")
         viewer.add_labels(truth, name="ground truth", visible=False)
         predict, evaluate = predict_and_score(viewer, app, model, layer, match_size=match)

@@ -23,19 +23,25 @@ from screenshots import OUT, settle, wait
 SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018_fluo_520x696"
 
 
-def main() -> None:
+def laptop_viewer():
+    """A napari window at a laptop's 1366x768, and the Qt application (the object screenshots')."""
     import napari
     from qtpy.QtWidgets import QApplication
 
+    viewer = napari.Viewer(title="napari-unetseg")
+    app = QApplication.instance()
+    viewer.window._qt_window.showNormal()
+    viewer.window.resize(1366, 768)
+    return viewer, app
+
+
+def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: screenshot_objects.py MODEL.pt")
     test = json.loads((SET / "meta.json").read_text())["test_idx"][:3]
     images = tifffile.imread(SET / "images.tif")[test]
     truth = tifffile.imread(SET / "labels.tif")[test]
-    viewer = napari.Viewer(title="napari-unetseg")
-    app = QApplication.instance()
-    viewer.window._qt_window.showNormal()
-    viewer.window.resize(1366, 768)
+    viewer, app = laptop_viewer()
     image = viewer.add_image(images, name="nuclei")
     viewer.add_labels(truth, name="ground truth", visible=False)
     predict, evaluate = predict_and_score(viewer, app, Path(sys.argv[1]).resolve(), image)

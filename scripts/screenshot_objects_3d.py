@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from screenshot_objects import grab, predict_and_score
+from screenshot_objects import grab, laptop_viewer, predict_and_score
 from screenshots import settle
 
 SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "gonuclear_mini3d"
@@ -40,18 +40,12 @@ def train_model(image: np.ndarray, objects: np.ndarray, steps: int, path: Path) 
 
 
 def main() -> None:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     meta = json.loads((SET / "meta.json").read_text())
     (train,), (test,) = meta["train_idx"], meta["test_idx"]
     images, labels = tifffile.imread(SET / "images.tif"), tifffile.imread(SET / "labels.tif")
     model = train_model(images[train], labels[train], steps, Path(tempfile.mkdtemp()) / "nuclei-2d.pt")
-    viewer = napari.Viewer(title="napari-unetseg")
-    app = QApplication.instance()
-    viewer.window._qt_window.showNormal()
-    viewer.window.resize(1366, 768)
+    viewer, app = laptop_viewer()
     z, y, x = meta["voxel_size_um_zyx"][test]
     image = viewer.add_image(images[test], name="nuclei", scale=(z, y, x))
     viewer.add_labels(labels[test], name="ground truth", visible=False, scale=(z, y, x))
