@@ -26,20 +26,32 @@ def nuclei_like(objects: np.ndarray, rng) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def write_tiff(path, array: np.ndarray) -> None:
+    """A test file: a stack of planes (TYX) or one plane (YX)."""
+    axes = "TYX" if array.ndim == 3 else "YX"
+    tifffile.imwrite(path, array, metadata={"axes": axes}, photometric="minisblack")
+
+
+def train_objects_by_cli(cli, tmp_path, images: np.ndarray, objects: np.ndarray, steps: int = 300):
+    """``unetseg train --objects --dense`` of a small U-Net on ``images`` and their dense
+    ``objects`` (written to train.tif, train_objects.tif); the model file."""
+    write_tiff(tmp_path / "train.tif", images)
+    write_tiff(tmp_path / "train_objects.tif", objects)
+    small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
+    small += ["--device", "cpu"]
+    proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "train_objects.tif",
+               "--out", tmp_path / "run", "--objects", "--dense", "--steps", str(steps), *small)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "run" / "model.pt"
+
+
 def test_touching_objects_are_learnt_apart_from_the_command_line(tmp_path, cli):
     rng = np.random.default_rng(0)
     objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(4)])
     images = np.stack([nuclei_like(o, rng) for o in objects])
-    files = {"train": images[:3], "train_objects": objects[:3], "test": images[3], "truth": objects[3]}
-    for name, array in files.items():
-        axes = "TYX" if array.ndim == 3 else "YX"
-        tifffile.imwrite(tmp_path / f"{name}.tif", array, metadata={"axes": axes}, photometric="minisblack")
-    small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
-    small += ["--device", "cpu"]
-    proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "train_objects.tif",
-               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "300", *small)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    model = tmp_path / "run" / "model.pt"
+    write_tiff(tmp_path / "test.tif", images[3])
+    write_tiff(tmp_path / "truth.tif", objects[3])
+    model = train_objects_by_cli(cli, tmp_path, images[:3], objects[:3])
     sizes = np.concatenate([np.bincount(o.ravel())[1:] for o in objects[:3]])
     assert load_model(model).object_size == np.median(sizes[sizes > 0])  # what sets the smallest object
     assert cli("predict", "--model", model, "--out", tmp_path / "pred", tmp_path / "test.tif").returncode == 0

@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 from skimage.draw import disk
 from test_instances import touching_discs
-from test_object_mode import nuclei_like
+from test_object_mode import nuclei_like, train_objects_by_cli, write_tiff
 
 from napari_unetseg.core import object_scale
 from napari_unetseg.core.object_scale import depth_range, largest_depths, learnt_range, zoom_for
@@ -101,18 +101,10 @@ def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
     rng = np.random.default_rng(0)
     objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
     images = np.stack([nuclei_like(o, rng) for o in objects])
-    tifffile.imwrite(tmp_path / "train.tif", images, metadata={"axes": "TYX"}, photometric="minisblack")
-    tifffile.imwrite(tmp_path / "objects.tif", objects, metadata={"axes": "TYX"}, photometric="minisblack")
     big = touching_discs((288, 288), seed=7, n=110)
     small_truth = big[1::3, 1::3]  # the same nuclei, a third of the size
-    small_image = ndimage.zoom(nuclei_like(big, rng), 1 / 3, order=1)
-    tifffile.imwrite(tmp_path / "small.tif", small_image, metadata={"axes": "YX"}, photometric="minisblack")
-    small = ["--depth", "3", "--base-channels", "8", "--patch-size", "64", "--batch-size", "4"]
-    small += ["--device", "cpu"]
-    proc = cli("train", "--images", tmp_path / "train.tif", "--labels", tmp_path / "objects.tif",
-               "--out", tmp_path / "run", "--objects", "--dense", "--steps", "300", *small)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    model = tmp_path / "run" / "model.pt"
+    write_tiff(tmp_path / "small.tif", ndimage.zoom(nuclei_like(big, rng), 1 / 3, order=1))
+    model = train_objects_by_cli(cli, tmp_path, images, objects)
     assert load_model(model).object_depths == pytest.approx(depth_range([objects], "dense"))
     scores, told = {}, {}
     for name, flags in (("matched", []), ("plain", ["--no-size-match"])):
