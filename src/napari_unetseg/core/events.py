@@ -127,9 +127,10 @@ class PredictProgress:
 class ZoomEvent:
     """A slice of a 2D object model was predicted again, zoomed, because its objects lay
     outside the sizes the model learnt (``PredictConfig.match_size``,
-    :mod:`~napari_unetseg.core.object_scale`): its objects' median largest depth (about
-    their radius, pixels) ``size``, the learnt range ``low``-``high`` (middle
-    ``middle``), and the ``zoom`` it was predicted at."""
+    :mod:`~napari_unetseg.core.object_scale`): the slice's index in its stack of
+    ``n_slices``, its objects' median largest depth (about their radius, pixels) ``size``,
+    the learnt range ``low``-``high`` (middle ``middle``), and the ``zoom`` it was
+    predicted at."""
 
     slice_index: int
     n_slices: int

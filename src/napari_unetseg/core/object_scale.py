@@ -173,14 +173,15 @@ class SizeMatch:
         labels.put_objects(index, objects)
         return True
 
-    def iter(self, predictor, sources, scores: np.ndarray, progress):
+    def iter(self, predictor, sources, scores: np.ndarray, progress, where):
         """Yield a :class:`~napari_unetseg.core.events.ZoomEvent` and the progress of a
         second prediction, if one is needed; return the slice's ``(K, Y, X)`` scores:
         ``scores``, or the zoomed slice's zoomed back. ``sources(zoom)`` gives the members'
-        image sources of the slice zoomed; ``progress``: the slice's number and count."""
+        image sources of the slice zoomed; ``progress``: the slice's number and count among
+        those predicted; ``where``: its index in the stack and the stack's length."""
         zoom, size = self.zoom(scores)
         if zoom == 1.0:
             return scores
-        yield ZoomEvent(progress[0], progress[1], zoom, size, *self.learnt)
+        yield ZoomEvent(*where, zoom, size, *self.learnt)
         again = yield from predictor.iter(sources(zoom), progress=progress)
         return zoomed_back(again, scores.shape[1:])

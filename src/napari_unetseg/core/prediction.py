@@ -179,7 +179,8 @@ def iter_predict(
     for number, (first, sources, targets) in enumerate(jobs):
         combined = yield from predictor.iter(sources(), progress=(number, len(jobs)))
         if size_match is not None:
-            combined = yield from size_match.iter(predictor, sources, combined, (number, len(jobs)))
+            where = (first, stack.shape[0])  # the slice's place in the stack (2D jobs: one slice each)
+            combined = yield from size_match.iter(predictor, sources, combined, (number, len(jobs)), where)
         combined = combined if combined.ndim == 4 else combined[:, None]  # one slice: (K, 1, Y, X)
         for index, source in targets:
             slab = combined[:, source - first]

@@ -115,7 +115,6 @@ class PredictWidget(LayerDock):
         self.worker = None
         self.last_output = None
         self._task = (1, 1)  # (image number, image count) of the running prediction
-        self._slices: list[int] | None = None  # the slices it predicts (None: all)
         # the slices predicted again at the model's object size: (image number, slice, zoom)
         self.zoomed: list[tuple[int, int, float]] = []
         self._session = session_for(napari_viewer)
@@ -257,7 +256,7 @@ class PredictWidget(LayerDock):
         def job():
             results = []
             for number, (group, stack, slices) in enumerate(tasks):
-                self._task, self._slices = (number + 1, len(tasks)), slices
+                self._task = (number + 1, len(tasks))
                 # probabilities go straight into the array the layer will show: one copy
                 out = ClassFirst(stack.shape, len(loaded.class_values), slices) if probabilities else None
                 rows = stack.shape[0] if slices is None else len(slices)
@@ -300,8 +299,7 @@ class PredictWidget(LayerDock):
 
     def _on_progress(self, event: PredictProgress | ZoomEvent) -> None:
         if isinstance(event, ZoomEvent):
-            index = event.slice_index if self._slices is None else self._slices[event.slice_index]
-            self.zoomed.append((self._task[0], index, event.zoom))
+            self.zoomed.append((self._task[0], event.slice_index, event.zoom))
             return
         self._progress.max = event.total * event.n_slices
         self._progress.value = event.slice_index * event.total + event.done
