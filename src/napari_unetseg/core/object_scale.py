@@ -82,17 +82,17 @@ def learnt_range(object_depths, train_config: dict) -> tuple[float, float, float
 
 def slice_size(objects: np.ndarray, foreground: np.ndarray) -> float | None:
     """The size of a slice's objects: the median largest depth of its seeded ``objects``,
-    or, with fewer than :data:`MIN_OBJECTS` of them, of its ``foreground`` pieces
-    (labelled); ``None`` when there is nothing to measure."""
-    pieces = objects if objects.max() >= MIN_OBJECTS else foreground
+    or, with fewer than :data:`MIN_OBJECTS` of them, of the connected pieces of its
+    ``foreground`` (a mask, labelled only then); ``None`` when there is nothing to measure."""
+    pieces = objects if objects.max() >= MIN_OBJECTS else connected_components(foreground, connectivity=1)
     depths = largest_depths(pieces)[1]
     size = float(np.median(depths)) if len(depths) else 0.0
     return size if size > 0 else None
 
 
 def zoom_for(objects: np.ndarray, foreground: np.ndarray, learnt, shape: tuple[int, ...]) -> float:
-    """How much to zoom a slice whose predicted ``objects`` (and ``foreground`` pieces,
-    labelled, when there are few objects) lie outside the ``learnt`` range
+    """How much to zoom a slice whose predicted ``objects`` (and ``foreground``, when there
+    are few objects) lie outside the ``learnt`` range
     (:func:`learnt_range`); 1.0 inside it, without objects or without a range. The zoom is
     limited to :data:`MAX_ZOOM` either way, to :data:`MAX_PIXELS` and to sides of at least
     :data:`MIN_SIDE` for a slice of ``shape``."""
@@ -155,8 +155,7 @@ class SizeMatch:
         the size of its objects (:func:`slice_size`)."""
         classes = self.lut[scores.argmax(0)]
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
-        inside = (classes == self.interior) | (classes == self.boundary)
-        size = slice_size(objects, connected_components(inside, connectivity=1))
+        size = slice_size(objects, (classes == self.interior) | (classes == self.boundary))
         zoom = zoom_to(size, self.learnt, classes.shape)
         self.objects = objects if zoom == 1.0 else None
         return zoom, size
