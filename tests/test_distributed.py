@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -240,32 +241,44 @@ def test_the_slurm_recipe_runs_as_a_batch_job_would(nuclei_model, large, referen
     _assert_same(out, reference)
 
 
-def test_objects_across_block_borders_are_the_single_process_objects(tmp_path):
+@pytest.fixture(scope="module")
+def object_model(tmp_path_factory):
+    """A small model trained on touching discs' objects (radius 6-10 px)."""
+    from test_instances import touching_discs
+    from test_object_mode import nuclei_like
+
+    from napari_unetseg.core.workflows import train_from_files
+
+    folder = tmp_path_factory.mktemp("objects")
+    rng = np.random.default_rng(1)
+    objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
+    tif = partial(tifffile.imwrite, photometric="minisblack")
+    tif(folder / "train.tif", np.stack([nuclei_like(o, rng) for o in objects]), metadata={"axes": "TYX"})
+    tif(folder / "objects.tif", objects, metadata={"axes": "TYX"})
+    train_from_files(
+        [folder / "train.tif"], [folder / "objects.tif"], folder / "run",
+        model_options={"depth": 2, "base_channels": 8},
+        train_options={"steps": 150, "patch_size": 64, "batch_size": 4, "device": "cpu", "objects": True,
+                       "label_mode": "dense"},
+    )  # fmt: skip
+    return folder / "run" / "model.pt"
+
+
+def test_objects_across_block_borders_are_the_single_process_objects(object_model, tmp_path):
     """A model trained on objects: blocks predict classes, one task per slice finds its
     objects, and the ids written block by block are the single process's, numbered over
     the stack: objects on block borders are neither cut nor counted twice."""
     from test_instances import touching_discs
     from test_object_mode import nuclei_like
 
-    from napari_unetseg.core.workflows import train_from_files
-
-    rng = np.random.default_rng(1)
-    objects = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
+    rng = np.random.default_rng(2)
     tif = partial(tifffile.imwrite, photometric="minisblack")
-    tif(tmp_path / "train.tif", np.stack([nuclei_like(o, rng) for o in objects]), metadata={"axes": "TYX"})
-    tif(tmp_path / "objects.tif", objects, metadata={"axes": "TYX"})
-    train_from_files(
-        [tmp_path / "train.tif"], [tmp_path / "objects.tif"], tmp_path / "run",
-        model_options={"depth": 2, "base_channels": 8},
-        train_options={"steps": 150, "patch_size": 64, "batch_size": 4, "device": "cpu", "objects": True,
-                       "label_mode": "dense"},
-    )  # fmt: skip
     big = np.stack([touching_discs((200, 230), seed=10 + s, n=60) for s in range(2)])
     tif(tmp_path / "big.tif", np.stack([nuclei_like(o, rng) for o in big]), metadata={"axes": "ZYX"})
     store = _ome_zarr(tmp_path / "big.ome.zarr", tifffile.imread(tmp_path / "big.tif"))
-    # 4 x 4 blocks per slice; blocks keep the slices' scale (no size match), so the one process does too
+    # 4 x 4 blocks per slice (the size match: its own test below)
     config = PredictConfig(tile_size=64, block_size=64, device="cpu", match_size=False)
-    model = tmp_path / "run" / "model.pt"
+    model = object_model
     predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "one", config)
     written = predict_files(model, [store, tmp_path / "big.tif"], tmp_path / "blocks", config, dask="local:2")
     assert sorted(p.name for p in written) == ["big.ome.zarr", "big.tif"]
@@ -293,3 +306,43 @@ def test_objects_across_block_borders_are_the_single_process_objects(tmp_path):
     )
     shared = np.intersect1d(joined[0][joined[0] > 0], joined[1][joined[1] > 0])
     assert len(shared) > 5 and joined.max() < one.max()  # discs over both slices: one object each
+
+
+def test_blocks_match_the_object_size_as_one_process_does(object_model, tmp_path):
+    """A slice whose nuclei are three times smaller than those the model learnt is
+    predicted again, zoomed (the size match): block by block too, with the single
+    process's objects, class mask (``--semantic``) and probabilities, and the user is
+    told which slice of which file."""
+    from scipy import ndimage
+    from test_instances import touching_discs
+    from test_object_mode import nuclei_like
+
+    from napari_unetseg.core.events import ZoomEvent
+
+    rng = np.random.default_rng(3)
+    small = ndimage.zoom(nuclei_like(touching_discs((384, 384), seed=7, n=190), rng), 1 / 3, order=1)
+    learnt = nuclei_like(touching_discs((128, 128), seed=8, n=24), rng)
+    tifffile.imwrite(tmp_path / "mixed.tif", np.stack([learnt, small]), metadata={"axes": "TYX"})
+    config = PredictConfig(tile_size=64, block_size=64, device="cpu")  # 2 x 2 blocks per slice
+    runs = {"one": (None, False), "blocks": ("local:2", False),
+            "one_classes": (None, True), "blocks_classes": ("local:2", True)}  # fmt: skip
+    outputs, zooms = {}, {}
+    for name, (dask, semantic) in runs.items():
+        events = []
+        predict_files(object_model, [tmp_path / "mixed.tif"], tmp_path / name, config, probabilities=True,
+                      on_event=events.append, semantic=semantic, dask=dask)  # fmt: skip
+        zooms[name] = {z.slice_index: z for z in events if isinstance(z, ZoomEvent)}
+        assert zooms[name][1].zoom > 2 and zooms[name][1].n_slices == 2, zooms  # the small nuclei's slice
+        assert {z.file for z in zooms[name].values()} == {"" if dask is None else "mixed.tif"}
+        outputs[name] = [
+            tifffile.imread(tmp_path / name / f) for f in ("mixed.tif", "mixed_probabilities.tif")
+        ]
+    plain = tmp_path / "plain"
+    unmatched = replace(config, match_size=False)
+    predict_files(object_model, [tmp_path / "mixed.tif"], plain, unmatched, dask="local:2")
+    for one, blocks in (("one", "blocks"), ("one_classes", "blocks_classes")):
+        assert np.array_equal(outputs[blocks][0], outputs[one][0]), one
+        np.testing.assert_allclose(outputs[blocks][1], outputs[one][1], atol=1e-5)
+        assert zooms[blocks].keys() == zooms[one].keys()  # the same slices predicted again
+    objects, unmatched = outputs["blocks"][0], tifffile.imread(plain / "mixed.tif")
+    assert objects[1].max() > 20 and not np.array_equal(objects[1], unmatched[1])  # the small slice, matched

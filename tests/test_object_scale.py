@@ -93,7 +93,8 @@ def test_zoom_for_rescales_only_outside_the_learnt_range():
 
 def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
     """Train on nuclei of radius 6-10, predict an image of the same nuclei at a third of
-    the size: with the size match (the default) the model finds them, without it not."""
+    the size: with the size match (the default) the model finds them, without it not; the
+    same block by block (``--dask``)."""
     import tifffile
 
     from napari_unetseg.core.checkpoint import load_model
@@ -107,7 +108,7 @@ def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
     model = train_objects_by_cli(cli, tmp_path, images, objects)
     assert load_model(model).object_depths == pytest.approx(depth_range([objects], "dense"))
     scores, told = {}, {}
-    for name, flags in (("matched", []), ("plain", ["--no-size-match"])):
+    for name, flags in (("matched", []), ("plain", ["--no-size-match"]), ("blocks", ["--dask", "local:1"])):
         proc = cli("predict", "--model", model, "--out", tmp_path / name, tmp_path / "small.tif", *flags)
         assert proc.returncode == 0, proc.stderr
         scores[name] = object_scores(small_truth, tifffile.imread(tmp_path / name / "small.tif")).f1
@@ -115,6 +116,7 @@ def test_a_model_finds_nuclei_three_times_smaller_than_it_learnt(tmp_path, cli):
     assert scores["matched"] > 0.6 and scores["matched"] > scores["plain"] + 0.2, scores
     assert told["plain"] == [] and len(told["matched"]) == 1, told  # the user is told, once
     assert told["matched"][0].startswith("small.tif: slice 1/1: objects of about"), told
+    assert told["blocks"] == told["matched"] and scores["blocks"] == scores["matched"]  # block by block too
 
 
 def test_slices_joined_into_3d_objects_are_not_matched_one_by_one():

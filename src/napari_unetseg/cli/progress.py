@@ -78,7 +78,8 @@ def predict_printer():
                 state["bar"].close()
             state["bar"], state["name"] = None, event.path.name
         elif isinstance(event, ZoomEvent):  # a slice of an object model predicted again, zoomed
-            line = f"{state['name']}: {event.describe()}" if state["name"] else event.describe()
+            name = event.file or state["name"]  # block-wise runs name the file in the event
+            line = f"{name}: {event.describe()}" if name else event.describe()
             (state["bar"].write if state["bar"] is not None else print)(line, file=sys.stderr)
         elif isinstance(event, PredictProgress):
             if state["bar"] is None:

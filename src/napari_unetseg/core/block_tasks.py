@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,14 @@ from napari_unetseg.core.blocks import (
     Block,
     BlockLedger,
     ScratchStack,
+    SliceStage,
     job_statistics,
     predict_block,
+    size_matched,
     write_block,
 )
 from napari_unetseg.core.checkpoint import LoadedModel, model_from_payload
+from napari_unetseg.core.events import ZoomEvent
 from napari_unetseg.core.io import to_stack
 from napari_unetseg.core.outputs import open_input
 
@@ -63,51 +67,82 @@ def statistics_task(payloads: list[dict], token: str, source: tuple[Path, str], 
         return job_statistics(_models(payloads, token), _stack(source), job)
 
 
+def _predictor(payloads: list[dict], token: str, config, probabilities: bool):
+    """The worker's predictor of the current run (made once per run)."""
+    from napari_unetseg.core.device import resolve_device
+    from napari_unetseg.core.prediction import RegionPredictor
+    from napari_unetseg.core.tiler import Tiler
+
+    key = ("predictor", token)
+    if key not in _CACHE:
+        tiler = Tiler.from_config(config, resolve_device(config.device))
+        _CACHE[key] = RegionPredictor(_models(payloads, token), tiler, softmax=probabilities)
+    return _CACHE[key]
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def block_task(
     payloads, token, config, probabilities, source, stats, block: Block, writers, ledger: BlockLedger, threads
 ) -> tuple[int, float, int, int]:
     """Predict one block, write it, record it; returns the block number, the seconds it took,
     the worker process's peak memory (bytes) and its process id."""
     import dask
-    import torch
-
-    from napari_unetseg.core.device import resolve_device
-    from napari_unetseg.core.prediction import RegionPredictor
-    from napari_unetseg.core.tiler import Tiler
 
     start = time.perf_counter()
-    if threads is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    key = ("predictor", token)
-    if key not in _CACHE:
-        models = _models(payloads, token)
-        tiler = Tiler.from_config(config, resolve_device(config.device))
-        _CACHE[key] = RegionPredictor(models, tiler, softmax=probabilities)
+    _threads(threads)
+    predictor = _predictor(payloads, token, config, probabilities)
     with dask.config.set(scheduler="synchronous"):
-        labels, scores = predict_block(_CACHE[key], _stack(source), stats, block)
+        labels, scores = predict_block(predictor, _stack(source), stats, block)
     write_block(_attached(writers), block, labels, scores if probabilities else None)
     ledger.mark(block.number)
     return block.number, time.perf_counter() - start, peak_memory(), os.getpid()
 
 
-def objects_task(
-    classes: ScratchStack, local: ScratchStack, job: int, volume: bool, values: tuple[int, int, int], ledger
-) -> tuple[int, float, int, int]:
-    """The objects of one job's predicted classes (a slice, or a 3D model's volume),
-    numbered 1..n in ``local``; records n in the ledger. ``values``: the model's
-    :func:`~napari_unetseg.core.object_sink.object_recipe`."""
+def slice_task(
+    payloads, token, config, probabilities, source, stats, stage: SliceStage, job: int, threads
+) -> tuple[int, float, int, int, ZoomEvent | None]:
+    """One job's second stage (:class:`~napari_unetseg.core.blocks.SliceStage`): its
+    predicted classes (a slice, or the volume) size-matched, then its objects numbered
+    1..n in ``stage.local`` (n recorded in the ledger) or its classes written out. Returns
+    what :func:`block_task` does and the slice's
+    :class:`~napari_unetseg.core.events.ZoomEvent`, if it was predicted again."""
+    import dask
+
     from napari_unetseg.core.instances import objects_of_classes
+    from napari_unetseg.core.object_scale import SizeMatch
 
     start = time.perf_counter()
-    index = slice(None) if volume else job
-    objects = objects_of_classes(classes.read(index), *values)
-    if volume:
+    classes = stage.classes.read(slice(None) if stage.volume else job)
+    objects = event = None
+    if stage.match_size:
+        _threads(threads)
+        match = SizeMatch(_models(payloads, token)[0])
+        predictor = _predictor(payloads, token, config, probabilities)
+        with dask.config.set(scheduler="synchronous"):
+            classes, scores, event = size_matched(predictor, match, _stack(source), stats, job, classes)
+        objects = match.objects  # the objects it measured, when the slice was not zoomed
+        writers = _attached(stage.writers)
+        if scores is not None and "probabilities_out" in writers:
+            writers["probabilities_out"].write(job, scores)
+        event = replace(event, file=source[0].name) if event else None
+    if stage.recipe is None:  # an object model's class mask
+        _attached(stage.writers)["labels_out"].write(job, classes)
+        stage.ledger.mark(job, "o", "0")
+        return job, time.perf_counter() - start, peak_memory(), os.getpid(), event
+    objects = objects_of_classes(classes, *stage.recipe) if objects is None else objects
+    if stage.volume:
         for z, plane in enumerate(objects):
-            local.write(z, plane)
+            stage.local.write(z, plane)
     else:
-        local.write(job, objects)
-    ledger.mark(job, "o", str(int(objects.max())))
-    return job, time.perf_counter() - start, peak_memory(), os.getpid()
+        stage.local.write(job, objects)
+    stage.ledger.mark(job, "o", str(int(objects.max())))
+    return job, time.perf_counter() - start, peak_memory(), os.getpid(), event
 
 
 def ids_task(

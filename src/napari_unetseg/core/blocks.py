@@ -29,7 +29,8 @@ import numpy as np
 
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.errors import UserInputError
-from napari_unetseg.core.events import run_generator
+from napari_unetseg.core.events import ZoomEvent, run_generator
+from napari_unetseg.core.object_scale import SizeMatch, zoomed, zoomed_back
 from napari_unetseg.core.prediction import RegionPredictor, is_volume_model
 from napari_unetseg.core.tiler import ImageSource
 
@@ -91,6 +92,24 @@ def predict_block(
         sources = [ImageSource(stack[block.job], lo, hi) for lo, hi in stats]
     scores = run_generator(predictor.iter(sources, block.region))
     return predictor.labels(scores), scores
+
+
+def size_matched(
+    predictor: RegionPredictor, match: SizeMatch, stack, stats: Statistics, job: int, classes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, ZoomEvent | None]:
+    """A 2D object model's slice at the scale it learnt, as single-process prediction's size
+    match gives it (:class:`~napari_unetseg.core.object_scale.SizeMatch`): the slice's
+    block-predicted ``classes`` as they are, or, where their objects lie outside the
+    learnt range, the whole slice predicted again zoomed (in this process) and its scores
+    zoomed back. Returns the classes, the new scores (``None`` when not zoomed) and the
+    :class:`~napari_unetseg.core.events.ZoomEvent` to report."""
+    zoom, size = match.zoom_of(classes)
+    if zoom == 1.0:
+        return classes, None, None
+    raw = np.asarray(stack[job])  # (C, Y, X), normalised with the slice's own statistics
+    sources = [ImageSource(zoomed(raw, zoom), lo, hi) for lo, hi in stats]
+    scores = zoomed_back(run_generator(predictor.iter(sources)), classes.shape)
+    return predictor.labels(scores), scores, ZoomEvent(job, len(stack), zoom, size, *match.learnt)
 
 
 def write_block(writers: dict, block: Block, labels: np.ndarray, scores: np.ndarray | None) -> None:
@@ -193,6 +212,25 @@ class ScratchStack:
         """Slices ``index`` (an int, a slice, or a tuple of slices) as a numpy array."""
         self.attach()
         return np.asarray(self._array[index])
+
+
+@dataclass
+class SliceStage:
+    """The second stage of a block-wise run, once the blocks have written their classes to
+    the scratch ``classes``: per job (a slice; the volume when ``volume``), the size match
+    (``match_size``, 2D object models) and then either the objects (``recipe``: the
+    model's :func:`~napari_unetseg.core.object_sink.object_recipe`), numbered 1..n in the
+    scratch ``local``, or, without a recipe, the classes written to ``writers``'
+    ``labels_out`` (an object model's class mask). A slice predicted again also has its
+    probabilities rewritten, when ``writers`` hold them."""
+
+    classes: ScratchStack
+    local: ScratchStack
+    volume: bool
+    recipe: tuple[int, int, int] | None
+    match_size: bool
+    writers: dict
+    ledger: BlockLedger
 
 
 def fingerprint(model_files: Sequence[Path], source: Path, stack_shape, settings: dict) -> dict:

@@ -12,9 +12,12 @@ on SLURM, docs/cluster.md). For each input the client
    task per slice (the normalisation values, computed once) and one task per missing
    block; a block task reads its region (and its tiles' context) from the input, predicts
    it and writes it straight into the outputs, then records itself in the ledger,
-4. for a model trained on objects: the blocks write classes to a scratch array; one task
+4. for a model trained on objects (its objects, or its class mask with the size match
+   on): the blocks write classes to a scratch array; one task
    per slice (per volume, for 3D models and for a 2D model's z-stack joined in 3D,
-   ``objects_3d``) finds its objects as one process does, and, once
+   ``objects_3d``) predicts the slice again, zoomed, where its objects lie outside the
+   sizes a 2D model learnt (the size match, ``PredictConfig.match_size``) and finds its
+   objects as one process does (or, for the class mask, writes its classes), and, once
    their counts give each slice its first id, one task per block writes the ids numbered
    over the stack (so the ids are the single process's, across block borders too),
 5. renames each output into place when all its work is finished.
@@ -39,12 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from napari_unetseg.core import block_tasks
-from napari_unetseg.core.blocks import BlockLedger, ScratchStack, fingerprint, plan_blocks
+from napari_unetseg.core.blocks import BlockLedger, ScratchStack, SliceStage, fingerprint, plan_blocks
 from napari_unetseg.core.checkpoint import LoadedModel
 from napari_unetseg.core.config import PredictConfig
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import BlockProgress, FileEvent
 from napari_unetseg.core.io import to_stack
+from napari_unetseg.core.object_scale import SizeMatch
 from napari_unetseg.core.object_sink import check_z_stack, is_object_model, object_recipe
 from napari_unetseg.core.objects import MAX_ID
 from napari_unetseg.core.outputs import Target, open_input, open_writers
@@ -133,24 +137,26 @@ def predict_with_dask(
     submit = client.submit
     futures = []
     for run in runs:
-        stats = {
+        needed = {b.job for b in run.todo} | (set(run.jobs_left()) if run.matched else set())
+        run.stats = {
             job: submit(block_tasks.statistics_task, models_future, token, run.source, job, pure=False)
-            for job in sorted({b.job for b in run.todo})
+            for job in sorted(needed)
         }
         futures += [
             submit(block_tasks.block_task, models_future, token, config, probabilities, run.source,
-                   stats[b.job], b, run.stage_one, run.ledger, threads, pure=False)
+                   run.stats[b.job], b, run.stage_one, run.ledger, threads, pure=False)
             for b in run.todo
         ]  # fmt: skip
     _wait(client, futures, progress)
-    object_runs = [run for run in runs if run.objects]
     futures = [
-        submit(block_tasks.objects_task, run.classes, run.local, job, run.volume or run.joined, run.values,
-               run.ledger, pure=False)
-        for run in object_runs
+        submit(block_tasks.slice_task, models_future, token, config, probabilities, run.source,
+               run.stats.get(job) if run.matched else None, run.stage, job, threads, pure=False)
+        for run in runs
+        if run.stage is not None
         for job in run.jobs_left()
     ]  # fmt: skip
     _wait(client, futures, progress)
+    object_runs = [run for run in runs if run.objects]
     futures = [
         submit(block_tasks.ids_task, run.local, offset, b, {"labels_out": run.writers["labels_out"]},
                run.ledger, pure=False)
@@ -182,8 +188,11 @@ def _wait(client, futures: list, progress: _Progress) -> None:
 
     try:
         for future in as_completed(futures):
-            _, seconds, peak, worker = future.result()  # a task's error is raised here
+            _, seconds, peak, worker, *events = future.result()  # a task's error is raised here
             progress.finished(seconds, peak, worker)
+            for event in events:  # a slice predicted again (ZoomEvent), from the second stage
+                if event is not None and progress.on_event:
+                    progress.on_event(event)
     except BaseException:
         client.cancel(futures)
         raise
@@ -206,6 +215,8 @@ class _InputRun:
         self.joined = self.objects and objects_3d and not self.volume  # a 2D model's slices, in 3D
         if objects_3d:
             check_z_stack(layout.axes, Path(target.source).name)
+        # a 2D object model's slices at the scale it learnt, as one process predicts them
+        self.matched = not self.joined and SizeMatch.of(list(models), config) is not None
         self.blocks = plan_blocks(stack.shape, self.volume, config.block_size, config.block_depth)
         values = models[0].class_values
         classes_dtype = labels_dtype(values)
@@ -229,27 +240,34 @@ class _InputRun:
             self.ledger.folder / "classes.zarr", planes, classes_dtype, config.block_size
         )
         self.local = ScratchStack(self.ledger.folder / "objects.zarr", planes, np.uint32, config.block_size)
-        scratch = [self.classes, self.local] if self.objects else []
-        if self.objects:
-            self.values = object_recipe(models[0])
+        staged = self.objects or self.matched  # the blocks' classes go to the scratch for a second stage
+        scratch = [self.classes, self.local] if staged else []
+        self.stage = None
+        if staged:
+            recipe = object_recipe(models[0]) if self.objects else None  # None: the class mask
+            volume = self.volume or self.joined  # one job: the whole stack
+            self.stage = SliceStage(
+                self.classes, self.local, volume, recipe, self.matched, self.writers, self.ledger
+            )
+        self.stats: dict = {}  # job -> its statistics (a future), once submitted
         same = self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
         if not (same and all(w.part_exists() for w in [*self.writers.values(), *scratch])):
             self.ledger.clear()  # nothing (or not all) of an earlier run is left: start afresh
             self.ledger.start(fingerprint(model_files, target.source, stack.shape, settings))
             for writer in [*self.writers.values(), *scratch]:
                 writer.create()
-        self.stage_one = {**self.writers, "labels_out": self.classes} if self.objects else self.writers
+        self.stage_one = {**self.writers, "labels_out": self.classes} if staged else self.writers
         predicted = self.ledger.finished("b")
         self.todo = [b for b in self.blocks if b.number not in predicted]
         self.jobs = sorted({b.job for b in self.blocks})
         self.object_jobs = [0] if self.joined else self.jobs  # the joined stack is one job of objects
-        self.work = len(self.blocks) + (len(self.blocks) + len(self.object_jobs) if self.objects else 0)
-        self.work_done = len(predicted)
-        if self.objects:
-            self.work_done += len(self.ledger.finished("o")) + len(self.ledger.finished("i"))
+        self.work = len(self.blocks) + (len(self.object_jobs) if staged else 0)
+        self.work += len(self.blocks) if self.objects else 0
+        self.work_done = len(predicted) + len(self.ledger.finished("o")) + len(self.ledger.finished("i"))
 
     def jobs_left(self) -> list[int]:
-        """The jobs whose objects are still to find (after every block is predicted)."""
+        """The jobs whose second stage (:attr:`stage`: size match, objects) is still to run
+        (after every block is predicted)."""
         found = self.ledger.finished("o")
         return [job for job in self.object_jobs if job not in found]
 

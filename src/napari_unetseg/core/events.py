@@ -130,7 +130,8 @@ class ZoomEvent:
     :mod:`~napari_unetseg.core.object_scale`): the slice's index in its stack of
     ``n_slices``, its objects' median largest depth (about their radius, pixels) ``size``,
     the learnt range ``low``-``high`` (middle ``middle``), and the ``zoom`` it was
-    predicted at."""
+    predicted at; ``file``: the input's name, where the event does not follow its
+    :class:`FileEvent` (block-wise runs, :mod:`~napari_unetseg.core.distributed`)."""
 
     slice_index: int
     n_slices: int
@@ -139,6 +140,7 @@ class ZoomEvent:
     low: float
     middle: float
     high: float
+    file: str = ""
 
     def describe(self) -> str:
         """One line for the CLI and the Predict dock."""

@@ -153,7 +153,11 @@ class SizeMatch:
     def zoom(self, scores: np.ndarray) -> tuple[float, float | None]:
         """The zoom a slice of ``(K, Y, X)`` class scores asks for (:func:`zoom_for`), and
         the size of its objects (:func:`slice_size`)."""
-        classes = self.lut[scores.argmax(0)]
+        return self.zoom_of(self.lut[scores.argmax(0)])
+
+    def zoom_of(self, classes: np.ndarray) -> tuple[float, float | None]:
+        """:meth:`zoom` of a slice's ``(Y, X)`` predicted classes (label values); keeps
+        its objects in :attr:`objects` when it is not zoomed."""
         objects = objects_of_classes(classes, self.interior, self.boundary, self.min_size)
         size = slice_size(objects, (classes == self.interior) | (classes == self.boundary))
         zoom = zoom_to(size, self.learnt, classes.shape)
