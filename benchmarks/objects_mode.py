@@ -22,7 +22,7 @@ count; one run, one seed.
 
     python benchmarks/objects_mode.py [--set dsb2018_fluo_256x256] [--steps 500] [--train-images 64]
                                       [--painted 0.25] [--rows semantic ceiling dense painted]
-                                      [--normalization JSON] [--tta] [--contact-weight 10]
+                                      [--normalization JSON] [--advanced JSON] [--tta] [--contact-weight 10]
 """
 
 from __future__ import annotations
@@ -42,7 +42,13 @@ from common import RESULTS, hardware, object_set, save_results  # noqa: E402
 
 from napari_unetseg.core import contacts, instances  # noqa: E402
 from napari_unetseg.core.checkpoint import load_model, save_model  # noqa: E402
-from napari_unetseg.core.config import ModelSpec, PredictConfig, RunOptions, TrainConfig  # noqa: E402
+from napari_unetseg.core.config import (  # noqa: E402
+    AdvancedOptions,
+    ModelSpec,
+    PredictConfig,
+    RunOptions,
+    TrainConfig,
+)
 from napari_unetseg.core.events import run_generator  # noqa: E402
 from napari_unetseg.core.jobs import start_training  # noqa: E402
 from napari_unetseg.core.normalization import Normalization  # noqa: E402
@@ -50,6 +56,8 @@ from napari_unetseg.core.object_sink import object_sink  # noqa: E402
 from napari_unetseg.core.objects import evaluate_objects  # noqa: E402
 from napari_unetseg.core.prediction import iter_predict  # noqa: E402
 from napari_unetseg.core.sample import _stroke  # noqa: E402
+
+ADVANCED: dict = {}  # the training options of every row (--advanced)
 
 
 def painted_objects(objects: np.ndarray, share: float, rng) -> np.ndarray:
@@ -86,7 +94,8 @@ def train_and_predict(
     """Train on ``labels`` (from the model file ``init`` when given) and predict the test
     images: classes, or objects (as ``unetseg predict`` writes them) for an object model;
     and the training minutes. The model file goes to ``save`` (a path) when given."""
-    config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu", seed=seed)
+    config = TrainConfig(steps=steps, label_mode=mode, objects=objects, device="cpu", seed=seed,
+                         advanced=AdvancedOptions(**ADVANCED))  # fmt: skip
     start = time.perf_counter()
     trainer = start_training([images[:, None]], [labels], spec or ModelSpec(), config, RunOptions(init=init))
     loaded = run_generator(trainer.run()).loaded
@@ -143,9 +152,12 @@ def main() -> None:
                         help="train and predict on images zoomed so; objects zoomed back")  # fmt: skip
     parser.add_argument("--base-channels", type=int, default=ModelSpec.base_channels,
                         help="the U-Net's width (stop 46: 32)")  # fmt: skip
+    parser.add_argument("--advanced", type=json.loads, default={},
+                        help='training options, JSON (e.g. \'{"class_balance": true}\')')  # fmt: skip
     parser.add_argument("--normalization", type=json.loads, default={},
                         help='normalisation options, JSON (e.g. \'{"min_range": 0}\')')  # fmt: skip
     args = parser.parse_args()
+    ADVANCED.update(args.advanced)  # every row's training options
     instances.CORE = args.core  # what every object label becomes while training
     contacts.CONTACT_WEIGHT = args.contact_weight  # ... and how much its contacts weigh
     normalization = Normalization.from_dict(args.normalization)
@@ -201,7 +213,7 @@ def main() -> None:
     }
     results = {"hardware": hardware(), "set": args.set, "normalization": spec.normalization.to_dict(),
                "steps": args.steps, "seed": args.seed, "core": args.core,
-               "contact_weight": args.contact_weight, "train_images": len(train),
+               "contact_weight": args.contact_weight, "advanced": args.advanced, "train_images": len(train),
                "test_images": len(test), "rows": table}  # fmt: skip
     path = save_results(results, f"objects_mode_{args.set}_{'_'.join(args.rows)}{args.name}")
     print(f"{args.set}: {len(train)} training images, {len(test)} test images, {args.steps} steps")

@@ -98,6 +98,10 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     other = d / "other_run"  # classes 1 and 3 instead of 1 and 2
     train_from_files([f["image"]], [f["new_class"]], other, model_options=TINY, train_options=FAST)
     f["other_classes_model"] = other / "model.pt"
+    zoomed = torch.load(f["model"], weights_only=True)
+    zoomed["object_zoom"] = 0.5  # as a model that learnt large objects at half their size
+    f["zoomed_model"] = d / "zoomed.pt"
+    torch.save(zoomed, f["zoomed_model"])
     f["truncated_model"] = d / "truncated.pt"
     f["truncated_model"].write_bytes(f["model"].read_bytes()[:2000])
     newer = torch.load(f["model"], weights_only=True)
@@ -272,6 +276,9 @@ CASES = [
     Case("ensemble of models with different classes", [*PREDICT, "--model", "{other_classes_model}"],
          lambda f, o: predict_files([f["model"], f["other_classes_model"]], [f["image"]], o / "pred"),
          "an ensemble needs models trained on the same classes"),
+    Case("ensemble of models that learnt at different zooms", [*PREDICT, "--model", "{zoomed_model}"],
+         lambda f, o: predict_files([f["model"], f["zoomed_model"]], [f["image"]], o / "pred"),
+         "an ensemble needs models trained on objects of the same size"),
     Case("zero steps", [*TRAIN, "--steps", "0"],
          lambda f, o: _train(f, o, train={"steps": 0}), "must be a number >= 1, got 0", "--steps must"),
     Case("negative steps", [*TRAIN, "--steps", "-5"],

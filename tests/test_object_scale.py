@@ -191,3 +191,74 @@ def test_a_slice_not_zoomed_gets_its_objects_from_one_watershed(monkeypatch):
     matched = objects(True)
     assert len(calls) == 2  # once per slice: the size match's objects are the sink's
     assert np.array_equal(matched, plain) and len(np.unique(matched[1])) == 8  # 7 discs, numbered on
+
+
+def test_training_zoom_brings_large_objects_to_the_depth_learnt():
+    """Objects deeper than TRAIN_DEPTH (median) are learnt zoomed to it, never so far that
+    an image gets a side under the patch; smaller ones (or none) as they are."""
+    from napari_unetseg.core.object_scale import TRAIN_DEPTH, training_zoom
+
+    assert training_zoom((5.0, 8.0, 12.0), [(256, 256)], 128) == 1.0
+    assert training_zoom((), [(256, 256)], 128) == 1.0
+    assert training_zoom((30.0, 4 * TRAIN_DEPTH, 90.0), [(1024, 1280)], 128) == pytest.approx(0.25)
+    assert training_zoom((30.0, 4 * TRAIN_DEPTH, 90.0), [(1024, 1280), (300, 400)], 128) == pytest.approx(
+        128 / 300
+    )
+
+
+def test_large_nuclei_are_learnt_and_predicted_zoomed(tmp_path, cli):
+    """Nuclei of radius 18-30 px are learnt at the zoom that brings them to TRAIN_DEPTH: the
+    model file records that zoom and the sizes as labelled, the preview and ``unetseg
+    predict`` (one process or block by block) see every image so and give the objects at
+    the image's own size."""
+    import tifffile
+
+    from napari_unetseg.core.checkpoint import load_model
+    from napari_unetseg.core.object_scale import TRAIN_DEPTH
+
+    rng = np.random.default_rng(0)
+    small = np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(3)])
+    objects = ndimage.zoom(small, (1, 3, 3), order=0)  # radius 18-30
+    images = np.stack([nuclei_like(o, rng) for o in objects]) * 1.0
+    test_truth = ndimage.zoom(touching_discs((96, 96), seed=9, n=14), 3, order=0)
+    write_tiff(tmp_path / "large.tif", nuclei_like(test_truth, rng))
+    model = train_objects_by_cli(cli, tmp_path, images, objects)
+    loaded = load_model(model)
+    assert loaded.object_depths == pytest.approx(depth_range([objects], "dense"))  # as labelled
+    assert loaded.object_zoom == pytest.approx(TRAIN_DEPTH / loaded.object_depths[1])
+    assert 0.4 < loaded.object_zoom < 0.9
+    found = {}
+    for name, flags in (("one", []), ("blocks", ["--dask", "local:1"])):
+        proc = cli("predict", "--model", model, "--out", tmp_path / name, tmp_path / "large.tif", *flags)
+        assert proc.returncode == 0, proc.stderr
+        found[name] = tifffile.imread(tmp_path / name / "large.tif")
+    assert found["one"].shape == test_truth.shape
+    assert object_scores(test_truth, found["one"]).f1 > 0.8
+    assert np.array_equal(found["blocks"], found["one"])
+
+
+def test_a_run_that_learns_zoomed_previews_at_the_image_size():
+    """The Train dock's preview of a run of large objects is predicted zoomed and shown
+    at the slice's own size; label updates of the image's size are taken (zoomed too)."""
+    from napari_unetseg.core.config import ModelSpec, RunOptions, TrainConfig
+    from napari_unetseg.core.events import LabelsEvent, PreviewEvent
+    from napari_unetseg.core.jobs import start_training
+
+    rng = np.random.default_rng(1)
+    objects = ndimage.zoom(
+        np.stack([touching_discs((96, 96), seed=s, n=14) for s in range(2)]), (1, 3, 3), order=0
+    )
+    images = np.stack([nuclei_like(o, rng) for o in objects])[:, None]
+    config = TrainConfig(steps=4, objects=True, label_mode="dense", patch_size=64, batch_size=2, device="cpu")
+    trainer = start_training([images], [objects], ModelSpec(depth=2, base_channels=8), config, RunOptions())
+    assert trainer.object_zoom < 1
+    trainer.preview_every = 2
+    trainer.set_preview(1)
+    events = []
+    run = trainer.run()
+    events.append(next(run))
+    trainer.update_labels([objects])
+    events += list(run)
+    previews = [e for e in events if isinstance(e, PreviewEvent)]
+    assert previews and all(p.labels.shape == (288, 288) for p in previews)
+    assert [e.accepted for e in events if isinstance(e, LabelsEvent)] == [True]

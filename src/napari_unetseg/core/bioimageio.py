@@ -291,11 +291,19 @@ def _describe(loaded: LoadedModel, source: str, image: np.ndarray, folder: Path,
 
 
 def _floor_note(loaded: LoadedModel) -> str:
-    """The card's words on the one step of the recipe ``scale_range`` cannot express."""
+    """The card's words on the steps of the recipe that bioimage.io's preprocessing cannot
+    express: the normalisation's floor, and the zoom of a model that learnt large objects."""
+    zoom = ""
+    if loaded.object_zoom != 1.0:
+        zoom = (
+            f"\nThis network learnt its objects at {loaded.object_zoom:.3g}x: napari-unetseg zooms every\n"
+            "image so before it and the scores back after it; other bioimage.io tools do not, and\n"
+            "must be given the image zoomed so."
+        )
     share = loaded.normalization.min_range
     if not share:
-        return ""
-    return (
+        return zoom
+    return zoom + (
         f"\nnapari-unetseg also keeps the high value at least {share:g} of the way to the image's\n"
         "brightest pixels (99.99th percentile), so that the noise of a nearly empty image (a few\n"
         "objects on under 1 % of it) is not stretched to full range; other bioimage.io tools do\n"

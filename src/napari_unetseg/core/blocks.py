@@ -86,12 +86,24 @@ def predict_block(
     """Labels ``(*region)`` and scores ``(K, *region)`` of one block (probabilities when
     the predictor's ``softmax`` is on). ``stack`` is the lazy ``(N, C, Y, X)`` input:
     only the block and the context of its tiles are read."""
+    zoom = predictor.models[0].object_zoom
+    if zoom != 1.0:  # a model that learnt zoomed: blocks are whole slices (plan_blocks' block_size)
+        scores = whole_slice(predictor, stack, stats, block.job, zoom)[(slice(None), *block.region)]
+        return predictor.labels(scores), scores
     if is_volume_model(predictor.models[0]):
         sources = [ImageSource(stack, lo, hi, channels_second=True) for lo, hi in stats]
     else:
         sources = [ImageSource(stack[block.job], lo, hi) for lo, hi in stats]
     scores = run_generator(predictor.iter(sources, block.region))
     return predictor.labels(scores), scores
+
+
+def whole_slice(predictor: RegionPredictor, stack, stats: Statistics, job: int, zoom: float) -> np.ndarray:
+    """The ``(K, Y, X)`` scores of slice ``job`` of a 2D model predicted whole at ``zoom``
+    (normalised with the slice's own statistics, ``stats``), zoomed back to the slice."""
+    raw = np.asarray(stack[job])  # (C, Y, X)
+    sources = [ImageSource(zoomed(raw, zoom), lo, hi) for lo, hi in stats]
+    return zoomed_back(run_generator(predictor.iter(sources)), raw.shape[-2:])
 
 
 def size_matched(
@@ -106,9 +118,7 @@ def size_matched(
     zoom, size = match.zoom_of(classes)
     if zoom == 1.0:
         return classes, None, None
-    raw = np.asarray(stack[job])  # (C, Y, X), normalised with the slice's own statistics
-    sources = [ImageSource(zoomed(raw, zoom), lo, hi) for lo, hi in stats]
-    scores = zoomed_back(run_generator(predictor.iter(sources)), classes.shape)
+    scores = whole_slice(predictor, stack, stats, job, match.base * zoom)
     return predictor.labels(scores), scores, ZoomEvent(job, len(stack), zoom, size, *match.learnt)
 
 

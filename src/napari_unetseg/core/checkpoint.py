@@ -12,7 +12,9 @@ Contents: ``format``, ``format_version``, ``spec`` (the ModelSpec's network fiel
 ``step``, ``object_size`` (object models: the median size of the objects trained on; absent
 from files before it, read as 0: unknown), ``object_depths`` (2D object models: the 10th,
 50th and 90th percentiles of the trained objects' largest depths,
-:mod:`~napari_unetseg.core.object_scale`; absent before it: unknown) and ``state_dict``.
+:mod:`~napari_unetseg.core.object_scale`; absent before it: unknown), ``object_zoom`` (2D
+object models: the zoom its network saw the images at, below 1 for large objects; absent
+before it: 1) and ``state_dict``.
 Resume state (optimizer, scheduler, RNG) lives in a separate ``resume.pt`` in the run
 folder so that shared model files stay small.
 """
@@ -56,6 +58,7 @@ class LoadedModel:
     class_names: tuple[str, ...] = ()  # one per class value; "" (or none at all): unnamed
     object_size: float = 0.0  # object models: median pixels (voxels) of the objects trained on
     object_depths: tuple[float, ...] = ()  # 2D object models: the sizes learnt (object_scale)
+    object_zoom: float = 1.0  # 2D object models: the images' zoom the network learnt at (object_scale)
 
     def name_of(self, value: int) -> str:
         """What to call class ``value``: its name, or ``"class {value}"``."""
@@ -92,6 +95,7 @@ class LoadedModel:
             "logit_bias": [float(b) for b in self.logit_bias],
             "object_size": float(self.object_size),
             "object_depths": [float(d) for d in self.object_depths],
+            "object_zoom": float(self.object_zoom),
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }
 
@@ -187,6 +191,7 @@ def model_from_payload(payload: dict, path: str | Path, device: torch.device | s
             class_names=tuple(str(name) for name in payload.get("class_names", ())),
             object_size=float(payload.get("object_size", 0.0)),
             object_depths=tuple(float(d) for d in payload.get("object_depths", ())),
+            object_zoom=float(payload.get("object_zoom", 1.0)),
         )
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise UserInputError(f"{path} is a damaged model file: {exc}") from exc
@@ -196,6 +201,8 @@ def model_from_payload(payload: dict, path: str | Path, device: torch.device | s
         raise UserInputError(f"{path} is a damaged model file: class values do not match the head")
     if n_names not in (0, spec.num_classes):
         raise UserInputError(f"{path} is a damaged model file: class names do not match the classes")
+    if not 0 < loaded.object_zoom <= 1:
+        raise UserInputError(f"{path} is a damaged model file: its object zoom is {loaded.object_zoom}")
     return loaded
 
 

@@ -217,7 +217,9 @@ class _InputRun:
             check_z_stack(layout.axes, Path(target.source).name)
         # a 2D object model's slices at the scale it learnt, as one process predicts them
         self.matched = not self.joined and SizeMatch.of(list(models), config) is not None
-        self.blocks = plan_blocks(stack.shape, self.volume, config.block_size, config.block_depth)
+        # a model that learnt its objects zoomed predicts whole slices, zoomed: one block each
+        side = config.block_size if models[0].object_zoom == 1.0 else max(stack.shape[2:])
+        self.blocks = plan_blocks(stack.shape, self.volume, side, config.block_depth)
         values = models[0].class_values
         classes_dtype = labels_dtype(values)
         names = (

@@ -159,22 +159,35 @@ class ObjectClasses:
         self.volume = MODELS[model_name].spatial_dims == 3
         self.object_size = 0.0
         self.object_depths: tuple[float, ...] = ()
+        self.zoom = 1.0  # 2D: the zoom the classes are learnt at (set by :meth:`first`)
 
     def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
-        from napari_unetseg.core.object_scale import depth_percentiles
+        """The classes to learn (at :attr:`zoom`); the sizes are measured as labelled."""
+        from napari_unetseg.core.object_scale import depth_percentiles, zoomed_stack
 
         done = [training_classes_and_depths(stack, self.label_mode, self.volume) for stack in label_stacks]
         self.object_size = median_object_size(label_stacks, self.label_mode, self.volume)
         depths = np.concatenate([d for _, d in done]) if done else np.zeros(0)
         self.object_depths = () if self.volume else depth_percentiles(depths)
+        if self.zoom != 1.0:  # the labels zoomed as the images are, then their classes
+            stacks = [zoomed_stack(stack, self.zoom, labels=True) for stack in label_stacks]
+            return [training_classes(stack, self.label_mode) for stack in stacks]
         return [classes for classes, _ in done]
 
-    def first(self, label_stacks: Sequence[np.ndarray], warning: str | None):
+    def first(self, label_stacks: Sequence[np.ndarray], warning: str | None, patch_size: int):
         """The classes of the run's first labels, their names, and the warning to show
-        (the label-mode one, or for sparse labels :func:`dense_objects_warning`)."""
+        (the label-mode one, or for sparse labels :func:`dense_objects_warning`). A 2D run
+        of large objects learns them zoomed (:attr:`zoom`,
+        :func:`~napari_unetseg.core.object_scale.training_zoom`)."""
+        from napari_unetseg.core.object_scale import training_zoom
+
         if self.label_mode == "sparse":
             warning = dense_objects_warning(label_stacks)
-        return self(label_stacks), list(CLASS_NAMES), warning
+        classes = self(label_stacks)
+        if not self.volume:
+            self.zoom = training_zoom(self.object_depths, [s.shape for s in label_stacks], patch_size)
+            classes = self(label_stacks) if self.zoom != 1.0 else classes
+        return classes, list(CLASS_NAMES), warning
 
 
 PAINT_OBJECTS = (

@@ -12,6 +12,11 @@ predicted as one, which is what an image at the wrong scale gives.
 * Training (:class:`~napari_unetseg.core.instances.ObjectClasses`) records
   :func:`depth_range` of the objects it learns: the 10th, 50th and 90th percentiles of
   their largest depths (``LoadedModel.object_depths``, 2D models).
+* Training also sees large objects smaller: a 2D object run whose objects' median largest
+  depth is over :data:`TRAIN_DEPTH` learns its images and labels zoomed to bring it there
+  (:func:`training_zoom`, ``LoadedModel.object_zoom``), so that a training patch holds
+  whole nuclei with their neighbours; the sizes are recorded as labelled, and prediction
+  predicts every slice at that zoom, its scores zoomed back.
 * Prediction (:func:`~napari_unetseg.core.prediction.iter_predict`, ``PredictConfig.
   match_size``): each slice is predicted as usual; :func:`zoom_for` takes the median
   largest depth of its objects (the seeded watershed's, or, with fewer than
@@ -35,6 +40,7 @@ from napari_unetseg.core.instances import depths_to_edges, objects_of_classes
 from napari_unetseg.core.object_sink import ObjectSlices, is_object_model, object_recipe
 
 PERCENTILES = (10, 50, 90)  # the range of sizes a model has learnt, and its middle
+TRAIN_DEPTH = 16.0  # px: 2D object runs whose objects are deeper (median) learn them zoomed to this
 MIN_OBJECTS = 5  # fewer seeded objects than this: the size is read from the foreground's pieces
 MAX_ZOOM = 6.0  # the largest rescaling of a slice, either way
 MAX_PIXELS = 64_000_000  # ... and the largest slice it may make (pixels)
@@ -78,6 +84,28 @@ def learnt_range(object_depths, train_config: dict) -> tuple[float, float, float
     )
     low, middle, high = object_depths
     return low / zoom, middle, high * zoom
+
+
+def training_zoom(object_depths, shapes, patch_size: int) -> float:
+    """The zoom a 2D object run learns its images at: 1, or, where the median largest
+    depth of its objects (``object_depths``, :data:`PERCENTILES`) is over
+    :data:`TRAIN_DEPTH`, the zoom that brings it to :data:`TRAIN_DEPTH`, so that a
+    training patch holds whole objects with their neighbours (Cellpose rescales every
+    image to one nucleus diameter); never so far that an image of ``shapes`` (its ``(Y,
+    X)``) gets a side under ``patch_size``."""
+    if len(object_depths) != len(PERCENTILES) or not object_depths[1] > TRAIN_DEPTH:
+        return 1.0
+    smallest = min(min(shape[-2:]) for shape in shapes)
+    return min(1.0, max(TRAIN_DEPTH / object_depths[1], patch_size / smallest))
+
+
+def zoomed_stack(stack, zoom: float, labels: bool = False) -> np.ndarray:
+    """A stack ``(..., Y, X)`` zoomed in Y and X: an image linearly (float32), labels by
+    their nearest value."""
+    factors = (1,) * (np.ndim(stack) - 2) + (zoom, zoom)
+    if labels:
+        return ndimage.zoom(np.asarray(stack), factors, order=0)
+    return ndimage.zoom(np.asarray(stack, dtype=np.float32), factors, order=1)
 
 
 def slice_size(objects: np.ndarray, foreground: np.ndarray) -> float | None:
@@ -132,6 +160,7 @@ class SizeMatch:
 
     def __init__(self, loaded) -> None:
         self.learnt = learnt_range(loaded.object_depths, loaded.train_config)
+        self.base = loaded.object_zoom  # every slice is predicted at this zoom first
         self.interior, self.boundary, self.min_size = object_recipe(loaded)
         self.lut = np.asarray(loaded.class_values)
         self.objects: np.ndarray | None = None  # the last slice's objects, when it was not zoomed
@@ -186,5 +215,5 @@ class SizeMatch:
         if zoom == 1.0:
             return scores
         yield ZoomEvent(*where, zoom, size, *self.learnt)
-        again = yield from predictor.iter(sources(zoom), progress=progress)
+        again = yield from predictor.iter(sources(self.base * zoom), progress=progress)
         return zoomed_back(again, scores.shape[1:])

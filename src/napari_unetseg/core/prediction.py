@@ -25,7 +25,7 @@ from napari_unetseg.core.device import resolve_device
 from napari_unetseg.core.errors import UserInputError
 from napari_unetseg.core.events import PredictProgress, run_generator
 from napari_unetseg.core.inference import inference_copy
-from napari_unetseg.core.object_scale import SizeMatch, zoomed
+from napari_unetseg.core.object_scale import SizeMatch, zoomed, zoomed_back
 from napari_unetseg.core.tiler import ImageSource, Tiler, smaller_batch
 
 __all__ = [
@@ -126,6 +126,12 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
             )
         if getattr(other.model, "spatial_dims", 2) != dims:
             raise UserInputError("an ensemble cannot mix 2D and 3D models")
+        if other.object_zoom != first.object_zoom:
+            raise UserInputError(
+                f"the models learnt their objects at different zooms ({first.object_zoom:.2f}x and "
+                f"{other.object_zoom:.2f}x)",
+                "an ensemble needs models trained on objects of the same size",
+            )
 
 
 def iter_predict(
@@ -147,9 +153,11 @@ def iter_predict(
     still normalises with the whole stack's percentiles); the result then holds
     ``len(slices)`` slices.
 
-    A 2D object model predicts a slice again, zoomed, where its objects are far smaller or
-    larger than those it learnt (``config.match_size``, :mod:`~napari_unetseg.core.object_scale`;
-    not where ``labels_out`` joins the slices into 3D objects).
+    A 2D object model that learnt large objects zoomed (``LoadedModel.object_zoom``)
+    predicts each slice at that zoom, its scores zoomed back; and a 2D object model
+    predicts a slice again, zoomed, where its objects are far smaller or larger than those
+    it learnt (``config.match_size``, :mod:`~napari_unetseg.core.object_scale`; not where
+    ``labels_out`` joins the slices into 3D objects).
 
     Several models (an ensemble, e.g. one recipe trained with different seeds; they
     must share classes, input channels and 2D/3D) each predict with their own recipe
@@ -176,8 +184,13 @@ def iter_predict(
         probs = np.zeros((n, len(lut), *stack.shape[2:]), np.float32)
     jobs = _jobs(models, stack, indices, config.tile_depth)
     size_match = SizeMatch.of(models, config, labels_out)  # 2D object models: objects at the scale learnt
+    zoom = models[0].object_zoom  # a 2D object model that learnt large objects zoomed sees them so
     for number, (first, sources, targets) in enumerate(jobs):
-        combined = yield from predictor.iter(sources(), progress=(number, len(jobs)))
+        combined = yield from predictor.iter(
+            sources(zoom) if zoom != 1.0 else sources(), progress=(number, len(jobs))
+        )
+        if zoom != 1.0:
+            combined = zoomed_back(combined, stack.shape[2:])
         if size_match is not None:
             where = (first, stack.shape[0])  # the slice's place in the stack (2D jobs: one slice each)
             combined = yield from size_match.iter(predictor, sources, combined, (number, len(jobs)), where)

@@ -45,6 +45,7 @@ from napari_unetseg.core.inference import inference_copy
 from napari_unetseg.core.instances import ObjectClasses
 from napari_unetseg.core.losses import training_loss
 from napari_unetseg.core.metrics import masked_dice
+from napari_unetseg.core.object_scale import zoomed, zoomed_back, zoomed_stack
 from napari_unetseg.core.parallel import distributed_heads, is_main, mean_over_ranks, rank_seed
 from napari_unetseg.core.run_folder import RunFolder
 from napari_unetseg.core.tiler import Tiler, smaller_batch
@@ -145,16 +146,22 @@ class Trainer:
             self.config = self.config.replace(seed=seed)
         self.label_mode = base.label_mode if run.resume else self.config.label_mode
         warning = data_mod.label_mode_warning(labels, self.label_mode)
+        self._label_shapes = [tuple(np.shape(stack)) for stack in labels]  # what update_labels must give
         self._objects = None  # objects: what turns their labels into the classes learnt
         if self.config.objects:
             self._objects = ObjectClasses(self.label_mode, (base.spec if base else spec or ModelSpec()).name)
-            labels, class_names, warning = self._objects.first(labels, warning)
+            labels, class_names, warning = self._objects.first(labels, warning, self.config.patch_size)
+        # large objects are learnt zoomed (object_scale.training_zoom): the images as their labels
+        self.object_zoom = self._objects.zoom if self._objects else 1.0
+        self._train_images = list(images)
+        if self.object_zoom != 1.0:
+            self._train_images = [zoomed_stack(stack, self.object_zoom) for stack in images]
         known = base.class_values if base and not self._objects else ()  # objects: always their 3 classes
         self.class_values = data_mod.find_class_values(labels, self.label_mode, known)
         self.warnings: tuple[str, ...] = (warning,) if warning else ()  # for the fronts to show
         base_names = dict(zip(base.class_values, base.class_names)) if base and base.class_names else {}
         self.class_names = name_classes(self.class_values, class_names, base_names)
-        data_mod.check_training_sizes(images, self.config.patch_size)
+        data_mod.check_training_sizes(self._train_images, self.config.patch_size)
         self.spec = (base.spec if base else spec or ModelSpec()).replace(
             in_channels=channels, num_classes=len(self.class_values)
         )
@@ -172,7 +179,7 @@ class Trainer:
         # patches, flips: the run's own (each rank of a torchrun run its own, rank 0 the run's seed)
         self.generator = torch.Generator().manual_seed(rank_seed(self.config.seed))
         self._ddp = distributed_heads(self.model, self.device)  # several ranks: gradients averaged
-        self._prepare_data(images, labels)
+        self._prepare_data(self._train_images, labels)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.config.learning_rate,
@@ -272,7 +279,7 @@ class Trainer:
         """Rebuild the training data from the labels :meth:`update_labels` left; the
         previous ones stay when nothing of the run's classes is painted any more."""
         labels, self._new_labels = self._new_labels, None
-        if [stack.shape for stack in labels] != [tuple(stack.shape) for stack in self._labels]:
+        if [tuple(np.shape(stack)) for stack in labels] != self._label_shapes:
             return LabelsEvent(self.step, accepted=False, reason="the labels changed shape")
         if self._objects is not None:
             try:
@@ -283,7 +290,7 @@ class Trainer:
         found = set().union(*(np.unique(stack).tolist() for stack in labels))
         unknown = tuple(sorted(found - set(self.class_values) - ignored))
         try:
-            self._prepare_data(self._images, labels)
+            self._prepare_data(self._train_images, labels)
         except UserInputError as exc:
             return LabelsEvent(self.step, unknown=unknown, accepted=False, reason=exc.problem)
         items = [*self.sampler.targets, *(y for _, y in self.val)]
@@ -431,9 +438,15 @@ class Trainer:
         return scores[:, 0] if volume else scores
 
     def predict_slice(self, image: np.ndarray) -> np.ndarray:
-        """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice."""
+        """Labels (annotation numbering) of a normalised ``(C, Y, X)`` slice as it is (a run
+        that learns zoomed, :attr:`object_zoom`, predicts it zoomed, its scores zoomed back)."""
         lut = np.asarray(self.class_values, dtype=labels_dtype(self.class_values))
-        return lut[self._predict_index(image)]
+        if self.object_zoom == 1.0:
+            return lut[self._predict_index(image)]
+        scores = self._scores(zoomed(image, self.object_zoom))
+        if self.logit_bias:
+            scores = scores + np.asarray(self.logit_bias, scores.dtype)[:, None, None]
+        return lut[zoomed_back(scores, image.shape[-2:]).argmax(0)]
 
     # -- output -------------------------------------------------------------------
 
@@ -455,6 +468,7 @@ class Trainer:
             class_names=self.class_names,
             object_size=self._objects.object_size if self._objects else 0.0,
             object_depths=self._objects.object_depths if self._objects else (),
+            object_zoom=self.object_zoom,
         )
 
     def _config_record(self) -> dict:
