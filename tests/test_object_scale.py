@@ -262,3 +262,23 @@ def test_a_run_that_learns_zoomed_previews_at_the_image_size():
     previews = [e for e in events if isinstance(e, PreviewEvent)]
     assert previews and all(p.labels.shape == (288, 288) for p in previews)
     assert [e.accepted for e in events if isinstance(e, LabelsEvent)] == [True]
+
+
+def test_painted_objects_learnt_zoomed_keep_a_band_of_background_as_painted():
+    """The unpainted pixels just outside a painted object are background within OUTSIDE
+    pixels as painted: zoomed to 0.4x, within one pixel of the zoomed object, not two."""
+    from napari_unetseg.core.instances import OUTSIDE, ObjectClasses
+
+    plane = np.zeros((200, 200), np.uint16)
+    plane[disk((100, 100), 60)] = 2  # one painted object, nothing else painted
+    classes = ObjectClasses("sparse", "unet")
+    classes.zoom = 0.4
+    (learnt,) = classes([plane[None]])
+    assert learnt.shape == (1, 80, 80)
+    inside = learnt[0] >= 2
+    band = (learnt[0] == 1) & ~inside
+    assert band.any() and ndimage.binary_dilation(inside, iterations=1)[band].all()  # one pixel wide
+    (native,) = ObjectClasses("sparse", "unet")([plane[None]])
+    native_band = native[0] == 1
+    assert ndimage.binary_dilation(native[0] >= 2, iterations=OUTSIDE)[native_band].all()
+    assert not ndimage.binary_dilation(native[0] >= 2, iterations=1)[native_band].all()  # two wide there

@@ -37,7 +37,7 @@ CORE = 0.5  # the interior: the pixels at least half the object's largest depth 
 MIN_SIZE = 15  # predicted objects smaller than this (pixels, or voxels) are dropped, as Cellpose does
 MIN_SHARE = 0.02  # ... and those under this share of the median object the model was trained on
 SEED_SHARE = 0.1  # seeds under this share of the largest in their foreground piece are dropped
-OUTSIDE = 2  # painted objects: the unpainted pixels this close to one are taken as background
+OUTSIDE = 2  # painted objects: the unpainted pixels this close to one (as painted) are background
 
 
 def instance_classes(instances: np.ndarray, core: float | None = None) -> np.ndarray:
@@ -75,14 +75,16 @@ def depths_to_edges(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return depth, ids, np.asarray(ndimage.maximum(depth, instances, ids), dtype=float)
 
 
-def training_classes(labels: np.ndarray, label_mode: str, volume: bool = False) -> np.ndarray:
+def training_classes(
+    labels: np.ndarray, label_mode: str, volume: bool = False, outside: int = OUTSIDE
+) -> np.ndarray:
     """The classes a network learns from object labels, plane by plane (or as one volume)
     (:func:`training_classes_and_depths`)."""
-    return training_classes_and_depths(labels, label_mode, volume)[0]
+    return training_classes_and_depths(labels, label_mode, volume, outside)[0]
 
 
 def training_classes_and_depths(
-    labels: np.ndarray, label_mode: str, volume: bool = False
+    labels: np.ndarray, label_mode: str, volume: bool = False, outside: int = OUTSIDE
 ) -> tuple[np.ndarray, np.ndarray]:
     """The classes a network learns from object labels, plane by plane (or as one volume),
     and the largest depth of each object learnt (of every plane's objects, or the volume's).
@@ -91,9 +93,10 @@ def training_classes_and_depths(
     :data:`INTERIOR`, :data:`BOUNDARY` (0, 1, 2) everywhere. ``sparse`` (painted in
     napari): 0 = unpainted (ignored), 1 = background strokes, 2, 3, ... = whole objects,
     each painted with its own label -> 0 unpainted, 1 background, 2 interior, 3 boundary;
-    the unpainted pixels within :data:`OUTSIDE` px of a painted object are background too
-    (the object is whole: what lies just outside it is not it), so that the network sees
-    where objects end, which strokes kept away from the objects would never show it.
+    the unpainted pixels within ``outside`` px (:data:`OUTSIDE`) of a painted object are
+    background too (the object is whole: what lies just outside it is not it), so that the
+    network sees where objects end, which strokes kept away from the objects would never
+    show it.
     """
     labels = check_instances(labels, "labels")
     planes = [labels] if volume else list(labels.reshape(-1, *labels.shape[-2:]))
@@ -105,19 +108,19 @@ def training_classes_and_depths(
         done = [classes_and_depths(plane) for plane in planes]
     else:
         check_painted_objects(labels)
-        done = [_painted_classes(plane) for plane in planes]
+        done = [_painted_classes(plane, outside) for plane in planes]
     classes = np.stack([c for c, _ in done]).reshape(labels.shape)
     return classes, np.concatenate([d for _, d in done])
 
 
-def _painted_classes(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _painted_classes(plane: np.ndarray, outside: int = OUTSIDE) -> tuple[np.ndarray, np.ndarray]:
     """The classes of one plane (or volume) of painted objects (:func:`training_classes`),
     and the largest depth of each painted object."""
     objects = np.where(plane >= 2, plane, 0)
     inside = objects > 0
     # a whole object ends where it is painted: the unpainted pixels just outside it are not it
-    outside = ndimage.binary_dilation(inside, iterations=OUTSIDE) & (plane == 0)
-    classes = np.where((plane == 1) | outside, 1, 0).astype(np.uint8)
+    around = ndimage.binary_dilation(inside, iterations=outside) & (plane == 0)
+    classes = np.where((plane == 1) | around, 1, 0).astype(np.uint8)
     object_classes, depths = classes_and_depths(objects)
     classes[inside] = object_classes[inside] + 1
     return classes, depths
@@ -171,7 +174,8 @@ class ObjectClasses:
         self.object_depths = () if self.volume else depth_percentiles(depths)
         if self.zoom != 1.0:  # the labels zoomed as the images are, then their classes
             stacks = [zoomed_stack(stack, self.zoom, labels=True) for stack in label_stacks]
-            return [training_classes(stack, self.label_mode) for stack in stacks]
+            outside = max(1, round(OUTSIDE * self.zoom))  # where painting ends: pixels as painted
+            return [training_classes(stack, self.label_mode, outside=outside) for stack in stacks]
         return [classes for classes, _ in done]
 
     def first(self, label_stacks: Sequence[np.ndarray], warning: str | None, patch_size: int):
