@@ -99,3 +99,19 @@ def test_the_normalisation_floor_travels_with_the_model_file(tmp_path):
     del payload["normalization_min_range"]
     torch.save(payload, tmp_path / "before.pt")
     assert load_model(tmp_path / "before.pt").normalization.min_range == 0.0
+
+
+def test_the_object_zoom_travels_with_the_model_file(tmp_path):
+    """A model that learnt its objects zoomed keeps that zoom; a file from before it (no
+    entry) loads at 1 (as it was trained); a zoom that cannot be is a damaged file."""
+    spec = ModelSpec(depth=2, base_channels=4, num_classes=3)
+    zoomed = LoadedModel(build_model(spec), spec, (0, 1, 2), "dense", object_zoom=0.33)
+    assert load_model(save_model(zoomed, tmp_path / "z.pt")).object_zoom == pytest.approx(0.33)
+    payload = torch.load(tmp_path / "z.pt", weights_only=True)
+    del payload["object_zoom"]
+    torch.save(payload, tmp_path / "before.pt")
+    assert load_model(tmp_path / "before.pt").object_zoom == 1.0
+    payload["object_zoom"] = 0.0
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(UserInputError, match="damaged model file: its object zoom"):
+        load_model(tmp_path / "bad.pt")
