@@ -235,6 +235,16 @@ def test_large_nuclei_are_learnt_and_predicted_zoomed(tmp_path, cli):
     assert found["one"].shape == test_truth.shape
     assert object_scores(test_truth, found["one"]).f1 > 0.8
     assert np.array_equal(found["blocks"], found["one"])
+    # nuclei three times smaller than those learnt: predicted again at the image's own 3x the
+    # model's zoom, and the line says so
+    small_truth = touching_discs((96, 96), seed=9, n=14)
+    write_tiff(tmp_path / "small.tif", nuclei_like(small_truth, rng))
+    proc = cli("predict", "--model", model, "--out", tmp_path / "small", tmp_path / "small.tif")
+    assert proc.returncode == 0, proc.stderr
+    (told,) = [line for line in proc.stderr.splitlines() if "predicted again" in line]
+    zoom = float(told.rsplit(" at ", 1)[1].rstrip("x"))
+    assert zoom == pytest.approx(3 * loaded.object_zoom, rel=0.3), told
+    assert object_scores(small_truth, tifffile.imread(tmp_path / "small" / "small.tif")).f1 > 0.6
 
 
 def test_a_run_that_learns_zoomed_previews_at_the_image_size():

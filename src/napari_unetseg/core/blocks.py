@@ -118,7 +118,8 @@ def size_matched(
     zoom, size = match.zoom_of(classes)
     if zoom == 1.0:
         return classes, None, None
-    scores = whole_slice(predictor, stack, stats, job, match.base * zoom)
+    zoom = match.base * zoom  # the zoom the image is predicted at (a model that learnt zoomed: times its own)
+    scores = whole_slice(predictor, stack, stats, job, zoom)
     return predictor.labels(scores), scores, ZoomEvent(job, len(stack), zoom, size, *match.learnt)
 
 

@@ -130,8 +130,10 @@ class ZoomEvent:
     :mod:`~napari_unetseg.core.object_scale`): the slice's index in its stack of
     ``n_slices``, its objects' median largest depth (about their radius, pixels) ``size``,
     the learnt range ``low``-``high`` (middle ``middle``), and the ``zoom`` it was
-    predicted at; ``file``: the input's name, where the event does not follow its
-    :class:`FileEvent` (block-wise runs, :mod:`~napari_unetseg.core.distributed`)."""
+    predicted at (of the image as it is: for a model that learnt zoomed,
+    ``LoadedModel.object_zoom``, that zoom included); ``file``: the input's name, where
+    the event does not follow its :class:`FileEvent` (block-wise runs,
+    :mod:`~napari_unetseg.core.distributed`)."""
 
     slice_index: int
     n_slices: int

@@ -214,6 +214,6 @@ class SizeMatch:
         zoom, size = self.zoom(scores)
         if zoom == 1.0:
             return scores
-        yield ZoomEvent(*where, zoom, size, *self.learnt)
+        yield ZoomEvent(*where, self.base * zoom, size, *self.learnt)  # the zoom the image is predicted at
         again = yield from predictor.iter(sources(self.base * zoom), progress=progress)
         return zoomed_back(again, scores.shape[1:])
