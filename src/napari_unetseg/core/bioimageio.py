@@ -290,7 +290,7 @@ def _describe(loaded: LoadedModel, source: str, image: np.ndarray, folder: Path,
     )
 
 
-def _floor_note(loaded: LoadedModel) -> str:
+def _recipe_notes(loaded: LoadedModel) -> str:
     """The card's words on the steps of the recipe that bioimage.io's preprocessing cannot
     express: the normalisation's floor, and the zoom of a model that learnt large objects."""
     zoom = ""
@@ -365,7 +365,7 @@ A {loaded.spec.name} ({len(spatial)}D) trained with napari-unetseg {__version__}
 ## Input
 `raw`: (batch, channel, {", ".join(spatial)}), {loaded.spec.in_channels} channel(s), any intensity
 range: each channel of each image is scaled so that its {loaded.normalization.low:g}th
-percentile maps to 0 and its {loaded.normalization.high:g}th to 1 (`scale_range`).{_floor_note(loaded)}
+percentile maps to 0 and its {loaded.normalization.high:g}th to 1 (`scale_range`).{_recipe_notes(loaded)}
 
 ## Output
 `probabilities`: one channel per class (softmax{correction}).

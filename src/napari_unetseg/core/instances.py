@@ -166,17 +166,23 @@ class ObjectClasses:
 
     def __call__(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The classes to learn (at :attr:`zoom`); the sizes are measured as labelled."""
-        from napari_unetseg.core.object_scale import depth_percentiles, zoomed_stack
+        from napari_unetseg.core.object_scale import depth_percentiles
 
         done = [training_classes_and_depths(stack, self.label_mode, self.volume) for stack in label_stacks]
         self.object_size = median_object_size(label_stacks, self.label_mode, self.volume)
         depths = np.concatenate([d for _, d in done]) if done else np.zeros(0)
         self.object_depths = () if self.volume else depth_percentiles(depths)
-        if self.zoom != 1.0:  # the labels zoomed as the images are, then their classes
-            stacks = [zoomed_stack(stack, self.zoom, labels=True) for stack in label_stacks]
-            outside = max(1, round(OUTSIDE * self.zoom))  # where painting ends: pixels as painted
-            return [training_classes(stack, self.label_mode, outside=outside) for stack in stacks]
+        if self.zoom != 1.0:
+            return self._zoomed_classes(label_stacks)
         return [classes for classes, _ in done]
+
+    def _zoomed_classes(self, label_stacks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The classes of the labels zoomed (by their nearest value) as the images are."""
+        from napari_unetseg.core.object_scale import zoomed_stack
+
+        stacks = [zoomed_stack(stack, self.zoom, labels=True) for stack in label_stacks]
+        outside = max(1, round(OUTSIDE * self.zoom))  # where painting ends: pixels as painted
+        return [training_classes(stack, self.label_mode, outside=outside) for stack in stacks]
 
     def first(self, label_stacks: Sequence[np.ndarray], warning: str | None, patch_size: int):
         """The classes of the run's first labels, their names, and the warning to show
@@ -187,10 +193,10 @@ class ObjectClasses:
 
         if self.label_mode == "sparse":
             warning = dense_objects_warning(label_stacks)
-        classes = self(label_stacks)
+        classes = self(label_stacks)  # at zoom 1; the sizes measured
         if not self.volume:
             self.zoom = training_zoom(self.object_depths, [s.shape for s in label_stacks], patch_size)
-            classes = self(label_stacks) if self.zoom != 1.0 else classes
+            classes = self._zoomed_classes(label_stacks) if self.zoom != 1.0 else classes
         return classes, list(CLASS_NAMES), warning
 
 

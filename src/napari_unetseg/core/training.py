@@ -201,7 +201,7 @@ class Trainer:
             images, labels, self.class_values, self.label_mode, self.normalization,
             self.config, volumes, self.device, self.generator,
         )  # fmt: skip
-        self.sampler, self.val, self._labels = data.sampler, data.val, data.labels
+        self.sampler, self.val = data.sampler, data.val
         self.class_weights, self.priors = data.class_weights, data.priors
 
     def _restore(self, state: dict) -> None:
@@ -423,10 +423,14 @@ class Trainer:
 
     def _predict_index(self, image: np.ndarray) -> np.ndarray:
         """Class indices of a normalised ``(C, Y, X)`` slice, prior correction included."""
+        return self._corrected_scores(image).argmax(0)
+
+    def _corrected_scores(self, image: np.ndarray) -> np.ndarray:
+        """:meth:`_scores` with the class-prior correction, if the run has one."""
         scores = self._scores(image)
         if self.logit_bias:
             scores = scores + np.asarray(self.logit_bias, scores.dtype)[:, None, None]
-        return scores.argmax(0)
+        return scores
 
     def _scores(self, image: np.ndarray) -> np.ndarray:
         """Network scores ``(K, Y, X)`` of a normalised ``(C, Y, X)`` slice (a 3D model sees
@@ -443,9 +447,7 @@ class Trainer:
         lut = np.asarray(self.class_values, dtype=labels_dtype(self.class_values))
         if self.object_zoom == 1.0:
             return lut[self._predict_index(image)]
-        scores = self._scores(zoomed(image, self.object_zoom))
-        if self.logit_bias:
-            scores = scores + np.asarray(self.logit_bias, scores.dtype)[:, None, None]
+        scores = self._corrected_scores(zoomed(image, self.object_zoom))
         return lut[zoomed_back(scores, image.shape[-2:]).argmax(0)]
 
     # -- output -------------------------------------------------------------------

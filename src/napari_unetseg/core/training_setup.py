@@ -141,7 +141,6 @@ class TrainingData:
 
     sampler: data_mod.PatchSampler
     val: list  # held-out (image, target) pairs
-    labels: list[np.ndarray]  # the label stacks it was made from
     class_weights: torch.Tensor | None
     priors: PriorEstimator | None
 
@@ -182,4 +181,4 @@ def prepare_data(
     if advanced.prior_correction and label_mode == "sparse" and not volumes:
         priors = PriorEstimator(train_x, train_y, classes, weights, objects=config.objects)
     class_weights = torch.from_numpy(weights).to(device) if weights is not None else None
-    return TrainingData(sampler, val, list(labels), class_weights, priors)
+    return TrainingData(sampler, val, class_weights, priors)
